@@ -1,0 +1,228 @@
+//! The api listener: thin HTTP handlers over `coordination/` and the cache, on
+//! `/v1/...`. The route table below IS the router (and `docs/openapi.yaml` must list
+//! every entry — a test compares them):
+//!
+//! | method | path | handler |
+//! |---|---|---|
+//! (see `ROUTES`)
+//!
+//! Every error is JSON `{"error": "CODE", "message": "..."}`; a malformed body is
+//! 400 `BAD_REQUEST` naming the field; `{ns}` / `{id}` segments must match
+//! `[A-Za-z0-9._:-]{1,200}`; when `api.token` is set, every call needs
+//! `Authorization: Bearer <token>`.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, LazyLock};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use serde::de::DeserializeOwned;
+
+use crate::app::AppState;
+use crate::body::Body;
+use crate::error::{Error, Source};
+use crate::routes::{Params, PathPattern};
+
+/// Largest request body the api accepts.
+pub const MAX_API_BODY: usize = 1 << 20;
+
+/// What a handler gets.
+pub struct ApiRequest {
+    pub params: Params,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl ApiRequest {
+    /// A path parameter, validated against `[A-Za-z0-9._:-]{1,200}`.
+    pub fn segment(&self, name: &str) -> Result<String, Error> {
+        let v = self
+            .params
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("");
+        let decoded = percent_encoding::percent_decode_str(v)
+            .decode_utf8()
+            .map_err(|_| Error::bad_request(name, format!("{name} is not valid UTF-8")))?;
+        if decoded.is_empty()
+            || decoded.len() > 200
+            || !decoded
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+        {
+            return Err(Error::bad_request(
+                name,
+                format!("{name} must match [A-Za-z0-9._:-]{{1,200}}"),
+            ));
+        }
+        Ok(decoded.into_owned())
+    }
+
+    /// The body as JSON; errors name the field.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        parse_json(&self.body)
+    }
+}
+
+/// Parses a JSON body; a problem is 400 `BAD_REQUEST` naming the field.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
+    if body.is_empty() {
+        return Err(Error::bad_request("body", "a JSON body is required"));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let msg = inner.to_string();
+        // "missing field `x`" names the field in the message, not the path.
+        let field = msg
+            .split('`')
+            .nth(1)
+            .filter(|_| msg.starts_with("missing field") || msg.starts_with("unknown field"))
+            .map(|f| {
+                if path == "." || path.is_empty() {
+                    f.to_string()
+                } else {
+                    format!("{path}.{f}")
+                }
+            })
+            .unwrap_or_else(|| {
+                if path == "." {
+                    "body".to_string()
+                } else {
+                    path
+                }
+            });
+        let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+        Error::bad_request(&field, format!("{field}: {msg}"))
+    })
+}
+
+pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<http::Response<Body>, Error>> + Send>>;
+pub type HandlerFn = fn(Arc<AppState>, ApiRequest) -> HandlerFuture;
+
+/// One api route.
+pub struct ApiRoute {
+    pub method: Method,
+    pub path: &'static str,
+    pub pattern: PathPattern,
+    pub handler: HandlerFn,
+}
+
+fn route(method: Method, path: &'static str, handler: HandlerFn) -> ApiRoute {
+    ApiRoute {
+        method,
+        path,
+        pattern: PathPattern::parse(path).expect("api route patterns are valid"),
+        handler,
+    }
+}
+
+/// The route table: every api endpoint, in match order.
+pub static ROUTES: LazyLock<Vec<ApiRoute>> = LazyLock::new(|| {
+    let table: Vec<ApiRoute> = vec![];
+    let _ = route;
+    table
+});
+
+pub struct Api {
+    pub state: Arc<AppState>,
+}
+
+impl crate::server::Handler for Api {
+    async fn call(&self, req: http::Request<Incoming>, _peer: SocketAddr) -> http::Response<Body> {
+        match handle(&self.state, req).await {
+            Ok(r) => r,
+            Err(e) => e.into_response(),
+        }
+    }
+}
+
+fn check_token(state: &AppState, headers: &HeaderMap) -> Result<(), Error> {
+    let runtime = state.runtime.load();
+    let Some(expected) = runtime.config.api.token.as_deref() else {
+        return Ok(());
+    };
+    let given = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, rest) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+        });
+    let ok = given.is_some_and(|g| constant_time_eq(g.as_bytes(), expected.as_bytes()));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::new(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            "this api needs Authorization: Bearer <api.token>",
+            Source::Client,
+        )
+        .with_header(
+            http::header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("Bearer realm=\"gatehouse-api\""),
+        ))
+    }
+}
+
+/// Compares secrets without leaking their common prefix length through timing.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn handle(
+    state: &Arc<AppState>,
+    req: http::Request<Incoming>,
+) -> Result<http::Response<Body>, Error> {
+    check_token(state, req.headers())?;
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    let mut path_matched = false;
+    let mut found = None;
+    for r in ROUTES.iter() {
+        if let Some(params) = r.pattern.matches(&path) {
+            path_matched = true;
+            if r.method == method {
+                found = Some((r, params));
+                break;
+            }
+        }
+    }
+    let Some((r, params)) = found else {
+        return Err(if path_matched {
+            Error::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "METHOD_NOT_ALLOWED",
+                format!("{method} is not allowed on {path}"),
+                Source::Client,
+            )
+        } else {
+            Error::not_found("NO_ROUTE", format!("no api endpoint at {path}"))
+        });
+    };
+    let (parts, body) = req.into_parts();
+    let body = http_body_util::Limited::new(body, MAX_API_BODY)
+        .collect()
+        .await
+        .map_err(|_| Error::body_too_large(MAX_API_BODY as u64))?
+        .to_bytes();
+    (r.handler)(
+        state.clone(),
+        ApiRequest {
+            params,
+            headers: parts.headers,
+            body,
+        },
+    )
+    .await
+}

@@ -1,0 +1,173 @@
+//! Builds the one shared `AppState` and binds the proxy, api and admin listeners.
+//! `App::start` binds every port or fails naming the listener; `App::shutdown` turns
+//! readiness false first, stops accepting, and lets in-flight requests finish within
+//! `server.shutdown_grace`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::cache::Cache;
+use crate::config::reload::Runtime;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::proxy::origin::Origin;
+use crate::server::{self, Limits};
+use crate::store::Store;
+
+/// Everything a request needs, shared by every listener. No global state: tests run
+/// many instances in one process.
+pub struct AppState {
+    pub runtime: ArcSwap<Runtime>,
+    pub config_path: Option<PathBuf>,
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    pub origin: Origin,
+    pub cache: Cache,
+    pub listeners_bound: AtomicBool,
+    pub shutting_down: AtomicBool,
+}
+
+impl AppState {
+    /// Builds everything a reload may replace, or says why not.
+    pub fn build_runtime(&self, config: Config) -> Result<Runtime, String> {
+        Runtime::new(config)
+    }
+
+    /// Updates gauges read at scrape time.
+    pub fn refresh_gauges(&self) {
+        self.cache.refresh_gauges(&self.metrics);
+        self.metrics.store_up.set(self.store.is_up() as i64);
+    }
+}
+
+/// A running gatehouse: its bound addresses and the handle to stop it.
+pub struct App {
+    pub proxy_addr: SocketAddr,
+    pub api_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub state: Arc<AppState>,
+    shutdown_tx: watch::Sender<bool>,
+    servers: Vec<tokio::task::JoinHandle<()>>,
+    background: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl App {
+    /// Starts gatehouse with a validated config. `config_path` enables reloads.
+    pub async fn start(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<App> {
+        server::tls::install_crypto_provider();
+        let metrics = Arc::new(Metrics::new());
+        let tls = match &config.server.tls {
+            Some(t) => Some(server::tls::acceptor(t).map_err(anyhow::Error::msg)?),
+            None => None,
+        };
+        let bind = |addr: SocketAddr, name: &'static str| async move {
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot bind the {name} listener on {addr}"))
+        };
+        let proxy_listener = bind(config.server.listen, "proxy (server.listen)").await?;
+        let api_listener = bind(config.server.api_listen, "api (server.api_listen)").await?;
+        let admin_listener =
+            bind(config.server.admin_listen, "admin (server.admin_listen)").await?;
+
+        let store = Store::new(&config.store, metrics.clone());
+        let origin = Origin::new(&config.origin);
+        let cache = Cache::new(&config.cache, store.clone(), metrics.clone());
+        let runtime = Runtime::new(config.clone()).map_err(anyhow::Error::msg)?;
+        let state = Arc::new(AppState {
+            runtime: ArcSwap::from_pointee(runtime),
+            config_path,
+            store,
+            metrics,
+            origin,
+            cache,
+            listeners_bound: AtomicBool::new(false),
+            shutting_down: AtomicBool::new(false),
+        });
+
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let limits = Limits {
+            max_header_bytes: config.server.max_header_bytes as usize,
+        };
+        let grace = config.server.shutdown_grace;
+        let proxy_addr = proxy_listener.local_addr()?;
+        let api_addr = api_listener.local_addr()?;
+        let admin_addr = admin_listener.local_addr()?;
+        let servers = vec![
+            server::serve(
+                "proxy",
+                proxy_listener,
+                tls,
+                Arc::new(crate::proxy::Proxy {
+                    state: state.clone(),
+                    tls: config.server.tls.is_some(),
+                }),
+                limits,
+                shutdown_rx.clone(),
+                grace,
+            ),
+            server::serve(
+                "api",
+                api_listener,
+                None,
+                Arc::new(crate::api::Api {
+                    state: state.clone(),
+                }),
+                limits,
+                shutdown_rx.clone(),
+                grace,
+            ),
+            server::serve(
+                "admin",
+                admin_listener,
+                None,
+                Arc::new(crate::admin::Admin {
+                    state: state.clone(),
+                }),
+                limits,
+                shutdown_rx,
+                grace,
+            ),
+        ];
+        let mut background = crate::config::reload::spawn_reloaders(state.clone());
+        background.extend(state.cache.spawn_background(&state.store));
+        state.listeners_bound.store(true, Ordering::SeqCst);
+        tracing::info!(%proxy_addr, %api_addr, %admin_addr, store = ?config.store.backend, origin = %config.origin.url, "gatehouse listening");
+        Ok(App {
+            proxy_addr,
+            api_addr,
+            admin_addr,
+            state,
+            shutdown_tx,
+            servers,
+            background,
+        })
+    }
+
+    /// Readiness turns 503, listeners stop accepting, in-flight requests finish
+    /// within `server.shutdown_grace`; then background tasks stop.
+    pub async fn shutdown(self) {
+        self.state.shutting_down.store(true, Ordering::SeqCst);
+        let _ = self.shutdown_tx.send(true);
+        for s in self.servers {
+            let _ = s.await;
+        }
+        for b in self.background {
+            b.abort();
+        }
+        self.state.store.shutdown();
+    }
+
+    /// Marks the instance not ready without closing listeners (the first step of a
+    /// drain, so load balancers stop sending before connections close).
+    pub fn begin_drain(&self) {
+        self.state.shutting_down.store(true, Ordering::SeqCst);
+    }
+}

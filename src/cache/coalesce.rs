@@ -1,0 +1,198 @@
+//! One origin fetch per key per instance (Pingora's cache-lock model, not moka's
+//! `get_with`): the first request for a key becomes the leader; later ones wait,
+//! woken by notification (a `watch` channel), each wait bounded by
+//! `cache.lock_timeout`. Outcomes:
+//!
+//! - `Stored(entry)`: every waiter answers from it (`collapsed`);
+//! - `Uncacheable`: waiters are released to fetch on their own;
+//! - `Failed` (leader errored, was dropped, or aged out): one waiter becomes the new
+//!   leader — the handover — and the others wait on it.
+//!
+//! A flight older than `cache.lock_age` is not joined: the next request leads anew.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use super::entry::Entry;
+
+/// What a finished flight tells its waiters.
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    Stored(Arc<Entry>),
+    Uncacheable,
+    Failed,
+}
+
+struct Flight {
+    tx: watch::Sender<Option<Outcome>>,
+    started: Instant,
+}
+
+#[derive(Default)]
+pub struct Coalescer {
+    flights: Mutex<HashMap<Arc<str>, Arc<Flight>>>,
+}
+
+/// The caller's part in a flight.
+pub enum Role {
+    Leader(LeaderGuard),
+    Waiter(Waiter),
+}
+
+/// Held by the leader; dropping it without `finish` tells waiters `Failed`.
+pub struct LeaderGuard {
+    coalescer: Arc<Coalescer>,
+    key: Arc<str>,
+    flight: Arc<Flight>,
+    done: bool,
+}
+
+pub struct Waiter {
+    rx: watch::Receiver<Option<Outcome>>,
+}
+
+/// What a waiter learned.
+#[derive(Debug)]
+pub enum Waited {
+    Outcome(Outcome),
+    TimedOut,
+}
+
+impl Coalescer {
+    /// Joins the flight for `key`, or starts one.
+    pub fn join(self: &Arc<Self>, key: &Arc<str>, lock_age: Duration) -> Role {
+        let mut flights = self.flights.lock().expect("coalescer lock");
+        if let Some(f) = flights.get(key) {
+            if f.started.elapsed() < lock_age && f.tx.borrow().is_none() {
+                return Role::Waiter(Waiter {
+                    rx: f.tx.subscribe(),
+                });
+            }
+        }
+        let (tx, _) = watch::channel(None);
+        let flight = Arc::new(Flight {
+            tx,
+            started: Instant::now(),
+        });
+        flights.insert(key.clone(), flight.clone());
+        Role::Leader(LeaderGuard {
+            coalescer: self.clone(),
+            key: key.clone(),
+            flight,
+            done: false,
+        })
+    }
+
+    /// Flights in progress (for tests and gauges).
+    pub fn in_flight(&self) -> usize {
+        self.flights.lock().expect("coalescer lock").len()
+    }
+
+    fn end(&self, key: &Arc<str>, flight: &Arc<Flight>, outcome: Outcome) {
+        let mut flights = self.flights.lock().expect("coalescer lock");
+        // Only remove our own flight: an aged-out one may have been replaced.
+        if flights.get(key).is_some_and(|f| Arc::ptr_eq(f, flight)) {
+            flights.remove(key);
+        }
+        drop(flights);
+        flight.tx.send_replace(Some(outcome));
+    }
+}
+
+impl LeaderGuard {
+    pub fn finish(mut self, outcome: Outcome) {
+        self.done = true;
+        self.coalescer.end(&self.key, &self.flight, outcome);
+    }
+}
+
+impl Drop for LeaderGuard {
+    fn drop(&mut self) {
+        if !self.done {
+            self.coalescer.end(&self.key, &self.flight, Outcome::Failed);
+        }
+    }
+}
+
+impl Waiter {
+    /// Waits for the leader's outcome, at most `timeout`.
+    pub async fn wait(mut self, timeout: Duration) -> Waited {
+        let result = tokio::time::timeout(timeout, self.rx.wait_for(|o| o.is_some())).await;
+        match result {
+            Ok(Ok(o)) => Waited::Outcome(o.clone().expect("waited for Some")),
+            // The sender vanished without an outcome: treat as a failed leader.
+            Ok(Err(_)) => Waited::Outcome(Outcome::Failed),
+            Err(_) => Waited::TimedOut,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(s: &str) -> Arc<str> {
+        Arc::from(s)
+    }
+
+    #[tokio::test]
+    async fn one_leader_many_waiters_all_get_the_outcome() {
+        let c = Arc::new(Coalescer::default());
+        let k = key("a");
+        let Role::Leader(leader) = c.join(&k, Duration::from_secs(10)) else {
+            panic!("first caller leads")
+        };
+        let waiters: Vec<_> = (0..10)
+            .map(|_| match c.join(&k, Duration::from_secs(10)) {
+                Role::Waiter(w) => tokio::spawn(w.wait(Duration::from_secs(5))),
+                Role::Leader(_) => panic!("second caller must wait"),
+            })
+            .collect();
+        leader.finish(Outcome::Uncacheable);
+        for w in waiters {
+            assert!(matches!(
+                w.await.unwrap(),
+                Waited::Outcome(Outcome::Uncacheable)
+            ));
+        }
+        assert_eq!(c.in_flight(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_dropped_leader_hands_over_to_a_waiter() {
+        let c = Arc::new(Coalescer::default());
+        let k = key("b");
+        let leader = c.join(&k, Duration::from_secs(10));
+        let Role::Waiter(w) = c.join(&k, Duration::from_secs(10)) else {
+            panic!()
+        };
+        drop(leader);
+        assert!(matches!(
+            w.wait(Duration::from_secs(1)).await,
+            Waited::Outcome(Outcome::Failed)
+        ));
+        assert!(matches!(
+            c.join(&k, Duration::from_secs(10)),
+            Role::Leader(_)
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waits_are_bounded_and_old_flights_are_not_joined() {
+        let c = Arc::new(Coalescer::default());
+        let k = key("c");
+        let _leader = c.join(&k, Duration::from_secs(10));
+        let Role::Waiter(w) = c.join(&k, Duration::from_secs(10)) else {
+            panic!()
+        };
+        assert!(matches!(
+            w.wait(Duration::from_millis(100)).await,
+            Waited::TimedOut
+        ));
+        // A zero lock age means the existing flight is too old to join.
+        assert!(matches!(c.join(&k, Duration::ZERO), Role::Leader(_)));
+    }
+}

@@ -1,0 +1,90 @@
+//! L1: the in-process moka tier, weighted by bytes (`cache.max_bytes`), each entry
+//! expiring when nothing can use it any more (freshness plus stale windows).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use moka::sync::Cache as Moka;
+
+use super::entry::{now_ms, Entry};
+
+/// An L1 slot: the entry and when it was put here (for coherence: entries stored
+/// before a lost subscription are distrusted).
+#[derive(Clone, Debug)]
+pub struct Slot {
+    pub entry: Arc<Entry>,
+    pub inserted: Instant,
+}
+
+struct Expiry;
+
+impl moka::Expiry<Arc<str>, Slot> for Expiry {
+    fn expire_after_create(&self, _key: &Arc<str>, slot: &Slot, _now: Instant) -> Option<Duration> {
+        Some(Duration::from_millis(
+            slot.entry.response().hard_ttl_at(now_ms()).max(1),
+        ))
+    }
+
+    fn expire_after_update(
+        &self,
+        key: &Arc<str>,
+        slot: &Slot,
+        now: Instant,
+        _current: Option<Duration>,
+    ) -> Option<Duration> {
+        self.expire_after_create(key, slot, now)
+    }
+}
+
+#[derive(Clone)]
+pub struct L1 {
+    cache: Moka<Arc<str>, Slot>,
+}
+
+impl L1 {
+    pub fn new(max_bytes: u64) -> L1 {
+        let cache = Moka::builder()
+            .max_capacity(max_bytes)
+            .weigher(|k: &Arc<str>, s: &Slot| s.entry.weight().saturating_add(k.len() as u32))
+            .expire_after(Expiry)
+            .build();
+        L1 { cache }
+    }
+
+    pub fn get(&self, key: &str) -> Option<Slot> {
+        self.cache.get(key)
+    }
+
+    pub fn insert(&self, key: Arc<str>, entry: Arc<Entry>) {
+        self.cache.insert(
+            key,
+            Slot {
+                entry,
+                inserted: Instant::now(),
+            },
+        );
+    }
+
+    pub fn remove(&self, key: &str) {
+        self.cache.invalidate(key);
+    }
+
+    /// Drops every entry (moka drops entries inserted before this call).
+    pub fn clear(&self) {
+        self.cache.invalidate_all();
+    }
+
+    pub fn entry_count(&self) -> u64 {
+        self.cache.run_pending_tasks();
+        self.cache.entry_count()
+    }
+
+    pub fn weighted_size(&self) -> u64 {
+        self.cache.weighted_size()
+    }
+
+    /// Keys currently held (for prefix purges of L1; walks the whole cache).
+    pub fn keys(&self) -> Vec<Arc<str>> {
+        self.cache.iter().map(|(k, _)| (*k).clone()).collect()
+    }
+}

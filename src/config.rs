@@ -1,0 +1,1051 @@
+//! Configuration: one TOML file, every key with a named default, environment overrides
+//! (`GATEHOUSE_<SECTION>_<KEY>`, `REDIS_URL` as a fallback for `store.url`), and a
+//! validation that names the key path of every problem (`origin.timeout`,
+//! `routes[2].ttl`). `Config::from_toml_str` never stops at the first problem: it
+//! returns all of them, so `gatehouse check` can print the whole list.
+//!
+//! The repo's top-level `config.toml` lists every key read here with its default; the
+//! test `config_toml_lists_every_key` keeps the two in step.
+
+pub mod parse;
+pub mod reload;
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use parse::Section;
+pub use parse::{format_duration, format_size, parse_duration, parse_size, ConfigError};
+
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:7070";
+pub const DEFAULT_ADMIN_LISTEN: &str = "0.0.0.0:9100";
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+pub const DEFAULT_MAX_HEADER_BYTES: u64 = 64 << 10;
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 16 << 20;
+
+pub const DEFAULT_ORIGIN_URL: &str = "http://127.0.0.1:3000";
+pub const DEFAULT_ORIGIN_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+pub const DEFAULT_ORIGIN_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_ORIGIN_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+pub const DEFAULT_ORIGIN_POOL_MAX_IDLE: u64 = 256;
+
+pub const DEFAULT_STORE_URL: &str = "redis://127.0.0.1:6379";
+pub const DEFAULT_KEY_PREFIX: &str = "gatehouse:development";
+pub const DEFAULT_STORE_COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
+pub const DEFAULT_STORE_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub const DEFAULT_CACHE_MAX_BYTES: u64 = 256 << 20;
+pub const DEFAULT_CACHE_MAX_OBJECT: u64 = 8 << 20;
+pub const DEFAULT_CACHE_DEFAULT_TTL: Duration = Duration::ZERO;
+pub const DEFAULT_CACHE_NEGATIVE_TTL: Duration = Duration::from_secs(10);
+pub const DEFAULT_COHERENCE_GRACE: Duration = Duration::from_secs(1);
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_LOCK_AGE: Duration = Duration::from_secs(10);
+pub const DEFAULT_MAX_VARIANTS: u64 = 32;
+pub const DEFAULT_HIT_FOR_PASS_TTL: Duration = Duration::from_secs(30);
+
+pub const DEFAULT_AUTH_LEEWAY: Duration = Duration::from_secs(60);
+pub const DEFAULT_JWKS_REFRESH: Duration = Duration::from_secs(300);
+
+pub const DEFAULT_CAPACITY_SYNC_INTERVAL: Duration = Duration::from_secs(1);
+pub const DEFAULT_CAPACITY_SYNC_BATCH: u64 = 100;
+
+pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(2);
+pub const DEFAULT_LOG_LEVEL: &str = "info";
+pub const DEFAULT_LOG_FORMAT: &str = "text";
+
+/// The whole configuration, typed and defaulted.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub origin: OriginConfig,
+    pub store: StoreConfig,
+    pub cache: CacheConfig,
+    pub routes: Vec<RouteConfig>,
+    pub auth: AuthConfig,
+    pub api: ApiConfig,
+    pub capacity: CapacityConfig,
+    pub reload: ReloadConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub api_listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub shutdown_grace: Duration,
+    pub max_header_bytes: u64,
+    /// Request bodies larger than this are answered 413 `BODY_TOO_LARGE`.
+    pub max_body_bytes: u64,
+    pub tls: Option<TlsConfig>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct OriginConfig {
+    pub url: http::Uri,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+    pub pool_idle_timeout: Duration,
+    pub pool_max_idle: u64,
+    /// Forward the client's `Host` (true, like Envoy) or the origin's authority.
+    pub preserve_host: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreBackend {
+    Memory,
+    Redis,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoreConfig {
+    pub backend: StoreBackend,
+    pub url: String,
+    pub key_prefix: String,
+    pub cluster: Vec<String>,
+    pub sentinel: Option<SentinelConfig>,
+    pub command_timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Keep `/readyz` at 200 ("degraded") while the store is unreachable.
+    pub serve_degraded: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SentinelConfig {
+    pub master: String,
+    pub nodes: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct CacheConfig {
+    pub max_bytes: u64,
+    pub max_object: u64,
+    pub default_ttl: Duration,
+    pub negative_ttl: Duration,
+    pub coherence_grace: Duration,
+    /// How long a request waits for another request's fetch of the same key.
+    pub lock_timeout: Duration,
+    /// How long a fetch may hold the key before waiters stop trusting it.
+    pub lock_age: Duration,
+    pub max_variants: u64,
+    pub hit_for_pass_ttl: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthMode {
+    Off,
+    Optional,
+    Required,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreErrorPolicy {
+    Deny,
+    Allow,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyBy {
+    /// One cache entry per URL, shared by every caller.
+    Shared,
+    /// One cache entry per URL per verified `sub` claim.
+    Sub,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RouteConfig {
+    pub path: String,
+    pub methods: Vec<http::Method>,
+    pub ttl: Option<Duration>,
+    pub override_ttl: bool,
+    pub negative_ttl: Option<Duration>,
+    pub stale_while_revalidate: Option<Duration>,
+    pub stale_if_error: Option<Duration>,
+    pub vary: Vec<String>,
+    pub tags: Vec<String>,
+    pub auth: AuthMode,
+    pub invalidate_on: Vec<String>,
+    pub key_by: KeyBy,
+    /// `false` makes the route pass through without caching.
+    pub cache: bool,
+    pub revoke_on_success: bool,
+    pub forward_authorization: bool,
+    pub on_store_error: Option<StoreErrorPolicy>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuthConfig {
+    pub issuer: Option<String>,
+    pub audiences: Vec<String>,
+    pub leeway: Duration,
+    pub algorithms: Vec<String>,
+    pub hs_secret: Option<String>,
+    pub public_key_files: Vec<PathBuf>,
+    pub jwks_file: Option<PathBuf>,
+    pub jwks_url: Option<String>,
+    pub jwks_refresh: Duration,
+    pub claims_to_headers: Vec<(String, String)>,
+    pub on_store_error: StoreErrorPolicy,
+    pub token_cookie: Option<String>,
+    pub token_header: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApiConfig {
+    pub token: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct CapacityConfig {
+    pub sync_url: Option<String>,
+    pub sync_interval: Duration,
+    pub sync_batch: u64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReloadConfig {
+    pub watch: bool,
+    pub interval: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogConfig {
+    pub level: String,
+    pub format: String,
+}
+
+const SECTIONS: &[&str] = &[
+    "server", "origin", "store", "cache", "auth", "api", "capacity", "reload", "log",
+];
+/// Nested tables an environment variable can reach (`GATEHOUSE_SERVER_TLS_CERT`).
+const NESTED: &[(&str, &str)] = &[("server", "tls"), ("store", "sentinel")];
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::from_table(toml::Table::new()).expect("defaults are valid")
+    }
+}
+
+impl Config {
+    /// Reads a file, applies the process environment, validates.
+    pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            vec![ConfigError {
+                key: path.display().to_string(),
+                message: format!("cannot read config file: {e}"),
+            }]
+        })?;
+        let env: HashMap<String, String> = std::env::vars().collect();
+        Config::from_toml_str(&text, &env)
+    }
+
+    /// Parses TOML text with the given environment applied on top.
+    pub fn from_toml_str(
+        text: &str,
+        env: &HashMap<String, String>,
+    ) -> Result<Config, Vec<ConfigError>> {
+        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            vec![ConfigError {
+                key: "(file)".into(),
+                message: e.to_string().trim().replace('\n', " "),
+            }]
+        })?;
+        let mut errors = Vec::new();
+        apply_env(&mut table, env, &mut errors);
+        match Config::from_table(table) {
+            Ok(c) if errors.is_empty() => Ok(c),
+            Ok(_) => Err(errors),
+            Err(mut more) => {
+                errors.append(&mut more);
+                Err(errors)
+            }
+        }
+    }
+
+    /// Every key path the reader knows, with route keys as `routes[].key`.
+    pub fn known_keys() -> BTreeSet<String> {
+        let mut table = toml::Table::new();
+        let mut route = toml::Table::new();
+        route.insert("path".into(), toml::Value::String("/".into()));
+        table.insert(
+            "routes".into(),
+            toml::Value::Array(vec![toml::Value::Table(route)]),
+        );
+        let mut errors = Vec::new();
+        let mut known = BTreeSet::new();
+        let _ = read(table, &mut errors, &mut known);
+        known
+    }
+
+    fn from_table(table: toml::Table) -> Result<Config, Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let mut known = BTreeSet::new();
+        let config = read(table, &mut errors, &mut known);
+        if errors.is_empty() {
+            config.validate(&mut errors);
+        }
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Cross-key checks, after every value parsed.
+    fn validate(&self, errors: &mut Vec<ConfigError>) {
+        let mut err = |key: &str, message: String| {
+            errors.push(ConfigError {
+                key: key.to_string(),
+                message,
+            })
+        };
+        let s = &self.server;
+        for (key, a, b) in [
+            ("server.api_listen", s.api_listen, s.listen),
+            ("server.admin_listen", s.admin_listen, s.listen),
+            ("server.admin_listen", s.admin_listen, s.api_listen),
+        ] {
+            if a == b && a.port() != 0 {
+                err(key, format!("{a} is already used by another listener"));
+            }
+        }
+        if s.max_header_bytes < 8192 {
+            err(
+                "server.max_header_bytes",
+                "must be at least 8KiB (HTTP/1 needs room for a request line)".into(),
+            );
+        }
+        if let Some(tls) = &s.tls {
+            for (key, path) in [("server.tls.cert", &tls.cert), ("server.tls.key", &tls.key)] {
+                if !path.is_file() {
+                    err(key, format!("file {} does not exist", path.display()));
+                }
+            }
+        }
+        if self.origin.timeout.is_zero() {
+            err("origin.timeout", "must be greater than 0s".into());
+        }
+        if self.origin.connect_timeout.is_zero() {
+            err("origin.connect_timeout", "must be greater than 0s".into());
+        }
+        let st = &self.store;
+        if st.key_prefix.is_empty()
+            || st.key_prefix.contains(char::is_whitespace)
+            || st.key_prefix.contains(['{', '}'])
+        {
+            err(
+                "store.key_prefix",
+                "must be non-empty, without spaces or braces (e.g. \"checkin:production\")".into(),
+            );
+        }
+        if st.backend == StoreBackend::Redis {
+            if st.cluster.is_empty() && st.sentinel.is_none() {
+                if let Err(m) = check_redis_url(&st.url) {
+                    err("store.url", m);
+                }
+            }
+            for (i, u) in st.cluster.iter().enumerate() {
+                if let Err(m) = check_redis_url(u) {
+                    err(&format!("store.cluster[{i}]"), m);
+                }
+            }
+            if st.sentinel.is_some() && !st.cluster.is_empty() {
+                err(
+                    "store.sentinel",
+                    "cannot be combined with store.cluster".into(),
+                );
+            }
+            if let Some(sen) = &st.sentinel {
+                if sen.master.is_empty() {
+                    err(
+                        "store.sentinel.master",
+                        "must name the monitored master".into(),
+                    );
+                }
+                if sen.nodes.is_empty() {
+                    err(
+                        "store.sentinel.nodes",
+                        "must list at least one sentinel".into(),
+                    );
+                }
+                for (i, u) in sen.nodes.iter().enumerate() {
+                    if let Err(m) = check_redis_url(u) {
+                        err(&format!("store.sentinel.nodes[{i}]"), m);
+                    }
+                }
+            }
+        }
+        if st.command_timeout.is_zero() {
+            err("store.command_timeout", "must be greater than 0s".into());
+        }
+        let c = &self.cache;
+        if c.max_object > c.max_bytes {
+            err(
+                "cache.max_object",
+                format!(
+                    "{} is larger than cache.max_bytes ({})",
+                    format_size(c.max_object),
+                    format_size(c.max_bytes)
+                ),
+            );
+        }
+        if c.max_object > u32::MAX as u64 / 2 {
+            err("cache.max_object", "must be at most 2GiB".into());
+        }
+        if c.max_variants == 0 {
+            err("cache.max_variants", "must be at least 1".into());
+        }
+        if c.lock_timeout.is_zero() {
+            err("cache.lock_timeout", "must be greater than 0s".into());
+        }
+        for (i, r) in self.routes.iter().enumerate() {
+            if let Err(m) = crate::routes::PathPattern::parse(&r.path) {
+                err(&format!("routes[{i}].path"), m);
+            }
+            for (j, inv) in r.invalidate_on.iter().enumerate() {
+                if let Err(m) = crate::routes::parse_invalidate_on(inv) {
+                    err(&format!("routes[{i}].invalidate_on[{j}]"), m);
+                }
+            }
+            for (j, v) in r.vary.iter().enumerate() {
+                if http::HeaderName::from_bytes(v.as_bytes()).is_err() {
+                    err(
+                        &format!("routes[{i}].vary[{j}]"),
+                        format!("{v:?} is not a header name"),
+                    );
+                }
+            }
+            if r.key_by == KeyBy::Sub && r.auth == AuthMode::Off {
+                err(
+                    &format!("routes[{i}].key_by"),
+                    "\"sub\" needs auth = \"optional\" or \"required\" on the route".into(),
+                );
+            }
+            if r.auth != AuthMode::Off && !self.auth.has_keys() {
+                err(
+                    &format!("routes[{i}].auth"),
+                    "needs verification keys: set auth.hs_secret, auth.public_key_files, auth.jwks_file or auth.jwks_url".into(),
+                );
+            }
+        }
+        let a = &self.auth;
+        for (i, alg) in a.algorithms.iter().enumerate() {
+            if !KNOWN_ALGORITHMS.contains(&alg.as_str()) {
+                err(
+                    &format!("auth.algorithms[{i}]"),
+                    format!("unknown algorithm {alg:?}; use one of {KNOWN_ALGORITHMS:?}"),
+                );
+            }
+        }
+        if a.algorithms.is_empty() {
+            err("auth.algorithms", "must list at least one algorithm".into());
+        }
+        if a.algorithms.iter().any(|x| x.starts_with("HS")) && a.has_asymmetric_keys() {
+            err(
+                "auth.algorithms",
+                "HS* algorithms cannot be combined with public keys (algorithm confusion)".into(),
+            );
+        }
+        if let Some(secret) = &a.hs_secret {
+            if secret.len() < 32 {
+                err(
+                    "auth.hs_secret",
+                    "must be at least 32 bytes (RFC 7518 §3.2)".into(),
+                );
+            }
+        }
+        for (i, f) in a.public_key_files.iter().enumerate() {
+            if !f.is_file() {
+                err(
+                    &format!("auth.public_key_files[{i}]"),
+                    format!("file {} does not exist", f.display()),
+                );
+            }
+        }
+        if let Some(f) = &a.jwks_file {
+            if !f.is_file() {
+                err(
+                    "auth.jwks_file",
+                    format!("file {} does not exist", f.display()),
+                );
+            }
+        }
+        if let Some(u) = &a.jwks_url {
+            match u.parse::<http::Uri>() {
+                Ok(uri)
+                    if uri.scheme_str() == Some("http") || uri.scheme_str() == Some("https") => {}
+                _ => err("auth.jwks_url", format!("{u:?} is not an http(s) URL")),
+            }
+        }
+        for (claim, header) in &a.claims_to_headers {
+            if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
+                err(
+                    &format!("auth.claims_to_headers.{claim}"),
+                    format!("{header:?} is not a header name"),
+                );
+            }
+        }
+        if let Some(u) = &self.capacity.sync_url {
+            match u.parse::<http::Uri>() {
+                Ok(uri) if uri.scheme_str() == Some("http") && uri.authority().is_some() => {}
+                _ => err("capacity.sync_url", format!("{u:?} is not an http URL")),
+            }
+        }
+        if self.capacity.sync_interval.is_zero() {
+            err("capacity.sync_interval", "must be greater than 0s".into());
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            err("log.format", "must be \"text\" or \"json\"".into());
+        }
+    }
+
+    /// The part that reloads without rebinding must not touch what needs a rebind.
+    pub fn restart_needed_for(&self, new: &Config) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        if self.server != new.server {
+            keys.push("server");
+        }
+        if self.store != new.store {
+            keys.push("store");
+        }
+        if self.origin != new.origin {
+            keys.push("origin");
+        }
+        if self.cache.max_bytes != new.cache.max_bytes {
+            keys.push("cache.max_bytes");
+        }
+        if self.api != new.api {
+            keys.push("api");
+        }
+        keys
+    }
+}
+
+impl RouteConfig {
+    /// A route with every optional key at its default.
+    pub fn new(path: &str) -> RouteConfig {
+        RouteConfig {
+            path: path.to_string(),
+            methods: vec![http::Method::GET, http::Method::HEAD],
+            ttl: None,
+            override_ttl: false,
+            negative_ttl: None,
+            stale_while_revalidate: None,
+            stale_if_error: None,
+            vary: Vec::new(),
+            tags: Vec::new(),
+            auth: AuthMode::Off,
+            invalidate_on: Vec::new(),
+            key_by: KeyBy::Shared,
+            cache: true,
+            revoke_on_success: false,
+            forward_authorization: true,
+            on_store_error: None,
+        }
+    }
+}
+
+pub const KNOWN_ALGORITHMS: &[&str] = &[
+    "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256",
+    "ES384", "EdDSA",
+];
+
+impl AuthConfig {
+    pub fn has_asymmetric_keys(&self) -> bool {
+        !self.public_key_files.is_empty() || self.jwks_file.is_some() || self.jwks_url.is_some()
+    }
+    pub fn has_keys(&self) -> bool {
+        self.hs_secret.is_some() || self.has_asymmetric_keys()
+    }
+}
+
+fn check_redis_url(u: &str) -> Result<(), String> {
+    match u.split_once("://") {
+        Some(("redis" | "rediss", rest)) if !rest.is_empty() => Ok(()),
+        _ => Err(format!(
+            "{:?} is not a redis:// or rediss:// URL",
+            crate::store::redact_url(u)
+        )),
+    }
+}
+
+/// Applies `GATEHOUSE_<SECTION>_<KEY>` variables and the `REDIS_URL` fallback.
+fn apply_env(
+    table: &mut toml::Table,
+    env: &HashMap<String, String>,
+    errors: &mut Vec<ConfigError>,
+) {
+    let mut vars: Vec<(&String, &String)> = env.iter().collect();
+    vars.sort();
+    let mut store_url_set = table
+        .get("store")
+        .and_then(|s| s.as_table())
+        .is_some_and(|s| s.contains_key("url"));
+    for (name, value) in vars {
+        let Some(rest) = name.strip_prefix("GATEHOUSE_") else {
+            continue;
+        };
+        let rest = rest.to_ascii_lowercase();
+        let Some((section, key)) = rest.split_once('_') else {
+            errors.push(ConfigError {
+                key: name.clone(),
+                message: "environment override must be GATEHOUSE_<SECTION>_<KEY>".into(),
+            });
+            continue;
+        };
+        if !SECTIONS.contains(&section) {
+            errors.push(ConfigError {
+                key: name.clone(),
+                message: format!("unknown section {section:?} in environment override"),
+            });
+            continue;
+        }
+        let sec = table
+            .entry(section.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let Some(sec) = sec.as_table_mut() else {
+            continue;
+        };
+        let nested = NESTED
+            .iter()
+            .find(|(s, n)| *s == section && key.starts_with(&format!("{n}_")));
+        if let Some((_, n)) = nested {
+            let sub = sec
+                .entry(n.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let Some(sub) = sub.as_table_mut() {
+                sub.insert(
+                    key[n.len() + 1..].to_string(),
+                    toml::Value::String(value.clone()),
+                );
+            }
+        } else {
+            if section == "store" && key == "url" {
+                store_url_set = true;
+            }
+            sec.insert(key.to_string(), toml::Value::String(value.clone()));
+        }
+    }
+    if !store_url_set {
+        if let Some(url) = env.get("REDIS_URL").filter(|u| !u.is_empty()) {
+            let sec = table
+                .entry("store".to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let Some(sec) = sec.as_table_mut() {
+                sec.insert("url".into(), toml::Value::String(url.clone()));
+            }
+        }
+    }
+}
+
+fn read(
+    mut table: toml::Table,
+    errors: &mut Vec<ConfigError>,
+    known: &mut BTreeSet<String>,
+) -> Config {
+    fn take(table: &mut toml::Table, name: &str, errors: &mut Vec<ConfigError>) -> toml::Table {
+        match table.remove(name) {
+            None => toml::Table::new(),
+            Some(toml::Value::Table(t)) => t,
+            Some(other) => {
+                errors.push(ConfigError {
+                    key: name.into(),
+                    message: format!("expected a table, got {}", other.type_str()),
+                });
+                toml::Table::new()
+            }
+        }
+    }
+
+    let t = take(&mut table, "server", errors);
+    let mut s = Section::new("server", "server", t, errors, known);
+    let server = ServerConfig {
+        listen: s.addr("listen", DEFAULT_LISTEN),
+        api_listen: s.addr("api_listen", DEFAULT_API_LISTEN),
+        admin_listen: s.addr("admin_listen", DEFAULT_ADMIN_LISTEN),
+        shutdown_grace: s.duration("shutdown_grace", DEFAULT_SHUTDOWN_GRACE),
+        max_header_bytes: s.size("max_header_bytes", DEFAULT_MAX_HEADER_BYTES),
+        max_body_bytes: s.size("max_body_bytes", DEFAULT_MAX_BODY_BYTES),
+        tls: s.sub("tls", |t| {
+            let cert = t.opt_string("cert");
+            let key = t.opt_string("key");
+            match (cert, key) {
+                (Some(c), Some(k)) => Some(TlsConfig {
+                    cert: c.into(),
+                    key: k.into(),
+                }),
+                (None, None) => None,
+                (Some(_), None) => {
+                    t.error("key", "server.tls.cert is set but server.tls.key is not");
+                    None
+                }
+                (None, Some(_)) => {
+                    t.error("cert", "server.tls.key is set but server.tls.cert is not");
+                    None
+                }
+            }
+        }),
+    };
+    s.finish();
+
+    let t = take(&mut table, "origin", errors);
+    let mut s = Section::new("origin", "origin", t, errors, known);
+    let url_text = s.string("url", DEFAULT_ORIGIN_URL);
+    let url = match parse_origin_url(&url_text) {
+        Ok(u) => u,
+        Err(m) => {
+            s.error("url", m);
+            DEFAULT_ORIGIN_URL.parse().expect("default origin parses")
+        }
+    };
+    let origin = OriginConfig {
+        url,
+        connect_timeout: s.duration("connect_timeout", DEFAULT_ORIGIN_CONNECT_TIMEOUT),
+        timeout: s.duration("timeout", DEFAULT_ORIGIN_TIMEOUT),
+        pool_idle_timeout: s.duration("pool_idle_timeout", DEFAULT_ORIGIN_POOL_IDLE_TIMEOUT),
+        pool_max_idle: s.u64("pool_max_idle", DEFAULT_ORIGIN_POOL_MAX_IDLE),
+        preserve_host: s.bool("preserve_host", true),
+    };
+    s.finish();
+
+    let t = take(&mut table, "store", errors);
+    let mut s = Section::new("store", "store", t, errors, known);
+    let backend = match s.string("backend", "memory").as_str() {
+        "memory" => StoreBackend::Memory,
+        "redis" => StoreBackend::Redis,
+        other => {
+            s.error(
+                "backend",
+                format!("expected \"memory\" or \"redis\", got {other:?}"),
+            );
+            StoreBackend::Memory
+        }
+    };
+    let store = StoreConfig {
+        backend,
+        url: s.string("url", DEFAULT_STORE_URL),
+        key_prefix: s.string("key_prefix", DEFAULT_KEY_PREFIX),
+        cluster: s.strings("cluster", &[]),
+        sentinel: s.sub_opt("sentinel", |t| SentinelConfig {
+            master: t.string("master", ""),
+            nodes: t.strings("nodes", &[]),
+        }),
+        command_timeout: s.duration("command_timeout", DEFAULT_STORE_COMMAND_TIMEOUT),
+        connect_timeout: s.duration("connect_timeout", DEFAULT_STORE_CONNECT_TIMEOUT),
+        serve_degraded: s.bool("serve_degraded", true),
+    };
+    s.finish();
+
+    let t = take(&mut table, "cache", errors);
+    let mut s = Section::new("cache", "cache", t, errors, known);
+    let cache = CacheConfig {
+        max_bytes: s.size("max_bytes", DEFAULT_CACHE_MAX_BYTES),
+        max_object: s.size("max_object", DEFAULT_CACHE_MAX_OBJECT),
+        default_ttl: s.duration("default_ttl", DEFAULT_CACHE_DEFAULT_TTL),
+        negative_ttl: s.duration("negative_ttl", DEFAULT_CACHE_NEGATIVE_TTL),
+        coherence_grace: s.duration("coherence_grace", DEFAULT_COHERENCE_GRACE),
+        lock_timeout: s.duration("lock_timeout", DEFAULT_LOCK_TIMEOUT),
+        lock_age: s.duration("lock_age", DEFAULT_LOCK_AGE),
+        max_variants: s.u64("max_variants", DEFAULT_MAX_VARIANTS),
+        hit_for_pass_ttl: s.duration("hit_for_pass_ttl", DEFAULT_HIT_FOR_PASS_TTL),
+    };
+    s.finish();
+
+    let routes_value = table.remove("routes");
+    known.insert("routes".into());
+    let mut routes = Vec::new();
+    match routes_value {
+        None => {}
+        Some(toml::Value::Array(items)) => {
+            for (i, item) in items.into_iter().enumerate() {
+                let path = format!("routes[{i}]");
+                match item {
+                    toml::Value::Table(t) => {
+                        let mut s = Section::new(path, "routes[]", t, errors, known);
+                        routes.push(read_route(&mut s));
+                        s.finish();
+                    }
+                    other => errors.push(ConfigError {
+                        key: path,
+                        message: format!("expected a table, got {}", other.type_str()),
+                    }),
+                }
+            }
+        }
+        Some(other) => errors.push(ConfigError {
+            key: "routes".into(),
+            message: format!("expected [[routes]] tables, got {}", other.type_str()),
+        }),
+    }
+
+    let t = take(&mut table, "auth", errors);
+    let mut s = Section::new("auth", "auth", t, errors, known);
+    let on_store_error =
+        read_store_error_policy(&mut s, "on_store_error").unwrap_or(StoreErrorPolicy::Deny);
+    let auth = AuthConfig {
+        issuer: s.opt_string("issuer"),
+        audiences: s.strings("audiences", &[]),
+        leeway: s.duration("leeway", DEFAULT_AUTH_LEEWAY),
+        algorithms: s.strings("algorithms", &["HS256"]),
+        hs_secret: s.opt_string("hs_secret"),
+        public_key_files: s
+            .strings("public_key_files", &[])
+            .into_iter()
+            .map(PathBuf::from)
+            .collect(),
+        jwks_file: s.opt_string("jwks_file").map(PathBuf::from),
+        jwks_url: s.opt_string("jwks_url"),
+        jwks_refresh: s.duration("jwks_refresh", DEFAULT_JWKS_REFRESH),
+        claims_to_headers: s.string_map("claims_to_headers"),
+        on_store_error,
+        token_cookie: s.opt_string("token_cookie"),
+        token_header: s.opt_string("token_header"),
+    };
+    s.finish();
+
+    let t = take(&mut table, "api", errors);
+    let mut s = Section::new("api", "api", t, errors, known);
+    let api = ApiConfig {
+        token: s.opt_string("token"),
+    };
+    s.finish();
+
+    let t = take(&mut table, "capacity", errors);
+    let mut s = Section::new("capacity", "capacity", t, errors, known);
+    let capacity = CapacityConfig {
+        sync_url: s.opt_string("sync_url"),
+        sync_interval: s.duration("sync_interval", DEFAULT_CAPACITY_SYNC_INTERVAL),
+        sync_batch: s.u64("sync_batch", DEFAULT_CAPACITY_SYNC_BATCH),
+    };
+    s.finish();
+
+    let t = take(&mut table, "reload", errors);
+    let mut s = Section::new("reload", "reload", t, errors, known);
+    let reload = ReloadConfig {
+        watch: s.bool("watch", false),
+        interval: s.duration("interval", DEFAULT_RELOAD_INTERVAL),
+    };
+    s.finish();
+
+    let t = take(&mut table, "log", errors);
+    let mut s = Section::new("log", "log", t, errors, known);
+    let log = LogConfig {
+        level: s.string("level", DEFAULT_LOG_LEVEL),
+        format: s.string("format", DEFAULT_LOG_FORMAT),
+    };
+    s.finish();
+
+    for key in table.keys() {
+        errors.push(ConfigError {
+            key: key.clone(),
+            message: "unknown key".into(),
+        });
+    }
+
+    Config {
+        server,
+        origin,
+        store,
+        cache,
+        routes,
+        auth,
+        api,
+        capacity,
+        reload,
+        log,
+    }
+}
+
+fn read_store_error_policy(s: &mut Section<'_>, key: &str) -> Option<StoreErrorPolicy> {
+    let v = s.opt_string(key)?;
+    match v.as_str() {
+        "deny" => Some(StoreErrorPolicy::Deny),
+        "allow" => Some(StoreErrorPolicy::Allow),
+        other => {
+            s.error(
+                key,
+                format!("expected \"deny\" or \"allow\", got {other:?}"),
+            );
+            None
+        }
+    }
+}
+
+fn read_route(s: &mut Section<'_>) -> RouteConfig {
+    let path = s.string("path", "");
+    if path.is_empty() {
+        s.error("path", "every route needs a path");
+    }
+    let methods = s
+        .strings("methods", &["GET", "HEAD"])
+        .into_iter()
+        .filter_map(
+            |m| match http::Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
+                Ok(method) => Some(method),
+                Err(_) => {
+                    s.error("methods", format!("{m:?} is not an HTTP method"));
+                    None
+                }
+            },
+        )
+        .collect();
+    let auth = match s.string("auth", "off").as_str() {
+        "off" => AuthMode::Off,
+        "optional" => AuthMode::Optional,
+        "required" => AuthMode::Required,
+        other => {
+            s.error(
+                "auth",
+                format!("expected \"off\", \"optional\" or \"required\", got {other:?}"),
+            );
+            AuthMode::Off
+        }
+    };
+    let key_by = match s.string("key_by", "shared").as_str() {
+        "shared" => KeyBy::Shared,
+        "sub" => KeyBy::Sub,
+        other => {
+            s.error(
+                "key_by",
+                format!("expected \"shared\" or \"sub\", got {other:?}"),
+            );
+            KeyBy::Shared
+        }
+    };
+    RouteConfig {
+        path,
+        methods,
+        ttl: s.opt_duration("ttl"),
+        override_ttl: s.bool("override", false),
+        negative_ttl: s.opt_duration("negative_ttl"),
+        stale_while_revalidate: s.opt_duration("stale_while_revalidate"),
+        stale_if_error: s.opt_duration("stale_if_error"),
+        vary: s
+            .strings("vary", &[])
+            .into_iter()
+            .map(|v| v.to_ascii_lowercase())
+            .collect(),
+        tags: s.strings("tags", &[]),
+        auth,
+        invalidate_on: s.strings("invalidate_on", &[]),
+        key_by,
+        cache: s.bool("cache", true),
+        revoke_on_success: s.bool("revoke_on_success", false),
+        forward_authorization: s.bool("forward_authorization", true),
+        on_store_error: read_store_error_policy(s, "on_store_error"),
+    }
+}
+
+fn parse_origin_url(text: &str) -> Result<http::Uri, String> {
+    let uri: http::Uri = text.parse().map_err(|_| format!("{text:?} is not a URL"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err("https origins are not supported yet; use http:// to a local app".into())
+        }
+        _ => return Err(format!("{text:?} must start with http://")),
+    }
+    if uri.authority().is_none() {
+        return Err(format!("{text:?} has no host"));
+    }
+    if uri.path() != "/" && !uri.path().is_empty() {
+        return Err(format!(
+            "{text:?} must not have a path; give scheme, host and port"
+        ));
+    }
+    Ok(uri)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn empty_file_is_the_embedded_default() {
+        let c = Config::from_toml_str("", &env(&[])).unwrap();
+        assert_eq!(c.store.backend, StoreBackend::Memory);
+        assert_eq!(c.origin.url, "http://127.0.0.1:3000");
+        assert_eq!(c.server.api_listen.to_string(), "127.0.0.1:7070");
+        assert_eq!(c.cache.max_bytes, 256 << 20);
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_key_path() {
+        let text = r#"
+            [origin]
+            timeout = "forever"
+            [store]
+            bogus = 1
+            [[routes]]
+            path = "/a"
+            [[routes]]
+            path = "/b"
+            [[routes]]
+            path = "/c"
+            ttl = "10 parsecs"
+        "#;
+        let errs = Config::from_toml_str(text, &env(&[])).unwrap_err();
+        let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+        assert!(keys.contains(&"origin.timeout"), "{errs:?}");
+        assert!(keys.contains(&"store.bogus"), "{errs:?}");
+        assert!(keys.contains(&"routes[2].ttl"), "{errs:?}");
+    }
+
+    #[test]
+    fn environment_overrides_the_file_and_redis_url_is_a_fallback() {
+        let text = "[store]\nbackend = \"memory\"\n";
+        let c = Config::from_toml_str(
+            text,
+            &env(&[
+                ("GATEHOUSE_STORE_BACKEND", "redis"),
+                ("REDIS_URL", "redis://10.1.1.1:6380"),
+                ("GATEHOUSE_CACHE_MAX_BYTES", "1MiB"),
+                ("GATEHOUSE_SERVER_TLS_CERT", "/nonexistent.pem"),
+            ]),
+        )
+        .unwrap_err();
+        // TLS cert without key is reported; the rest applied.
+        assert!(c.iter().any(|e| e.key == "server.tls.key"), "{c:?}");
+        let c = Config::from_toml_str(
+            text,
+            &env(&[
+                ("GATEHOUSE_STORE_BACKEND", "redis"),
+                ("REDIS_URL", "redis://10.1.1.1:6380"),
+                ("GATEHOUSE_CACHE_MAX_BYTES", "1MiB"),
+                ("GATEHOUSE_CACHE_MAX_OBJECT", "1KiB"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.store.backend, StoreBackend::Redis);
+        assert_eq!(c.store.url, "redis://10.1.1.1:6380");
+        assert_eq!(c.cache.max_bytes, 1 << 20);
+        let c = Config::from_toml_str(
+            "[store]\nurl = \"redis://file:1\"\n",
+            &env(&[("REDIS_URL", "redis://env:2")]),
+        )
+        .unwrap();
+        assert_eq!(c.store.url, "redis://file:1");
+    }
+
+    #[test]
+    fn unknown_environment_section_is_an_error() {
+        let errs = Config::from_toml_str("", &env(&[("GATEHOUSE_NOPE_X", "1")])).unwrap_err();
+        assert_eq!(errs[0].key, "GATEHOUSE_NOPE_X");
+    }
+}

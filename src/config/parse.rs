@@ -1,0 +1,412 @@
+//! Typed parsing of config values: durations ("250ms", "10m", "1h30m"), sizes
+//! ("256MiB", "64KiB", "1024"), and the key-path-aware reader that turns a TOML table
+//! into typed settings while collecting every problem instead of stopping at the first.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// One problem in the configuration, named by its key path (`origin.timeout`,
+/// `routes[2].ttl`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// Parses "250ms", "30s", "10m", "2h", "1d", "1h30m", "0" into a Duration.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let s = text.trim();
+    if s.is_empty() {
+        return Err("empty duration; expected e.g. \"250ms\", \"30s\", \"10m\"".into());
+    }
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let mut total: u128 = 0;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(|b| b.is_ascii_digit()).count();
+        if digits == 0 {
+            return Err(format!(
+                "invalid duration {text:?}; expected a number and a unit (ms, s, m, h, d)"
+            ));
+        }
+        let n: u128 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("duration {text:?} is too large"))?;
+        rest = &rest[digits..];
+        let unit_len = rest.bytes().take_while(|b| b.is_ascii_alphabetic()).count();
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let ms_per: u128 = match unit {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            "" => {
+                return Err(format!(
+                    "duration {text:?} has no unit; write e.g. \"{n}s\" or \"{n}ms\""
+                ))
+            }
+            other => {
+                return Err(format!(
+                    "duration {text:?} has unknown unit {other:?}; use ms, s, m, h or d"
+                ))
+            }
+        };
+        total = total
+            .checked_add(n.checked_mul(ms_per).ok_or("duration too large")?)
+            .ok_or("duration too large")?;
+    }
+    let ms = u64::try_from(total).map_err(|_| format!("duration {text:?} is too large"))?;
+    Ok(Duration::from_millis(ms))
+}
+
+/// Formats a duration the way the config file writes it ("250ms", "30s", "10m").
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 {
+        "0s".into()
+    } else if ms.is_multiple_of(86_400_000) {
+        format!("{}d", ms / 86_400_000)
+    } else if ms.is_multiple_of(3_600_000) {
+        format!("{}h", ms / 3_600_000)
+    } else if ms.is_multiple_of(60_000) {
+        format!("{}m", ms / 60_000)
+    } else if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+/// Parses "256MiB", "8MiB", "64KiB", "1GiB", "100kB", "512B" or a plain byte count.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let s = text.trim();
+    let digits = s.bytes().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 {
+        return Err(format!(
+            "invalid size {text:?}; expected e.g. \"256MiB\", \"64KiB\" or a byte count"
+        ));
+    }
+    let n: u64 = s[..digits]
+        .parse()
+        .map_err(|_| format!("size {text:?} is too large"))?;
+    let mult: u64 = match s[digits..].trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "kB" | "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        other => {
+            return Err(format!(
+                "size {text:?} has unknown unit {other:?}; use B, KiB, MiB, GiB, kB, MB or GB"
+            ))
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {text:?} is too large"))
+}
+
+/// Formats a byte count the way the config file writes it.
+pub fn format_size(n: u64) -> String {
+    if n != 0 && n.is_multiple_of(1 << 30) {
+        format!("{}GiB", n >> 30)
+    } else if n != 0 && n.is_multiple_of(1 << 20) {
+        format!("{}MiB", n >> 20)
+    } else if n != 0 && n.is_multiple_of(1 << 10) {
+        format!("{}KiB", n >> 10)
+    } else {
+        format!("{n}B")
+    }
+}
+
+/// Reads one TOML table key by key. Every `take_*` removes the key, so whatever is
+/// left at `finish` is unknown and reported; every failed parse is recorded with its
+/// key path and answered with the default so reading goes on and all problems show.
+pub struct Section<'e> {
+    path: String,
+    table: toml::Table,
+    errors: &'e mut Vec<ConfigError>,
+    known: &'e mut BTreeSet<String>,
+    known_prefix: String,
+}
+
+impl<'e> Section<'e> {
+    pub fn new(
+        path: impl Into<String>,
+        known_prefix: impl Into<String>,
+        table: toml::Table,
+        errors: &'e mut Vec<ConfigError>,
+        known: &'e mut BTreeSet<String>,
+    ) -> Self {
+        Section {
+            path: path.into(),
+            table,
+            errors,
+            known,
+            known_prefix: known_prefix.into(),
+        }
+    }
+
+    pub fn key_path(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.path)
+        }
+    }
+
+    pub fn error(&mut self, key: &str, message: impl Into<String>) {
+        let key = self.key_path(key);
+        self.errors.push(ConfigError {
+            key,
+            message: message.into(),
+        });
+    }
+
+    fn raw(&mut self, key: &str) -> Option<toml::Value> {
+        let known = if self.known_prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.known_prefix)
+        };
+        self.known.insert(known);
+        self.table.remove(key)
+    }
+
+    fn parse<T>(
+        &mut self,
+        key: &str,
+        default: T,
+        f: impl FnOnce(&toml::Value) -> Result<T, String>,
+    ) -> T {
+        match self.raw(key) {
+            None => default,
+            Some(v) => match f(&v) {
+                Ok(t) => t,
+                Err(msg) => {
+                    self.error(key, msg);
+                    default
+                }
+            },
+        }
+    }
+
+    pub fn string(&mut self, key: &str, default: &str) -> String {
+        self.parse(key, default.to_string(), as_string)
+    }
+
+    /// An optional string; an empty string counts as unset.
+    pub fn opt_string(&mut self, key: &str) -> Option<String> {
+        self.parse(key, None, |v| {
+            as_string(v).map(|s| if s.is_empty() { None } else { Some(s) })
+        })
+    }
+
+    pub fn bool(&mut self, key: &str, default: bool) -> bool {
+        self.parse(key, default, |v| match v {
+            toml::Value::Boolean(b) => Ok(*b),
+            toml::Value::String(s) => match s.trim() {
+                "true" | "1" | "yes" => Ok(true),
+                "false" | "0" | "no" => Ok(false),
+                _ => Err(format!("expected true or false, got {s:?}")),
+            },
+            other => Err(format!("expected true or false, got {}", other.type_str())),
+        })
+    }
+
+    pub fn u64(&mut self, key: &str, default: u64) -> u64 {
+        self.parse(key, default, |v| match v {
+            toml::Value::Integer(i) if *i >= 0 => Ok(*i as u64),
+            toml::Value::Integer(i) => Err(format!("expected a non-negative number, got {i}")),
+            toml::Value::String(s) => s
+                .trim()
+                .parse()
+                .map_err(|_| format!("expected a non-negative number, got {s:?}")),
+            other => Err(format!("expected a number, got {}", other.type_str())),
+        })
+    }
+
+    pub fn duration(&mut self, key: &str, default: Duration) -> Duration {
+        self.parse(key, default, |v| match v {
+            toml::Value::String(s) => parse_duration(s),
+            other => Err(format!(
+                "expected a duration string such as \"30s\", got {}",
+                other.type_str()
+            )),
+        })
+    }
+
+    pub fn opt_duration(&mut self, key: &str) -> Option<Duration> {
+        self.parse(key, None, |v| match v {
+            toml::Value::String(s) => parse_duration(s).map(Some),
+            other => Err(format!(
+                "expected a duration string such as \"30s\", got {}",
+                other.type_str()
+            )),
+        })
+    }
+
+    pub fn size(&mut self, key: &str, default: u64) -> u64 {
+        self.parse(key, default, |v| match v {
+            toml::Value::String(s) => parse_size(s),
+            toml::Value::Integer(i) if *i >= 0 => Ok(*i as u64),
+            other => Err(format!(
+                "expected a size such as \"64KiB\", got {}",
+                other.type_str()
+            )),
+        })
+    }
+
+    pub fn addr(&mut self, key: &str, default: &str) -> SocketAddr {
+        let fallback: SocketAddr = default.parse().expect("default address parses");
+        self.parse(key, fallback, |v| {
+            let s = as_string(v)?;
+            s.parse::<SocketAddr>()
+                .map_err(|_| format!("expected an address such as \"0.0.0.0:8080\", got {s:?}"))
+        })
+    }
+
+    /// A list of strings: a TOML array, or (from the environment) a comma-separated string.
+    pub fn strings(&mut self, key: &str, default: &[&str]) -> Vec<String> {
+        let default: Vec<String> = default.iter().map(|s| s.to_string()).collect();
+        self.parse(key, default, as_strings)
+    }
+
+    /// A table of string to string (`claims_to_headers = { sub = "x-user-id" }`).
+    pub fn string_map(&mut self, key: &str) -> Vec<(String, String)> {
+        self.parse(key, Vec::new(), |v| match v {
+            toml::Value::Table(t) => t
+                .iter()
+                .map(|(k, v)| match v {
+                    toml::Value::String(s) => Ok((k.clone(), s.clone())),
+                    other => Err(format!(
+                        "value of {k:?} must be a string, got {}",
+                        other.type_str()
+                    )),
+                })
+                .collect(),
+            toml::Value::String(s) => s
+                .split(',')
+                .filter(|p| !p.trim().is_empty())
+                .map(|pair| {
+                    pair.split_once('=')
+                        .map(|(a, b)| (a.trim().to_string(), b.trim().to_string()))
+                        .ok_or_else(|| format!("expected name=value pairs, got {pair:?}"))
+                })
+                .collect(),
+            other => Err(format!("expected a table, got {}", other.type_str())),
+        })
+    }
+
+    /// A nested table as its own section (`server.tls`), or None when absent.
+    pub fn table(&mut self, key: &str) -> Option<toml::Table> {
+        self.parse(key, None, |v| match v {
+            toml::Value::Table(t) => Ok(Some(t.clone())),
+            other => Err(format!("expected a table, got {}", other.type_str())),
+        })
+    }
+
+    /// A nested section read with the same error list (keys named `path.key.sub`).
+    pub fn sub<T>(&mut self, key: &str, read: impl FnOnce(&mut Section<'_>) -> T) -> T {
+        let table = self.table(key).unwrap_or_default();
+        let path = self.key_path(key);
+        let known_prefix = if self.known_prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.known_prefix)
+        };
+        let mut s = Section::new(path, known_prefix, table, self.errors, self.known);
+        let out = read(&mut s);
+        s.finish();
+        out
+    }
+
+    /// Like `sub`, but None when the table is absent.
+    pub fn sub_opt<T>(&mut self, key: &str, read: impl FnOnce(&mut Section<'_>) -> T) -> Option<T> {
+        let present = self.table.contains_key(key);
+        let out = self.sub(key, read);
+        present.then_some(out)
+    }
+
+    /// Reports every key that nobody asked for.
+    pub fn finish(self) {
+        for key in self.table.keys() {
+            let path = if self.path.is_empty() {
+                key.clone()
+            } else {
+                format!("{}.{key}", self.path)
+            };
+            self.errors.push(ConfigError {
+                key: path,
+                message: "unknown key".into(),
+            });
+        }
+    }
+}
+
+pub fn as_string(v: &toml::Value) -> Result<String, String> {
+    match v {
+        toml::Value::String(s) => Ok(s.clone()),
+        other => Err(format!("expected a string, got {}", other.type_str())),
+    }
+}
+
+pub fn as_strings(v: &toml::Value) -> Result<Vec<String>, String> {
+    match v {
+        toml::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| as_string(item).map_err(|e| format!("item {i}: {e}")))
+            .collect(),
+        toml::Value::String(s) => Ok(s
+            .split(',')
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty())
+            .collect()),
+        other => Err(format!(
+            "expected a list of strings, got {}",
+            other.type_str()
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units_and_combinations() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        assert!(parse_duration("10").unwrap_err().contains("no unit"));
+        assert!(parse_duration("10x").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("abc").is_err());
+        assert_eq!(format_duration(Duration::from_millis(250)), "250ms");
+        assert_eq!(format_duration(Duration::from_secs(600)), "10m");
+    }
+
+    #[test]
+    fn sizes_parse_binary_and_decimal_units() {
+        assert_eq!(parse_size("256MiB").unwrap(), 256 << 20);
+        assert_eq!(parse_size("64KiB").unwrap(), 64 << 10);
+        assert_eq!(parse_size("1024").unwrap(), 1024);
+        assert_eq!(parse_size("1kB").unwrap(), 1000);
+        assert!(parse_size("12 parsecs").is_err());
+        assert_eq!(format_size(8 << 20), "8MiB");
+    }
+}

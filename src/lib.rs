@@ -1,0 +1,50 @@
+//! gatehouse: a caching, authorizing, coordinating sidecar for HTTP app servers.
+//!
+//! # Crate map
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`app`] | the one shared `AppState`; binds the proxy, api and admin listeners; drain |
+//! | [`config`] | typed config with named defaults, env overrides, validation naming the key; [`config::reload`] |
+//! | [`routes`] | `[[routes]]` compiled to path patterns; first match wins |
+//! | [`error`] | the one error type per HTTP boundary and its single mapping to a JSON answer |
+//! | [`body`] | the boxed streaming body every listener uses |
+//! | [`server`] | transport only: accept loop, HTTP/1.1 + h2c, TLS, graceful drain |
+//! | [`proxy`] | THE request path, one file per step, in call order |
+//! | [`cache`] | L1 (moka) over L2 (store), `Entry` with an explicit `Negative` variant, coalescing |
+//! | [`store`] | the ONE place that talks to Redis or the embedded memory store |
+//! | [`api`] | thin handlers for `/v1/...` on the api listener; the route table |
+//! | [`admin`] | `/livez`, `/readyz`, `/metrics` |
+//! | [`metrics`] | every collector, on a registry the app owns |
+//!
+//! # The request path (proxy listener)
+//!
+//! ```text
+//! client ─► server ─► proxy::handle
+//!             route = router.find(method, path)
+//!             request cacheable? ── no ─► fetch::pass ─► origin (streamed both ways)
+//!             key = cache_key::for_request
+//!             cache.lookup(key): L1 ─► L2 ─► fresh? ─► answer (Cache-Status: hit)
+//!             coalescer.join(key): leader ─► detached fill ─► origin
+//!                                  waiters ◄─ Stored / Uncacheable / Failed (handover)
+//!             cache_policy::storable? ─► cache.store (L1 + L2) : pass through
+//! ```
+//!
+//! Dependencies point one way: `app` → `server`, `proxy`, `api`, `admin`;
+//! `proxy` → `cache`; `cache` → `store`. Nothing but `store` names a Redis command.
+
+pub mod admin;
+pub mod api;
+pub mod app;
+pub mod body;
+pub mod cache;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod proxy;
+pub mod routes;
+pub mod server;
+pub mod store;
+
+pub use app::App;
+pub use config::Config;

@@ -1,0 +1,123 @@
+//! The `gatehouse` binary: parse the CLI, load and validate config (exit 2 before any
+//! port is bound), start logging, start the app, wait for a signal, drain.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use gatehouse::{App, Config};
+
+#[derive(Parser)]
+#[command(
+    name = "gatehouse",
+    version,
+    about = "A caching, authorizing, coordinating sidecar for HTTP app servers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run gatehouse with a config file (an empty file is the embedded default).
+    Run {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Validate a config file (with the environment applied) and exit.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+fn load(path: Option<&PathBuf>) -> Result<Config, ExitCode> {
+    let result = match path {
+        Some(p) => Config::load(p),
+        None => {
+            let env = std::env::vars().collect();
+            Config::from_toml_str("", &env)
+        }
+    };
+    result.map_err(|errors| {
+        eprintln!(
+            "gatehouse: invalid configuration ({} problem{}):",
+            errors.len(),
+            if errors.len() == 1 { "" } else { "s" }
+        );
+        for e in &errors {
+            eprintln!("  {e}");
+        }
+        ExitCode::from(2)
+    })
+}
+
+fn init_logging(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    if cfg.log.format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => match load(Some(&config)) {
+            Ok(_) => {
+                println!("{}: ok", config.display());
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Run { config } => {
+            let cfg = match load(config.as_ref()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            init_logging(&cfg);
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            rt.block_on(run(cfg, config))
+        }
+    }
+}
+
+async fn run(cfg: Config, path: Option<PathBuf>) -> ExitCode {
+    let app = match App::start(cfg, path).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("gatehouse: {e:#}");
+            return ExitCode::from(1);
+        }
+    };
+    wait_for_signal().await;
+    tracing::info!("shutting down: readiness off, draining in-flight requests");
+    app.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,242 @@
+//! The origin client: pooled hyper-util client, connect and response-head timeouts,
+//! and hop-by-hop hygiene both ways (RFC 9110 §7.6.1) plus `Via` and
+//! `X-Forwarded-For/-Proto/-Host`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, Uri, Version};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use crate::body::Body;
+use crate::config::OriginConfig;
+
+/// Why the origin gave no response head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OriginError {
+    /// Connection refused, reset, DNS, connect timeout: 502 `ORIGIN_UNREACHABLE`.
+    Unreachable(String),
+    /// No response head within `origin.timeout`: 504 `ORIGIN_TIMEOUT`.
+    Timeout,
+}
+
+impl OriginError {
+    pub fn into_error(self) -> crate::error::Error {
+        match self {
+            OriginError::Unreachable(d) => crate::error::Error::origin_unreachable(&d),
+            OriginError::Timeout => crate::error::Error::origin_timeout(),
+        }
+    }
+}
+
+pub struct Origin {
+    client: Client<HttpConnector, Body>,
+    scheme: http::uri::Scheme,
+    authority: http::uri::Authority,
+    timeout: Duration,
+    preserve_host: bool,
+}
+
+impl Origin {
+    pub fn new(cfg: &OriginConfig) -> Origin {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(cfg.connect_timeout));
+        connector.set_nodelay(true);
+        connector.enforce_http(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(cfg.pool_idle_timeout)
+            .pool_max_idle_per_host(cfg.pool_max_idle as usize)
+            .pool_timer(hyper_util::rt::TokioTimer::new())
+            .build(connector);
+        Origin {
+            client,
+            scheme: cfg.url.scheme().cloned().unwrap_or(http::uri::Scheme::HTTP),
+            authority: cfg
+                .url
+                .authority()
+                .cloned()
+                .expect("validated origin has a host"),
+            timeout: cfg.timeout,
+            preserve_host: cfg.preserve_host,
+        }
+    }
+
+    /// The URI the origin is asked for, from the request's path and query.
+    pub fn uri_for(&self, path_and_query: Option<&http::uri::PathAndQuery>) -> Uri {
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(
+                path_and_query
+                    .cloned()
+                    .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+            )
+            .build()
+            .expect("scheme, authority and path make a URI")
+    }
+
+    /// Sends a request whose headers were already prepared with `prepare_request`.
+    pub async fn send(&self, mut req: Request<Body>) -> Result<Response<Incoming>, OriginError> {
+        *req.uri_mut() = self.uri_for(req.uri().path_and_query());
+        *req.version_mut() = Version::HTTP_11;
+        if !self.preserve_host {
+            if let Ok(v) = HeaderValue::from_str(self.authority.as_str()) {
+                req.headers_mut().insert(header::HOST, v);
+            }
+        }
+        match tokio::time::timeout(self.timeout, self.client.request(req)).await {
+            Err(_) => Err(OriginError::Timeout),
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(e)) => {
+                let detail = if e.is_connect() {
+                    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+                    let mut last = e.to_string();
+                    while let Some(s) = src {
+                        last = s.to_string();
+                        src = s.source();
+                    }
+                    if last.contains("timed out") {
+                        "connect timed out".to_string()
+                    } else {
+                        format!("connect failed: {last}")
+                    }
+                } else {
+                    "connection closed before a response".to_string()
+                };
+                Err(OriginError::Unreachable(detail))
+            }
+        }
+    }
+}
+
+/// Headers that describe one connection and never cross a proxy (RFC 9110 §7.6.1).
+const HOP_BY_HOP: &[HeaderName] = &[
+    header::CONNECTION,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Removes hop-by-hop headers, including those named in `Connection`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        headers.remove(n);
+    }
+    for n in HOP_BY_HOP {
+        headers.remove(n);
+    }
+    headers.remove("keep-alive");
+    headers.remove("proxy-connection");
+}
+
+fn via_value(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_10 => "1.0 gatehouse",
+        Version::HTTP_2 => "2 gatehouse",
+        Version::HTTP_3 => "3 gatehouse",
+        _ => "1.1 gatehouse",
+    }
+}
+
+/// Appends our `Via` entry.
+pub fn add_via(headers: &mut HeaderMap, version: Version) {
+    headers.append(header::VIA, HeaderValue::from_static(via_value(version)));
+}
+
+/// Prepares a client request for the origin: hop-by-hop removed, `Via`,
+/// `X-Forwarded-For` (appended), `X-Forwarded-Proto`, `X-Forwarded-Host`.
+pub fn prepare_request(
+    headers: &mut HeaderMap,
+    version: Version,
+    uri: &Uri,
+    peer: SocketAddr,
+    tls: bool,
+) {
+    strip_hop_by_hop(headers);
+    add_via(headers, version);
+    let ip = peer.ip().to_string();
+    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
+        _ => ip,
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert("x-forwarded-for", v);
+    }
+    headers.insert(
+        "x-forwarded-proto",
+        HeaderValue::from_static(if tls { "https" } else { "http" }),
+    );
+    let host = headers.get(header::HOST).cloned().or_else(|| {
+        uri.authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    if let Some(h) = host {
+        if !headers.contains_key(header::HOST) {
+            headers.insert(header::HOST, h.clone());
+        }
+        headers.insert("x-forwarded-host", h);
+    }
+}
+
+/// Prepares an origin response for the client: hop-by-hop removed, `Via` added.
+pub fn prepare_response(headers: &mut HeaderMap, version: Version) {
+    strip_hop_by_hop(headers);
+    add_via(headers, version);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_and_connection_named_ones_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, x-secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn forwarding_headers_are_added() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("app.example"));
+        h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
+        let uri: Uri = "/x".parse().unwrap();
+        prepare_request(
+            &mut h,
+            Version::HTTP_11,
+            &uri,
+            "192.0.2.7:5000".parse().unwrap(),
+            false,
+        );
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 192.0.2.7");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "app.example");
+        assert_eq!(h[header::VIA], "1.1 gatehouse");
+    }
+}

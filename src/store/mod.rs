@@ -1,0 +1,311 @@
+//! The store: the ONE place that talks to Redis or to the embedded memory store.
+//!
+//! Callers name logical keys (`cache:<hash>`, `cap:{ns/id}`); the store prepends
+//! `store.key_prefix`, so every key gatehouse writes starts with it. Every operation
+//! is typed (no raw command leaks out), timed into
+//! `gatehouse_store_command_duration_seconds{command}`, bounded by
+//! `store.command_timeout`, and fails with `StoreError` rather than guessing.
+//!
+//! The store also owns the one subscription per instance (`subscribe`): invalidations,
+//! revocations and wake-ups arrive as `StoreEvent`s, and the loss and return of the
+//! subscription are events too, so the L1 and the revocation view can distrust
+//! themselves while it is down.
+
+pub mod memory;
+pub mod redis;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::broadcast;
+
+use crate::config::{StoreBackend, StoreConfig};
+use crate::metrics::Metrics;
+
+/// Why a store operation gave no answer. Never a wrong answer: callers turn this
+/// into 503 `STORE_UNAVAILABLE` (coordination) or a degraded path (cache).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("store command timed out")]
+    Timeout,
+    #[error("store answered unexpectedly: {0}")]
+    Protocol(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The pub/sub channels gatehouse uses; each is `<key_prefix>:<name>` in Redis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Channel {
+    /// Cache invalidations: drop these keys from L1.
+    Invalidate,
+    /// Token revocations: update the in-process revocation view.
+    Revoke,
+    /// Wake-ups: a lease or lock named in the payload was released.
+    Wake,
+}
+
+impl Channel {
+    pub const ALL: [Channel; 3] = [Channel::Invalidate, Channel::Revoke, Channel::Wake];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Channel::Invalidate => "inval",
+            Channel::Revoke => "revoke",
+            Channel::Wake => "wake",
+        }
+    }
+}
+
+/// What the subscription delivers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreEvent {
+    Message {
+        channel: Channel,
+        payload: Bytes,
+    },
+    /// The subscription is down: messages may be missed from now on.
+    SubscriptionLost,
+    /// The subscription is live again (also sent once at first subscribe).
+    SubscriptionRestored,
+}
+
+enum Backend {
+    Memory(memory::MemoryStore),
+    Redis(redis::RedisStore),
+}
+
+/// The shared store handle; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    backend: Backend,
+    prefix: String,
+    timeout: Duration,
+    metrics: Arc<Metrics>,
+    events: broadcast::Sender<StoreEvent>,
+}
+
+impl Store {
+    /// Builds the store. The Redis backend connects in the background: gatehouse
+    /// starts even when Redis is down, and connects when it comes back.
+    pub fn new(cfg: &StoreConfig, metrics: Arc<Metrics>) -> Store {
+        let (events, _) = broadcast::channel(4096);
+        let backend = match cfg.backend {
+            StoreBackend::Memory => {
+                metrics.store_up.set(1);
+                metrics.subscription_up.set(1);
+                Backend::Memory(memory::MemoryStore::new(events.clone()))
+            }
+            StoreBackend::Redis => {
+                Backend::Redis(redis::RedisStore::new(cfg, metrics.clone(), events.clone()))
+            }
+        };
+        Store {
+            inner: Arc::new(Inner {
+                backend,
+                prefix: cfg.key_prefix.clone(),
+                timeout: cfg.command_timeout,
+                metrics,
+                events,
+            }),
+        }
+    }
+
+    /// The full key for a logical key.
+    pub fn key(&self, logical: &str) -> String {
+        format!("{}:{logical}", self.inner.prefix)
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
+    pub fn is_memory(&self) -> bool {
+        matches!(self.inner.backend, Backend::Memory(_))
+    }
+
+    /// Whether the last health check reached the store.
+    pub fn is_up(&self) -> bool {
+        match &self.inner.backend {
+            Backend::Memory(_) => true,
+            Backend::Redis(r) => r.is_up(),
+        }
+    }
+
+    /// Every event of the instance's one subscription, from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<StoreEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Whether the subscription is live now.
+    pub fn subscription_live(&self) -> bool {
+        match &self.inner.backend {
+            Backend::Memory(_) => true,
+            Backend::Redis(r) => r.subscription_live(),
+        }
+    }
+
+    /// Runs one operation with the command timeout, timing and error counting.
+    async fn run<T, F>(&self, command: &'static str, fut: F) -> StoreResult<T>
+    where
+        F: Future<Output = StoreResult<T>>,
+    {
+        let started = Instant::now();
+        let out = match tokio::time::timeout(self.inner.timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::Timeout),
+        };
+        let m = &self.inner.metrics;
+        m.store_command_duration_seconds
+            .with_label_values(&[command])
+            .observe(started.elapsed().as_secs_f64());
+        if out.is_err() {
+            m.store_errors_total.with_label_values(&[command]).inc();
+        }
+        out
+    }
+
+    pub async fn ping(&self) -> StoreResult<()> {
+        self.run("ping", async {
+            match &self.inner.backend {
+                Backend::Memory(_) => Ok(()),
+                Backend::Redis(r) => r.ping().await,
+            }
+        })
+        .await
+    }
+
+    /// Reads a cache entry's bytes (L2).
+    pub async fn cache_get(&self, logical: &str) -> StoreResult<Option<Bytes>> {
+        let key = self.key(logical);
+        self.run("cache_get", async {
+            match &self.inner.backend {
+                Backend::Memory(m) => Ok(m.get(&key)),
+                Backend::Redis(r) => r.get(&key).await,
+            }
+        })
+        .await
+    }
+
+    /// Writes a cache entry's bytes (L2), expiring after `ttl`.
+    pub async fn cache_put(&self, logical: &str, value: Bytes, ttl: Duration) -> StoreResult<()> {
+        let key = self.key(logical);
+        let ttl = ttl.max(Duration::from_millis(1));
+        self.run("cache_put", async {
+            match &self.inner.backend {
+                Backend::Memory(m) => {
+                    m.set(&key, value, Some(ttl));
+                    Ok(())
+                }
+                Backend::Redis(r) => r.set_px(&key, value, ttl).await,
+            }
+        })
+        .await
+    }
+
+    /// Deletes cache entries (L2); answers how many existed.
+    pub async fn cache_delete(&self, logicals: &[String]) -> StoreResult<u64> {
+        if logicals.is_empty() {
+            return Ok(0);
+        }
+        let keys: Vec<String> = logicals.iter().map(|k| self.key(k)).collect();
+        self.run("cache_delete", async {
+            match &self.inner.backend {
+                Backend::Memory(m) => Ok(m.del(&keys)),
+                Backend::Redis(r) => r.del(&keys).await,
+            }
+        })
+        .await
+    }
+
+    /// Takes a lease (a key set only when absent, expiring after `ttl`); true when
+    /// this caller got it. Used for fleet-wide fetch coalescing.
+    pub async fn lease_acquire(
+        &self,
+        logical: &str,
+        token: &str,
+        ttl: Duration,
+    ) -> StoreResult<bool> {
+        let key = self.key(logical);
+        self.run("lease_acquire", async {
+            match &self.inner.backend {
+                Backend::Memory(m) => {
+                    Ok(m.set_nx(&key, Bytes::copy_from_slice(token.as_bytes()), ttl))
+                }
+                Backend::Redis(r) => r.set_nx_px(&key, token, ttl).await,
+            }
+        })
+        .await
+    }
+
+    /// Releases a lease only if `token` still holds it; true when released.
+    pub async fn lease_release(&self, logical: &str, token: &str) -> StoreResult<bool> {
+        let key = self.key(logical);
+        self.run("lease_release", async {
+            match &self.inner.backend {
+                Backend::Memory(m) => Ok(m.del_if_eq(&key, token.as_bytes())),
+                Backend::Redis(r) => r.del_if_eq(&key, token).await,
+            }
+        })
+        .await
+    }
+
+    /// Publishes to every instance's subscription (this one included).
+    pub async fn publish(&self, channel: Channel, payload: Bytes) -> StoreResult<()> {
+        self.run("publish", async {
+            match &self.inner.backend {
+                Backend::Memory(_) => {
+                    let _ = self
+                        .inner
+                        .events
+                        .send(StoreEvent::Message { channel, payload });
+                    Ok(())
+                }
+                Backend::Redis(r) => r.publish(channel, payload).await,
+            }
+        })
+        .await
+    }
+
+    /// Stops background tasks (connection monitor, subscription).
+    pub fn shutdown(&self) {
+        match &self.inner.backend {
+            Backend::Memory(m) => m.shutdown(),
+            Backend::Redis(r) => r.shutdown(),
+        }
+    }
+}
+
+/// A URL with any password replaced, for logs and error messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            super::redact_url("redis://user:secret@host:6379"),
+            "redis://user:***@host:6379"
+        );
+        assert_eq!(super::redact_url("redis://host:6379"), "redis://host:6379");
+    }
+}
