@@ -78,6 +78,11 @@ impl App {
             bind(config.server.admin_listen, "admin (server.admin_listen)").await?;
 
         let store = Store::new(&config.store, metrics.clone());
+        if !store.wait_until_up(config.store.connect_timeout).await {
+            tracing::warn!(
+                "store not reachable at start; serving from L1 and the origin until it is"
+            );
+        }
         let origin = Origin::new(&config.origin);
         let cache = Cache::new(&config.cache, store.clone(), metrics.clone());
         let runtime = Runtime::new(config.clone()).map_err(anyhow::Error::msg)?;

@@ -140,6 +140,16 @@ impl Store {
         }
     }
 
+    /// Waits until the store answers or `timeout` passes; true when it is up.
+    /// Start-up uses this so a reachable Redis is connected before the first
+    /// request, while an unreachable one does not stop gatehouse from starting.
+    pub async fn wait_until_up(&self, timeout: Duration) -> bool {
+        match &self.inner.backend {
+            Backend::Memory(_) => true,
+            Backend::Redis(r) => r.wait_until_up(timeout).await,
+        }
+    }
+
     /// Every event of the instance's one subscription, from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<StoreEvent> {
         self.inner.events.subscribe()

@@ -121,6 +121,22 @@ impl RedisStore {
         self.shared.up.load(Ordering::Relaxed)
     }
 
+    pub async fn wait_until_up(&self, timeout: Duration) -> bool {
+        let mut rx = self.shared.up_watch.subscribe();
+        let waited = tokio::time::timeout(timeout, async {
+            loop {
+                if self.shared.up.load(Ordering::Relaxed) {
+                    return;
+                }
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+        waited.is_ok() && self.is_up()
+    }
+
     pub fn subscription_live(&self) -> bool {
         self.shared.sub_live.load(Ordering::Relaxed)
     }
