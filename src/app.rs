@@ -160,6 +160,10 @@ impl App {
     /// within `server.shutdown_grace`; then background tasks stop.
     pub async fn shutdown(self) {
         self.state.shutting_down.store(true, Ordering::SeqCst);
+        let delay = self.state.runtime.load().config.server.drain_delay;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         let _ = self.shutdown_tx.send(true);
         for s in self.servers {
             let _ = s.await;

@@ -77,6 +77,9 @@ pub struct ServerConfig {
     pub api_listen: SocketAddr,
     pub admin_listen: SocketAddr,
     pub shutdown_grace: Duration,
+    /// After readiness turns 503, keep accepting this long so load balancers
+    /// notice before listeners close.
+    pub drain_delay: Duration,
     pub max_header_bytes: u64,
     /// Request bodies larger than this are answered 413 `BODY_TOO_LARGE`.
     pub max_body_bytes: u64,
@@ -673,6 +676,7 @@ fn read(
         api_listen: s.addr("api_listen", DEFAULT_API_LISTEN),
         admin_listen: s.addr("admin_listen", DEFAULT_ADMIN_LISTEN),
         shutdown_grace: s.duration("shutdown_grace", DEFAULT_SHUTDOWN_GRACE),
+        drain_delay: s.duration("drain_delay", Duration::ZERO),
         max_header_bytes: s.size("max_header_bytes", DEFAULT_MAX_HEADER_BYTES),
         max_body_bytes: s.size("max_body_bytes", DEFAULT_MAX_BODY_BYTES),
         tls: s.sub("tls", |t| {
