@@ -37,7 +37,7 @@ pub struct AppState {
 impl AppState {
     /// Builds everything a reload may replace, or says why not.
     pub fn build_runtime(&self, config: Config) -> Result<Runtime, String> {
-        Runtime::new(config)
+        Runtime::new(config, &self.metrics)
     }
 
     /// Updates gauges read at scrape time.
@@ -85,7 +85,7 @@ impl App {
         }
         let origin = Origin::new(&config.origin);
         let cache = Cache::new(&config.cache, store.clone(), metrics.clone());
-        let runtime = Runtime::new(config.clone()).map_err(anyhow::Error::msg)?;
+        let runtime = Runtime::new(config.clone(), &metrics).map_err(anyhow::Error::msg)?;
         let state = Arc::new(AppState {
             runtime: ArcSwap::from_pointee(runtime),
             config_path,

@@ -13,6 +13,7 @@ use http::{header, HeaderMap, Method, Request, Response};
 use http_body_util::{BodyStream, StreamBody};
 use hyper::body::{Frame, Incoming};
 
+use super::authorize::Authorized;
 use super::cache_policy::{self, NoCacheReason};
 use super::origin::{self, OriginError};
 use super::respond;
@@ -30,8 +31,11 @@ pub async fn pass(
     req: Request<Incoming>,
     peer: SocketAddr,
     tls: bool,
+    route: Option<&Route>,
+    who: &Authorized,
     cache_status: &str,
 ) -> Result<Response<Body>, Error> {
+    let _ = (route, who);
     let max_body = state.runtime.load().config.server.max_body_bytes;
     let declared = req
         .headers()

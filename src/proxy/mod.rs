@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! route = router.find(method, path)                 routes.rs
+//! authorize(route, headers)?                        authorize.rs      (401/403)
 //! request_cacheable(method, headers, route)?        cache_policy.rs   (else: pass)
 //! key = cache_key::for_request(uri, headers, route) cache_key.rs
 //! cache.lookup(key)  -> fresh hit: answer           cache/ (L1, then L2)
@@ -11,6 +12,7 @@
 //!
 //! Every response carries `Cache-Status` (RFC 9211).
 
+pub mod authorize;
 pub mod cache_key;
 pub mod cache_policy;
 pub mod fetch;
@@ -28,6 +30,7 @@ use crate::app::AppState;
 use crate::body::Body;
 use crate::cache::entry::{now_ms, Freshness};
 use crate::cache::Lookup;
+use crate::config::reload::Runtime;
 use crate::error::Error;
 use crate::routes::Route;
 use cache_policy::NoCacheReason;
@@ -62,7 +65,7 @@ pub async fn handle(
         .as_ref()
         .map(|r| r.label().to_string())
         .unwrap_or_else(|| "none".to_string());
-    let resp = match serve(state, req, peer, tls, route).await {
+    let resp = match serve(state, &runtime, req, peer, tls, route).await {
         Ok(r) => r,
         Err(e) => {
             let mut r = e.into_response();
@@ -87,17 +90,28 @@ pub async fn handle(
 
 async fn serve(
     state: &Arc<AppState>,
-    req: Request<Incoming>,
+    runtime: &Runtime,
+    mut req: Request<Incoming>,
     peer: SocketAddr,
     tls: bool,
     route: Option<Arc<Route>>,
 ) -> Result<Response<Body>, Error> {
+    let who = authorize::authorize(state, runtime, route.as_deref(), req.headers_mut()).await?;
     if let Err(reason) =
         cache_policy::request_cacheable(req.method(), req.headers(), route.as_deref())
     {
-        return fetch::pass(state, req, peer, tls, pass_status(reason)).await;
+        return fetch::pass(
+            state,
+            req,
+            peer,
+            tls,
+            route.as_deref(),
+            &who,
+            pass_status(reason),
+        )
+        .await;
     }
-    let key = cache_key::for_request(req.uri(), req.headers(), route.as_deref(), None);
+    let key = cache_key::for_request(req.uri(), req.headers(), route.as_deref(), who.sub());
     let has_auth = req.headers().contains_key(http::header::AUTHORIZATION);
     let head = req.method() == http::Method::HEAD;
     if let Lookup::Hit { entry, .. } = state.cache.lookup(&key).await {
