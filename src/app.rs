@@ -29,7 +29,7 @@ pub struct AppState {
     pub store: Store,
     pub metrics: Arc<Metrics>,
     pub origin: Origin,
-    pub cache: Cache,
+    pub cache: Arc<Cache>,
     pub listeners_bound: AtomicBool,
     pub shutting_down: AtomicBool,
 }
@@ -84,7 +84,7 @@ impl App {
             );
         }
         let origin = Origin::new(&config.origin);
-        let cache = Cache::new(&config.cache, store.clone(), metrics.clone());
+        let cache = Arc::new(Cache::new(&config.cache, store.clone(), metrics.clone()));
         let runtime = Runtime::new(config.clone(), &metrics).map_err(anyhow::Error::msg)?;
         let state = Arc::new(AppState {
             runtime: ArcSwap::from_pointee(runtime),
@@ -142,7 +142,11 @@ impl App {
             ),
         ];
         let mut background = crate::config::reload::spawn_reloaders(state.clone());
-        background.extend(state.cache.spawn_background(&state.store));
+        background.push(crate::cache::coherence::spawn(
+            state.cache.clone(),
+            &state.store,
+        ));
+        background.push(crate::cache::coherence::spawn_trim(state.store.clone()));
         state.listeners_bound.store(true, Ordering::SeqCst);
         tracing::info!(%proxy_addr, %api_addr, %admin_addr, store = ?config.store.backend, origin = %config.origin.url, "gatehouse listening");
         Ok(App {
