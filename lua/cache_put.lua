@@ -1,7 +1,7 @@
 -- Stores a cache entry unless it was purged after the fetch that produced it began,
 -- so a fill racing a purge never re-installs the old entry.
--- KEYS[1] entry key      (<prefix>:cache:{id})
--- KEYS[2] tombstone key  (<prefix>:cache:{id}:tomb) — same hash tag
+-- KEYS[1] entry key      (<prefix>:cache:{path hash}:<entry hash>)
+-- KEYS[2] tombstone key  (<prefix>:cache:{path hash}:tomb) — same hash tag
 -- ARGV[1] encoded entry bytes
 -- ARGV[2] ttl in ms
 -- ARGV[3] when the fetch began (Unix ms)

@@ -1,6 +1,7 @@
 -- Adds members to a purge index set and keeps the set alive as long as its longest
 -- member (never shortens its lifetime).
--- KEYS[1] index set key (<prefix>:tag:{tag}, <prefix>:path:{hash}, <prefix>:cache:{id}:variants)
+-- KEYS[1] index set key (<prefix>:tag:{tag}, <prefix>:path:{hash},
+--         <prefix>:cache:{path hash}:<entry hash>:variants)
 -- ARGV[1] ttl in ms
 -- ARGV[2..] members
 -- Reply: the set's size after adding

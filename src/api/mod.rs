@@ -11,6 +11,8 @@
 //! `[A-Za-z0-9._:-]{1,200}`; when `api.token` is set, every call needs
 //! `Authorization: Bearer <token>`.
 
+pub mod cache;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -124,11 +126,8 @@ fn route(method: Method, path: &'static str, handler: HandlerFn) -> ApiRoute {
 }
 
 /// The route table: every api endpoint, in match order.
-pub static ROUTES: LazyLock<Vec<ApiRoute>> = LazyLock::new(|| {
-    let table: Vec<ApiRoute> = vec![];
-    let _ = route;
-    table
-});
+pub static ROUTES: LazyLock<Vec<ApiRoute>> =
+    LazyLock::new(|| vec![route(Method::POST, "/v1/cache/purge", cache::purge)]);
 
 pub struct Api {
     pub state: Arc<AppState>,

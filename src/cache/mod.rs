@@ -47,16 +47,33 @@ pub struct CacheKey {
 
 impl CacheKey {
     pub fn new(primary: String, path: String) -> CacheKey {
-        let id = hash_id(primary.as_bytes());
+        let id = entry_id(&path_hash(&path), primary.as_bytes());
         CacheKey {
             primary: Arc::from(primary),
             id,
             path,
         }
     }
+
+    /// The hash of this key's path (the part of its id shared by every host and
+    /// variant of the path).
+    pub fn path_hash(&self) -> &str {
+        self.id.split_once(':').map_or(&self.id, |(p, _)| p)
+    }
 }
 
-/// 128 bits of SHA-256 in hex: collision-safe and short enough for keys.
+/// 64 bits of SHA-256 of a normalized path and query, in hex.
+pub fn path_hash(path: &str) -> String {
+    hex::encode(&Sha256::digest(path.as_bytes())[..8])
+}
+
+/// A cache id: `<path hash>:<128 bits of SHA-256 of what identifies the entry>`.
+fn entry_id(path_hash: &str, bytes: &[u8]) -> Arc<str> {
+    let digest = Sha256::digest(bytes);
+    Arc::from(format!("{path_hash}:{}", hex::encode(&digest[..16])))
+}
+
+/// 128 bits of SHA-256 in hex.
 pub fn hash_id(bytes: &[u8]) -> Arc<str> {
     let digest = Sha256::digest(bytes);
     Arc::from(hex::encode(&digest[..16]))
@@ -89,7 +106,8 @@ pub fn variant_values(headers: &[String], req: &HeaderMap) -> Vec<(String, Optio
         .collect()
 }
 
-fn variant_id(primary: &str, values: &[(String, Option<String>)]) -> Arc<str> {
+fn variant_id(key: &CacheKey, values: &[(String, Option<String>)]) -> Arc<str> {
+    let primary = &*key.primary;
     let mut s = String::with_capacity(primary.len() + 64);
     s.push_str(primary);
     for (name, value) in values {
@@ -102,7 +120,7 @@ fn variant_id(primary: &str, values: &[(String, Option<String>)]) -> Arc<str> {
             s.push('\u{3}');
         }
     }
-    hash_id(s.as_bytes())
+    entry_id(key.path_hash(), s.as_bytes())
 }
 
 /// The response's `Vary` field names, lower-cased; `*` is kept so callers can refuse.
@@ -298,7 +316,7 @@ impl Cache {
         let (record, tier) = match &*record {
             Record::Entry(_) => (record, tier),
             Record::Vary(index) => {
-                let vid = variant_id(&key.primary, &variant_values(&index.headers, req));
+                let vid = variant_id(key, &variant_values(&index.headers, req));
                 match self.get_record(&vid, trusted).await {
                     Ok(Some((r, t))) if matches!(&*r, Record::Entry(_)) => (r, t),
                     _ => {
@@ -334,6 +352,11 @@ impl Cache {
         if self.recent.get(id).is_some_and(|t| t >= began) {
             return;
         }
+        if let Some((path, _)) = id.split_once(':') {
+            if self.recent.get(path).is_some_and(|t| t >= began) {
+                return;
+            }
+        }
         self.l1.insert(id.clone(), record);
     }
 
@@ -357,7 +380,7 @@ impl Cache {
             key.id.clone()
         } else {
             let values = variant_values(&vary, req);
-            let vid = variant_id(&key.primary, &values);
+            let vid = variant_id(key, &values);
             entry.response_mut().variant = values;
             vid
         };
@@ -426,7 +449,7 @@ impl Cache {
                 .index_add(&Index::Tag(tag.clone()), &[target.to_string()], ttl_d)
                 .await;
         }
-        let path_index = Index::Path(hash_id(key.path.as_bytes()).to_string());
+        let path_index = Index::Path(key.path_hash().to_string());
         let _ = self
             .store
             .index_add(&path_index, &[key.id.to_string()], ttl_d)
@@ -511,11 +534,18 @@ impl Cache {
         Ok(n)
     }
 
-    /// Purges every cached entry of a path (with query) for every host and variant.
+    /// Purges every cached entry of a path (with query) for every host and variant;
+    /// a hard purge also tombstones the path, so fetches of it already on their way
+    /// are not stored.
     pub async fn purge_path(&self, path: &str, soft: bool) -> Result<Purged, StoreError> {
-        let index = Index::Path(hash_id(path.as_bytes()).to_string());
+        let ph = path_hash(path);
+        let index = Index::Path(ph.clone());
         let ids = self.store.index_members(&index).await?;
-        let n = self.purge_ids(ids.clone(), soft).await?;
+        let mut all = ids.clone();
+        if !soft {
+            all.push(format!("{ph}:-"));
+        }
+        let n = self.purge_ids(all, soft).await?;
         if !soft {
             let _ = self.store.index_remove(&index, &ids).await;
         }
@@ -564,6 +594,9 @@ impl Cache {
     pub fn invalidate_local(&self, ids: &[String]) {
         let now = Instant::now();
         for id in ids {
+            if let Some((path, _)) = id.split_once(':') {
+                self.recent.insert(Arc::from(path), now);
+            }
             let id: Arc<str> = Arc::from(id.as_str());
             self.recent.insert(id.clone(), now);
             self.l1.remove(&id);

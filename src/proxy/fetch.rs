@@ -129,8 +129,11 @@ pub async fn fetch_for_cache(
             .route
             .as_ref()
             .is_some_and(|r| r.config.key_by == crate::config::KeyBy::Sub);
-    if !shared || state.cache.is_hit_for_pass(&ctx.key.id) {
+    if !shared {
         return ctx.finish(None, None, "").await;
+    }
+    if state.cache.is_hit_for_pass(&ctx.key.id) {
+        return ctx.finish(None, None, "hit-for-pass").await;
     }
     let mut handed_over = false;
     loop {
@@ -161,7 +164,7 @@ pub async fn fetch_for_cache(
                     return ctx.finish(None, None, "").await;
                 }
                 Waited::TimedOut => {
-                    return ctx.finish(None, None, "; detail=lock-timeout").await;
+                    return ctx.finish(None, None, "lock-timeout").await;
                 }
                 Waited::Outcome(Outcome::Failed) => {
                     if let Some(resp) =
@@ -368,7 +371,12 @@ impl Ctx {
         match filled {
             Filled::Stored(entry) => {
                 self.state.cache.clear_hit_for_pass(&self.key.id);
-                Ok(self.answer(&entry, &format!("gatehouse; fwd=miss; stored{detail}")))
+                let status = if detail.is_empty() {
+                    "gatehouse; fwd=miss; stored".to_string()
+                } else {
+                    format!("gatehouse; fwd=miss; stored; detail={detail}")
+                };
+                Ok(self.answer(&entry, &status))
             }
             Filled::Revalidated(entry, stored) => {
                 let status = if stored {
@@ -400,7 +408,11 @@ impl Ctx {
                 } else {
                     "miss"
                 };
-                let value = format!("gatehouse; fwd={fwd}; detail={}", reason.label());
+                let value = if detail.is_empty() {
+                    format!("gatehouse; fwd={fwd}; detail={}", reason.label())
+                } else {
+                    format!("gatehouse; fwd={fwd}; detail={detail}")
+                };
                 respond::set_cache_status(&mut resp, &value);
                 Ok(resp)
             }

@@ -107,7 +107,8 @@ async fn serve(
     if let Err(reason) =
         cache_policy::request_cacheable(req.method(), req.headers(), route.as_deref())
     {
-        return fetch::pass(
+        let write = (!req.method().is_safe()).then(|| invalidate::Write::of(&req));
+        let resp = fetch::pass(
             state,
             req,
             peer,
@@ -116,7 +117,13 @@ async fn serve(
             &who,
             pass_status(reason),
         )
-        .await;
+        .await?;
+        if let Some(write) = write {
+            if resp.status().is_success() || resp.status().is_redirection() {
+                write.invalidate(state, runtime, resp.headers()).await;
+            }
+        }
+        return Ok(resp);
     }
     let key = cache_key::for_request(req.uri(), req.headers(), route.as_deref(), who.sub());
     let directives = cache_policy::request_directives(req.headers());

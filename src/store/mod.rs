@@ -221,8 +221,8 @@ impl Store {
         .await
     }
 
-    /// Writes a cache entry unless it was purged at or after `started_ms` (the
-    /// moment the fetch that produced it began); true when stored.
+    /// Writes a cache entry unless its path was purged at or after `started_ms`
+    /// (the moment the fetch that produced it began); true when stored.
     pub async fn cache_put_guarded(
         &self,
         id: &str,
@@ -245,8 +245,9 @@ impl Store {
         .await
     }
 
-    /// Deletes cache records and leaves tombstones (purge time `now_ms`, kept for
-    /// `tomb_ttl`) so fetches begun before the purge cannot store afterwards.
+    /// Deletes cache records and leaves a tombstone on each one's path (purge time
+    /// `now_ms`, kept for `tomb_ttl`) so fetches of the path begun before the purge
+    /// cannot store afterwards. An id `<path hash>:-` only tombstones the path.
     /// Answers how many records existed.
     pub async fn cache_purge(
         &self,
@@ -359,15 +360,10 @@ impl Store {
         .await
     }
 
-    /// Takes a lease (a key set only when absent, expiring after `ttl`); true when
-    /// this caller got it. Used for fleet-wide fetch coalescing.
-    pub async fn lease_acquire(
-        &self,
-        logical: &str,
-        token: &str,
-        ttl: Duration,
-    ) -> StoreResult<bool> {
-        let key = self.key(logical);
+    /// Takes a fetch lease on a cache id (set only when absent, expiring after
+    /// `ttl`); true when this caller got it. Fleet-wide fetch coalescing.
+    pub async fn lease_acquire(&self, id: &str, token: &str, ttl: Duration) -> StoreResult<bool> {
+        let key = self.key(&format!("{}:lease", cache_key(id)));
         self.run("lease_acquire", async {
             match &self.inner.backend {
                 Backend::Memory(m) => {
@@ -381,7 +377,7 @@ impl Store {
 
     /// Releases a lease only if `token` still holds it; true when released.
     pub async fn lease_release(&self, id: &str, token: &str) -> StoreResult<bool> {
-        let key = self.key(&format!("cache:{{{id}}}:lease"));
+        let key = self.key(&format!("{}:lease", cache_key(id)));
         self.run("lease_release", async {
             match &self.inner.backend {
                 Backend::Memory(m) => Ok(m.del_if_eq(&key, token.as_bytes())),
@@ -417,14 +413,23 @@ impl Store {
     }
 }
 
-/// The logical key of a cache record; the id sits in a hash tag so the entry, its
-/// tombstone, lease and variant index share a Redis Cluster slot.
-pub fn cache_key(id: &str) -> String {
-    format!("cache:{{{id}}}")
+/// Splits a cache id `<path hash>:<entry hash>` into its two parts.
+fn id_parts(id: &str) -> (&str, &str) {
+    id.split_once(':').unwrap_or((id, "-"))
 }
 
+/// The logical key of a cache record. Ids are `<path hash>:<entry hash>`; the path
+/// hash is the Redis Cluster hash tag, so every host's and variant's entry of one
+/// path, their leases and the path's tombstone share a slot.
+pub fn cache_key(id: &str) -> String {
+    let (path, entry) = id_parts(id);
+    format!("cache:{{{path}}}:{entry}")
+}
+
+/// The tombstone of a path: when it was last purged.
 fn tomb_key(id: &str) -> String {
-    format!("cache:{{{id}}}:tomb")
+    let (path, _) = id_parts(id);
+    format!("cache:{{{path}}}:tomb")
 }
 
 const PATHS_KEY: &str = "paths";
@@ -444,7 +449,7 @@ impl Index {
         match self {
             Index::Tag(t) => format!("tag:{{{t}}}"),
             Index::Path(h) => format!("path:{{{h}}}"),
-            Index::Variants(id) => format!("cache:{{{id}}}:variants"),
+            Index::Variants(id) => format!("{}:variants", cache_key(id)),
         }
     }
 }
