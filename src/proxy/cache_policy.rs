@@ -536,6 +536,54 @@ mod tests {
         );
     }
 
+    fn stored(
+        freshness: u64,
+        swr: u64,
+        must_revalidate: bool,
+    ) -> crate::cache::entry::StoredResponse {
+        let mut e = crate::cache::entry::tests::sample(false);
+        let r = e.response_mut();
+        r.freshness = freshness;
+        r.stale_while_revalidate = swr;
+        r.initial_age = 0;
+        r.response_time = 0;
+        r.flags.must_revalidate = must_revalidate;
+        r.clone()
+    }
+
+    #[test]
+    fn reuse_honours_request_directives_and_stale_windows() {
+        let none = Directives::default();
+        let r = stored(60_000, 30_000, false);
+        assert_eq!(
+            reuse(&r, &none, true, 10_000),
+            Reuse::Fresh { remaining: 50_000 }
+        );
+        // Untrusted L1 entries are never fresh.
+        assert_eq!(reuse(&r, &none, false, 10_000), Reuse::Revalidate);
+        let min_fresh = Directives {
+            min_fresh: Some(Delta::Seconds(55)),
+            ..Default::default()
+        };
+        assert_eq!(reuse(&r, &min_fresh, true, 10_000), Reuse::Revalidate);
+        let max_age = Directives {
+            max_age: Some(Delta::Seconds(5)),
+            ..Default::default()
+        };
+        assert_eq!(reuse(&r, &max_age, true, 10_000), Reuse::Revalidate);
+        assert_eq!(reuse(&r, &none, true, 70_000), Reuse::StaleWhileRevalidate);
+        assert_eq!(reuse(&r, &none, true, 95_000), Reuse::Revalidate);
+        let max_stale = Directives {
+            max_stale: Some(Some(100)),
+            ..Default::default()
+        };
+        assert_eq!(reuse(&r, &max_stale, true, 95_000), Reuse::StaleAccepted);
+        let strict = stored(60_000, 30_000, true);
+        assert_eq!(reuse(&strict, &none, true, 70_000), Reuse::Revalidate);
+        assert_eq!(reuse(&strict, &max_stale, true, 70_000), Reuse::Revalidate);
+        assert!(!stale_if_error_allows(&strict, 70_000));
+    }
+
     #[test]
     fn initial_age_takes_the_larger_of_apparent_and_corrected_age() {
         let h = headers(&[("age", "5")]);
