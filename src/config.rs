@@ -120,6 +120,8 @@ pub struct StoreConfig {
     pub connect_timeout: Duration,
     /// Keep `/readyz` at 200 ("degraded") while the store is unreachable.
     pub serve_degraded: bool,
+    /// PEM CA bundle that verifies `rediss://` servers (instead of the system roots).
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -385,6 +387,14 @@ impl Config {
                         err(&format!("store.sentinel.nodes[{i}]"), m);
                     }
                 }
+            }
+        }
+        if let Some(ca) = &st.tls_ca_file {
+            if !ca.is_file() {
+                err(
+                    "store.tls_ca_file",
+                    format!("file {} does not exist", ca.display()),
+                );
             }
         }
         if st.command_timeout.is_zero() {
@@ -746,6 +756,7 @@ fn read(
         command_timeout: s.duration("command_timeout", DEFAULT_STORE_COMMAND_TIMEOUT),
         connect_timeout: s.duration("connect_timeout", DEFAULT_STORE_CONNECT_TIMEOUT),
         serve_degraded: s.bool("serve_degraded", true),
+        tls_ca_file: s.opt_string("tls_ca_file").map(PathBuf::from),
     };
     s.finish();
 

@@ -366,18 +366,42 @@ impl Drop for RedisStore {
 
 /// Opens the connection the configuration describes, and the clients pub/sub uses.
 async fn connect(cfg: &StoreConfig) -> Result<(Conn, Vec<redis::Client>), RedisError> {
+    let ca = match &cfg.tls_ca_file {
+        Some(path) => Some(std::fs::read(path).map_err(|e| {
+            RedisError::from((
+                redis::ErrorKind::Io,
+                "store.tls_ca_file unreadable",
+                e.to_string(),
+            ))
+        })?),
+        None => None,
+    };
+    let open = |url: &str| -> Result<redis::Client, RedisError> {
+        match &ca {
+            Some(pem) if url.starts_with("rediss://") => redis::Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                },
+            ),
+            _ => redis::Client::open(url),
+        }
+    };
     if !cfg.cluster.is_empty() {
-        let client = redis::cluster::ClusterClientBuilder::new(cfg.cluster.clone())
+        let mut builder = redis::cluster::ClusterClientBuilder::new(cfg.cluster.clone())
             .connection_timeout(cfg.connect_timeout)
             .response_timeout(cfg.command_timeout)
-            .retries(2)
-            .build()?;
+            .retries(2);
+        if let Some(pem) = &ca {
+            builder = builder.certs(redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.clone()),
+            });
+        }
+        let client = builder.build()?;
         let conn = client.get_async_connection().await?;
-        let clients = cfg
-            .cluster
-            .iter()
-            .filter_map(|u| redis::Client::open(u.as_str()).ok())
-            .collect();
+        let clients = cfg.cluster.iter().filter_map(|u| open(u).ok()).collect();
         return Ok((Conn::Cluster(conn), clients));
     }
     let client = if let Some(sen) = &cfg.sentinel {
@@ -389,7 +413,7 @@ async fn connect(cfg: &StoreConfig) -> Result<(Conn, Vec<redis::Client>), RedisE
         )?;
         sc.async_get_client().await?
     } else {
-        redis::Client::open(cfg.url.as_str())?
+        open(&cfg.url)?
     };
     let mgr_cfg = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(cfg.connect_timeout))
