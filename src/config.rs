@@ -607,6 +607,10 @@ fn apply_env(
         let Some(rest) = name.strip_prefix("GATEHOUSE_") else {
             continue;
         };
+        // GATEHOUSE_LOG is the log filter (tracing's EnvFilter syntax), not a key.
+        if rest == "LOG" {
+            continue;
+        }
         let rest = rest.to_ascii_lowercase();
         let Some((section, key)) = rest.split_once('_') else {
             errors.push(ConfigError {

@@ -673,7 +673,12 @@ impl Gatehouse {
     }
 
     pub async fn start_config(cfg: Config) -> Gatehouse {
-        let app = App::start(cfg, None).await.expect("gatehouse starts");
+        Gatehouse::start_with_path(cfg, None).await
+    }
+
+    /// Starts with a config file path (enables reloads).
+    pub async fn start_with_path(cfg: Config, path: Option<std::path::PathBuf>) -> Gatehouse {
+        let app = App::start(cfg, path).await.expect("gatehouse starts");
         Gatehouse {
             proxy: app.proxy_addr,
             api: app.api_addr,
