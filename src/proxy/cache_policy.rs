@@ -196,7 +196,7 @@ pub fn reuse(
             return Reuse::StaleAccepted;
         }
     }
-    if stale_for <= entry.stale_while_revalidate && req.max_age.is_none() {
+    if stale_for < entry.stale_while_revalidate && req.max_age.is_none() {
         return Reuse::StaleWhileRevalidate;
     }
     Reuse::Revalidate
@@ -209,7 +209,7 @@ pub fn stale_if_error_allows(entry: &crate::cache::entry::StoredResponse, now: u
         return false;
     }
     let age = entry.age_at(now);
-    age < entry.freshness || age - entry.freshness <= entry.stale_if_error
+    age < entry.freshness || age - entry.freshness < entry.stale_if_error
 }
 
 /// Why a response was not stored (or a request not served from cache).
