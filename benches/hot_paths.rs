@@ -121,7 +121,7 @@ fn entry_encoding(c: &mut Criterion) {
 
 fn l1_lookup(c: &mut Criterion) {
     let l1 = L1::new(64 << 20);
-    let entry = Arc::new(sample_entry());
+    let entry = Arc::new(entry::Record::Entry(Arc::new(sample_entry())));
     let keys: Vec<Arc<str>> = (0..10_000)
         .map(|i| Arc::from(format!("checkin.example.com/api/participants/{i}")))
         .collect();
