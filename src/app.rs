@@ -143,6 +143,12 @@ impl App {
         ];
         let mut background = crate::config::reload::spawn_reloaders(state.clone());
         background.extend(state.cache.spawn_background(&state.store));
+        background.extend(crate::coordination::capacity_sync::spawn(
+            state.store.clone(),
+            state.metrics.clone(),
+            &config.capacity,
+            &config.origin,
+        ));
         state.listeners_bound.store(true, Ordering::SeqCst);
         tracing::info!(%proxy_addr, %api_addr, %admin_addr, store = ?config.store.backend, origin = %config.origin.url, "gatehouse listening");
         Ok(App {
