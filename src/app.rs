@@ -29,7 +29,7 @@ pub struct AppState {
     pub store: Store,
     pub metrics: Arc<Metrics>,
     pub origin: Origin,
-    pub cache: Cache,
+    pub cache: Arc<Cache>,
     pub listeners_bound: AtomicBool,
     pub shutting_down: AtomicBool,
 }
@@ -37,7 +37,7 @@ pub struct AppState {
 impl AppState {
     /// Builds everything a reload may replace, or says why not.
     pub fn build_runtime(&self, config: Config) -> Result<Runtime, String> {
-        Runtime::new(config)
+        Runtime::new(config, &self.metrics)
     }
 
     /// Updates gauges read at scrape time.
@@ -84,8 +84,8 @@ impl App {
             );
         }
         let origin = Origin::new(&config.origin);
-        let cache = Cache::new(&config.cache, store.clone(), metrics.clone());
-        let runtime = Runtime::new(config.clone()).map_err(anyhow::Error::msg)?;
+        let cache = Arc::new(Cache::new(&config.cache, store.clone(), metrics.clone()));
+        let runtime = Runtime::new(config.clone(), &metrics).map_err(anyhow::Error::msg)?;
         let state = Arc::new(AppState {
             runtime: ArcSwap::from_pointee(runtime),
             config_path,
@@ -142,7 +142,11 @@ impl App {
             ),
         ];
         let mut background = crate::config::reload::spawn_reloaders(state.clone());
-        background.extend(state.cache.spawn_background(&state.store));
+        background.push(crate::cache::coherence::spawn(
+            state.cache.clone(),
+            &state.store,
+        ));
+        background.push(crate::cache::coherence::spawn_trim(state.store.clone()));
         background.extend(crate::coordination::capacity_sync::spawn(
             state.store.clone(),
             state.metrics.clone(),
@@ -166,6 +170,10 @@ impl App {
     /// within `server.shutdown_grace`; then background tasks stop.
     pub async fn shutdown(self) {
         self.state.shutting_down.store(true, Ordering::SeqCst);
+        let delay = self.state.runtime.load().config.server.drain_delay;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         let _ = self.shutdown_tx.send(true);
         for s in self.servers {
             let _ = s.await;

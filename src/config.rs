@@ -83,6 +83,9 @@ pub struct ServerConfig {
     pub api_listen: SocketAddr,
     pub admin_listen: SocketAddr,
     pub shutdown_grace: Duration,
+    /// After readiness turns 503, keep accepting this long so load balancers
+    /// notice before listeners close.
+    pub drain_delay: Duration,
     pub max_header_bytes: u64,
     /// Request bodies larger than this are answered 413 `BODY_TOO_LARGE`.
     pub max_body_bytes: u64,
@@ -123,6 +126,8 @@ pub struct StoreConfig {
     pub connect_timeout: Duration,
     /// Keep `/readyz` at 200 ("degraded") while the store is unreachable.
     pub serve_degraded: bool,
+    /// PEM CA bundle that verifies `rediss://` servers (instead of the system roots).
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -403,6 +408,14 @@ impl Config {
                 }
             }
         }
+        if let Some(ca) = &st.tls_ca_file {
+            if !ca.is_file() {
+                err(
+                    "store.tls_ca_file",
+                    format!("file {} does not exist", ca.display()),
+                );
+            }
+        }
         if st.command_timeout.is_zero() {
             err("store.command_timeout", "must be greater than 0s".into());
         }
@@ -623,6 +636,10 @@ fn apply_env(
         let Some(rest) = name.strip_prefix("GATEHOUSE_") else {
             continue;
         };
+        // GATEHOUSE_LOG is the log filter (tracing's EnvFilter syntax), not a key.
+        if rest == "LOG" {
+            continue;
+        }
         let rest = rest.to_ascii_lowercase();
         let Some((section, key)) = rest.split_once('_') else {
             errors.push(ConfigError {
@@ -702,6 +719,7 @@ fn read(
         api_listen: s.addr("api_listen", DEFAULT_API_LISTEN),
         admin_listen: s.addr("admin_listen", DEFAULT_ADMIN_LISTEN),
         shutdown_grace: s.duration("shutdown_grace", DEFAULT_SHUTDOWN_GRACE),
+        drain_delay: s.duration("drain_delay", Duration::ZERO),
         max_header_bytes: s.size("max_header_bytes", DEFAULT_MAX_HEADER_BYTES),
         max_body_bytes: s.size("max_body_bytes", DEFAULT_MAX_BODY_BYTES),
         tls: s.sub("tls", |t| {
@@ -771,6 +789,7 @@ fn read(
         command_timeout: s.duration("command_timeout", DEFAULT_STORE_COMMAND_TIMEOUT),
         connect_timeout: s.duration("connect_timeout", DEFAULT_STORE_CONNECT_TIMEOUT),
         serve_degraded: s.bool("serve_degraded", true),
+        tls_ca_file: s.opt_string("tls_ca_file").map(PathBuf::from),
     };
     s.finish();
 

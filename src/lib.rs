@@ -11,6 +11,7 @@
 //! | [`body`] | the boxed streaming body every listener uses |
 //! | [`server`] | transport only: accept loop, HTTP/1.1 + h2c, TLS, graceful drain |
 //! | [`proxy`] | THE request path, one file per step, in call order |
+//! | [`auth`] | JWT verification (pinned algorithms, PEM / JWKS keys, leeway, aud any-match), token extraction, verified-token cache |
 //! | [`cache`] | L1 (moka) over L2 (store), `Entry` with an explicit `Negative` variant, coalescing |
 //! | [`store`] | the ONE place that talks to Redis or the embedded memory store |
 //! | [`coordination`] | capacity admission (+ origin sync), fenced locks, one-time transfers over the store; no HTTP |
@@ -38,6 +39,7 @@
 pub mod admin;
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod body;
 pub mod cache;
 pub mod config;

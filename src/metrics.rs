@@ -90,7 +90,7 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(store_command_duration_seconds.clone()))
             .expect("unique metric");
-        Metrics {
+        let m = Metrics {
             requests_total: counter_vec(
                 &r,
                 "gatehouse_requests_total",
@@ -220,6 +220,30 @@ impl Metrics {
                 "1 while the store invalidation subscription is live",
             ),
             registry: r,
+        };
+        m.init_series();
+        m
+    }
+
+    /// Creates the series an operator alerts on at zero, so a first increase is
+    /// seen by `rate()` / `increase()` rather than appearing out of nowhere.
+    fn init_series(&self) {
+        for tier in ["l1", "l2"] {
+            for result in ["hit", "negative_hit", "miss", "vary_miss", "error"] {
+                self.cache_lookups_total.with_label_values(&[tier, result]);
+            }
+        }
+        for result in ["ok", "timeout", "unreachable", "body_error"] {
+            self.origin_requests_total.with_label_values(&[result]);
+        }
+        for result in ["ok", "invalid"] {
+            self.config_reloads_total.with_label_values(&[result]);
+        }
+        for result in ["stored", "negative", "revalidated"] {
+            self.cache_stores_total.with_label_values(&[result]);
+        }
+        for kind in ["urls", "tags", "prefix"] {
+            self.purges_total.with_label_values(&[kind]);
         }
     }
 

@@ -11,6 +11,7 @@
 //! `[A-Za-z0-9._:-]{1,200}`; when `api.token` is set, every call needs
 //! `Authorization: Bearer <token>`.
 
+pub mod cache;
 mod capacity;
 mod locks;
 mod transfers;
@@ -130,7 +131,8 @@ fn route(method: Method, path: &'static str, handler: HandlerFn) -> ApiRoute {
 
 /// The route table: every api endpoint, in match order.
 pub static ROUTES: LazyLock<Vec<ApiRoute>> = LazyLock::new(|| {
-    let table: Vec<ApiRoute> = vec![
+    vec![
+        route(Method::POST, "/v1/cache/purge", cache::purge),
         route(Method::PUT, "/v1/capacity/{ns}/{id}", capacity::put),
         route(Method::GET, "/v1/capacity/{ns}/{id}", capacity::get),
         route(
@@ -149,8 +151,7 @@ pub static ROUTES: LazyLock<Vec<ApiRoute>> = LazyLock::new(|| {
         route(Method::DELETE, "/v1/locks/{ns}/{id}", locks::release),
         route(Method::POST, "/v1/transfers", transfers::create),
         route(Method::POST, "/v1/transfers/claim", transfers::claim),
-    ];
-    table
+    ]
 });
 
 pub struct Api {

@@ -6,6 +6,40 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::{HeaderName, HeaderValue, StatusCode};
 
+/// What one cache id holds: an entry, or (for responses with `Vary`) the list of
+/// request headers that select among the URL's variants, each stored under its own
+/// id.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Record {
+    Entry(std::sync::Arc<Entry>),
+    Vary(VaryIndex),
+}
+
+/// The request headers a URL's responses vary on, and until when the index is kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VaryIndex {
+    pub headers: Vec<String>,
+    /// Unix ms after which the index is useless (its variants have expired).
+    pub expires_at: u64,
+}
+
+impl Record {
+    /// Milliseconds from `now` until nothing can use the record.
+    pub fn hard_ttl_at(&self, now: u64) -> u64 {
+        match self {
+            Record::Entry(e) => e.response().hard_ttl_at(now),
+            Record::Vary(v) => v.expires_at.saturating_sub(now),
+        }
+    }
+
+    pub fn weight(&self) -> u32 {
+        match self {
+            Record::Entry(e) => e.weight(),
+            Record::Vary(v) => 128 + v.headers.iter().map(|h| h.len() as u32 + 8).sum::<u32>(),
+        }
+    }
+}
+
 /// A cached answer: a full response, or a negative one (404/410).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Entry {
@@ -160,6 +194,43 @@ pub enum DecodeError {
 fn put_str(buf: &mut BytesMut, s: &[u8]) {
     buf.put_u32(s.len() as u32);
     buf.put_slice(s);
+}
+
+/// Encodes a record: entries as `encode`, a Vary index as kind 2.
+pub fn encode_record(record: &Record) -> Bytes {
+    match record {
+        Record::Entry(e) => encode(e),
+        Record::Vary(v) => {
+            let mut buf = BytesMut::with_capacity(64);
+            buf.put_slice(MAGIC);
+            buf.put_u8(ENCODING_VERSION);
+            buf.put_u8(2);
+            buf.put_u64(v.expires_at);
+            buf.put_u32(v.headers.len() as u32);
+            for h in &v.headers {
+                put_str(&mut buf, h.as_bytes());
+            }
+            buf.freeze()
+        }
+    }
+}
+
+/// Decodes what `encode_record` wrote.
+pub fn decode_record(bytes: Bytes) -> Result<Record, DecodeError> {
+    if bytes.len() >= 4 && &bytes[..2] == MAGIC && bytes[2] == ENCODING_VERSION && bytes[3] == 2 {
+        let mut r = Reader(bytes.slice(4..));
+        let expires_at = r.u64()?;
+        let n = r.u32()? as usize;
+        let mut headers = Vec::with_capacity(n.min(64));
+        for _ in 0..n {
+            headers.push(r.string()?);
+        }
+        return Ok(Record::Vary(VaryIndex {
+            headers,
+            expires_at,
+        }));
+    }
+    decode(bytes).map(|e| Record::Entry(std::sync::Arc::new(e)))
 }
 
 /// The L2 encoding: magic, version, kind, then fixed fields and length-prefixed parts.
@@ -374,6 +445,17 @@ pub(crate) mod tests {
             assert_eq!(back, e);
             assert_eq!(back.is_negative(), negative);
         }
+    }
+
+    #[test]
+    fn vary_index_records_round_trip() {
+        let r = Record::Vary(VaryIndex {
+            headers: vec!["accept-language".into(), "accept".into()],
+            expires_at: 99,
+        });
+        assert_eq!(decode_record(encode_record(&r)).unwrap(), r);
+        let e = Record::Entry(std::sync::Arc::new(sample(true)));
+        assert_eq!(decode_record(encode_record(&e)).unwrap(), e);
     }
 
     #[test]

@@ -6,13 +6,12 @@ use std::time::{Duration, Instant};
 
 use moka::sync::Cache as Moka;
 
-use super::entry::{now_ms, Entry};
+use super::entry::{now_ms, Record};
 
-/// An L1 slot: the entry and when it was put here (for coherence: entries stored
-/// before a lost subscription are distrusted).
+/// An L1 slot: the record and when it was put here.
 #[derive(Clone, Debug)]
 pub struct Slot {
-    pub entry: Arc<Entry>,
+    pub record: Arc<Record>,
     pub inserted: Instant,
 }
 
@@ -21,7 +20,7 @@ struct Expiry;
 impl moka::Expiry<Arc<str>, Slot> for Expiry {
     fn expire_after_create(&self, _key: &Arc<str>, slot: &Slot, _now: Instant) -> Option<Duration> {
         Some(Duration::from_millis(
-            slot.entry.response().hard_ttl_at(now_ms()).max(1),
+            slot.record.hard_ttl_at(now_ms()).max(1),
         ))
     }
 
@@ -45,7 +44,7 @@ impl L1 {
     pub fn new(max_bytes: u64) -> L1 {
         let cache = Moka::builder()
             .max_capacity(max_bytes)
-            .weigher(|k: &Arc<str>, s: &Slot| s.entry.weight().saturating_add(k.len() as u32))
+            .weigher(|k: &Arc<str>, s: &Slot| s.record.weight().saturating_add(k.len() as u32))
             .expire_after(Expiry)
             .build();
         L1 { cache }
@@ -55,11 +54,11 @@ impl L1 {
         self.cache.get(key)
     }
 
-    pub fn insert(&self, key: Arc<str>, entry: Arc<Entry>) {
+    pub fn insert(&self, key: Arc<str>, record: Arc<Record>) {
         self.cache.insert(
             key,
             Slot {
-                entry,
+                record,
                 inserted: Instant::now(),
             },
         );
@@ -81,10 +80,5 @@ impl L1 {
 
     pub fn weighted_size(&self) -> u64 {
         self.cache.weighted_size()
-    }
-
-    /// Keys currently held (for prefix purges of L1; walks the whole cache).
-    pub fn keys(&self) -> Vec<Arc<str>> {
-        self.cache.iter().map(|(k, _)| (*k).clone()).collect()
     }
 }

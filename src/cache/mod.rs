@@ -1,42 +1,143 @@
-//! The tiered cache: L1 (moka, in-process) over L2 (the store). Knows `Entry` and
-//! `CacheKey`, never hyper requests or auth.
+//! The tiered cache: L1 (moka, in-process) over L2 (the store). Knows `Entry`,
+//! `CacheKey` and request headers, never hyper requests or auth.
 //!
-//! `lookup` reads L1, then L2 (an L2 hit fills L1 with the remaining lifetime);
-//! `store` writes both; `invalidate` removes from both. Store errors never fail a
-//! lookup: they count as `{tier="l2",result="error"}` and the request goes on to the
-//! origin.
+//! - `lookup` reads L1, then L2 (an L2 hit fills L1 with the remaining lifetime), and
+//!   follows a URL's `Vary` index to the variant the request selects.
+//! - `store` writes the entry (and its Vary index) to both tiers, and indexes it for
+//!   purges by tag and by path. An L2 write is refused when the entry was purged after
+//!   its fetch began (a tombstone), so a fill racing a purge never re-installs the old
+//!   answer; the same rule guards L1 against invalidations received meanwhile.
+//! - `purge_*` remove entries everywhere: L2 (with tombstones), this L1, and every
+//!   other instance's L1 through the store subscription (`coherence`).
+//!
+//! Store errors never fail a lookup: they count as `{tier="l2",result="error"}` and
+//! the request goes on to the origin.
 
 pub mod coalesce;
+pub mod coherence;
 pub mod entry;
 pub mod l1;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use http::HeaderMap;
 use sha2::{Digest, Sha256};
+use tokio::sync::Notify;
 
 use crate::config::CacheConfig;
 use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::store::{Channel, Index, Store, StoreError};
 use coalesce::Coalescer;
-use entry::{now_ms, Entry};
+use entry::{now_ms, Entry, Record, VaryIndex};
 use l1::L1;
 
-/// The identity of a cached resource: method class, authority, normalized path and
-/// query, and the request headers the route varies on (plus the user for per-user
-/// routes). `primary` is the L1 key; L2 uses its SHA-256.
+/// The identity of a cached resource: authority, normalized path and query, and the
+/// request headers the route varies on (plus the user for per-user routes).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct CacheKey {
     pub primary: Arc<str>,
-    /// The normalized path (no query), for purges by path and prefix.
+    /// SHA-256 of `primary` (hex, 128 bits): the L1 key and the L2 id.
+    pub id: Arc<str>,
+    /// The normalized path and query, for purges by URL and prefix.
     pub path: String,
 }
 
 impl CacheKey {
-    /// The logical L2 key (the store adds its prefix).
-    pub fn l2_key(&self) -> String {
-        let digest = Sha256::digest(self.primary.as_bytes());
-        format!("cache:{}", hex::encode(&digest[..16]))
+    pub fn new(primary: String, path: String) -> CacheKey {
+        let id = entry_id(&path_hash(&path), primary.as_bytes());
+        CacheKey {
+            primary: Arc::from(primary),
+            id,
+            path,
+        }
     }
+
+    /// The hash of this key's path (the part of its id shared by every host and
+    /// variant of the path).
+    pub fn path_hash(&self) -> &str {
+        self.id.split_once(':').map_or(&self.id, |(p, _)| p)
+    }
+}
+
+/// 64 bits of SHA-256 of a normalized path and query, in hex.
+pub fn path_hash(path: &str) -> String {
+    hex::encode(&Sha256::digest(path.as_bytes())[..8])
+}
+
+/// A cache id: `<path hash>:<128 bits of SHA-256 of what identifies the entry>`.
+fn entry_id(path_hash: &str, bytes: &[u8]) -> Arc<str> {
+    let digest = Sha256::digest(bytes);
+    Arc::from(format!("{path_hash}:{}", hex::encode(&digest[..16])))
+}
+
+/// 128 bits of SHA-256 in hex.
+pub fn hash_id(bytes: &[u8]) -> Arc<str> {
+    let digest = Sha256::digest(bytes);
+    Arc::from(hex::encode(&digest[..16]))
+}
+
+/// Normalizes a request header for variant selection: field lines joined, spaces
+/// collapsed; content-negotiation headers (`accept*`) compared case-insensitively.
+pub fn normalize_header(headers: &HeaderMap, name: &str) -> Option<String> {
+    let mut values = headers.get_all(name).iter().peekable();
+    values.peek()?;
+    let parts: Vec<String> = values
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|p| p.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|p| !p.is_empty())
+        .collect();
+    let joined = parts.join(", ");
+    Some(if name.starts_with("accept") {
+        joined.to_ascii_lowercase()
+    } else {
+        joined
+    })
+}
+
+/// The request header values a variant is selected by.
+pub fn variant_values(headers: &[String], req: &HeaderMap) -> Vec<(String, Option<String>)> {
+    headers
+        .iter()
+        .map(|h| (h.clone(), normalize_header(req, h)))
+        .collect()
+}
+
+fn variant_id(key: &CacheKey, values: &[(String, Option<String>)]) -> Arc<str> {
+    let primary = &*key.primary;
+    let mut s = String::with_capacity(primary.len() + 64);
+    s.push_str(primary);
+    for (name, value) in values {
+        s.push('\u{2}');
+        s.push_str(name);
+        s.push('=');
+        if let Some(v) = value {
+            s.push_str(v);
+        } else {
+            s.push('\u{3}');
+        }
+    }
+    entry_id(key.path_hash(), s.as_bytes())
+}
+
+/// The response's `Vary` field names, lower-cased; `*` is kept so callers can refuse.
+pub fn vary_headers(entry: &Entry) -> Vec<String> {
+    let mut names: Vec<String> = entry
+        .response()
+        .headers
+        .iter()
+        .filter(|(k, _)| k == http::header::VARY)
+        .filter_map(|(_, v)| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|n| n.trim().to_ascii_lowercase())
+        .filter(|n| !n.is_empty())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// Which tier answered.
@@ -55,18 +156,61 @@ impl Tier {
     }
 }
 
-/// The result of a lookup: an entry (fresh or not — the caller judges) or a miss.
+/// The result of a lookup.
 #[derive(Clone, Debug)]
 pub enum Lookup {
-    Hit { entry: Arc<Entry>, tier: Tier },
-    Miss,
+    /// An entry for the request (fresh or not — the caller judges). `trusted` is
+    /// false for an L1 entry while the invalidation feed has been lost longer than
+    /// `cache.coherence_grace`: it may then be served only under stale rules.
+    Hit {
+        entry: Arc<Entry>,
+        tier: Tier,
+        trusted: bool,
+    },
+    /// Nothing stored; `vary_miss` when the URL is cached but not for this variant.
+    Miss { vary_miss: bool },
 }
+
+/// When a fetch began, for the purge-race guards of both tiers.
+#[derive(Clone, Copy, Debug)]
+pub struct Began {
+    pub ms: u64,
+    pub at: Instant,
+}
+
+impl Began {
+    pub fn now() -> Began {
+        Began {
+            ms: now_ms(),
+            at: Instant::now(),
+        }
+    }
+}
+
+/// How many entries a purge removed.
+pub type Purged = u64;
 
 pub struct Cache {
     l1: L1,
     store: Store,
     metrics: Arc<Metrics>,
     pub coalescer: Arc<Coalescer>,
+    /// Recently invalidated ids and when (guards L1 against racing fills).
+    recent: moka::sync::Cache<Arc<str>, Instant>,
+    /// L1 inserts of fetches begun before this instant are refused.
+    flushed_at: Mutex<Instant>,
+    /// Since when the invalidation feed is down (None: live).
+    lost_at: Mutex<Option<Instant>>,
+    /// URLs whose last answer was uncacheable: they skip coalescing for a while.
+    hit_for_pass: moka::sync::Cache<Arc<str>, ()>,
+    /// Waiters for another instance's fetch, woken by `Channel::Wake`.
+    wakes: Mutex<HashMap<Arc<str>, Arc<Notify>>>,
+    cfg: CacheConfig,
+}
+
+/// Tombstones outlive any fetch that could race the purge.
+fn tomb_ttl(cfg: &CacheConfig) -> Duration {
+    (cfg.lock_age * 2).max(Duration::from_secs(60))
 }
 
 impl Cache {
@@ -76,6 +220,18 @@ impl Cache {
             store,
             metrics,
             coalescer: Arc::new(Coalescer::default()),
+            recent: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(tomb_ttl(cfg))
+                .build(),
+            flushed_at: Mutex::new(Instant::now() - Duration::from_secs(1)),
+            lost_at: Mutex::new(None),
+            hit_for_pass: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(cfg.hit_for_pass_ttl.max(Duration::from_millis(1)))
+                .build(),
+            wakes: Mutex::new(HashMap::new()),
+            cfg: cfg.clone(),
         }
     }
 
@@ -86,96 +242,442 @@ impl Cache {
             .inc();
     }
 
-    /// L1, then L2. An L2 hit is copied into L1 for its remaining lifetime.
-    pub async fn lookup(&self, key: &CacheKey) -> Lookup {
-        if let Some(slot) = self.l1.get(&key.primary) {
-            let result = if slot.entry.is_negative() {
-                "negative_hit"
-            } else {
-                "hit"
-            };
-            self.count(Tier::L1, result);
-            return Lookup::Hit {
-                entry: slot.entry,
-                tier: Tier::L1,
-            };
+    fn trusted(&self) -> bool {
+        match *self.lost_at.lock().expect("lost_at lock") {
+            None => true,
+            Some(t) => t.elapsed() <= self.cfg.coherence_grace,
         }
-        self.count(Tier::L1, "miss");
-        match self.store.cache_get(&key.l2_key()).await {
-            Ok(Some(bytes)) => match entry::decode(bytes) {
-                Ok(e) if e.response().hard_ttl_at(now_ms()) > 0 => {
-                    let e = Arc::new(e);
-                    self.count(
-                        Tier::L2,
-                        if e.is_negative() {
-                            "negative_hit"
-                        } else {
-                            "hit"
-                        },
-                    );
-                    self.l1.insert(key.primary.clone(), e.clone());
-                    Lookup::Hit {
-                        entry: e,
-                        tier: Tier::L2,
-                    }
+    }
+
+    /// One record by id: L1, then L2 (filling L1). `None` on a miss in both.
+    async fn get_record(
+        &self,
+        id: &Arc<str>,
+        trusted: bool,
+    ) -> Result<Option<(Arc<Record>, Tier)>, StoreError> {
+        if trusted {
+            if let Some(slot) = self.l1.get(id) {
+                return Ok(Some((slot.record, Tier::L1)));
+            }
+            self.count(Tier::L1, "miss");
+        }
+        let began = Instant::now();
+        match self.store.cache_get(id).await? {
+            None => {
+                self.count(Tier::L2, "miss");
+                Ok(None)
+            }
+            Some(bytes) => match entry::decode_record(bytes) {
+                Ok(r) if r.hard_ttl_at(now_ms()) > 0 => {
+                    let r = Arc::new(r);
+                    self.l1_insert(id, r.clone(), began);
+                    Ok(Some((r, Tier::L2)))
                 }
                 Ok(_) => {
                     self.count(Tier::L2, "miss");
-                    Lookup::Miss
+                    Ok(None)
                 }
                 Err(err) => {
-                    tracing::debug!(?err, "L2 entry unreadable; treated as a miss");
+                    tracing::debug!(?err, "L2 record unreadable; treated as a miss");
                     self.count(Tier::L2, "miss");
-                    Lookup::Miss
+                    Ok(None)
                 }
             },
-            Ok(None) => {
-                self.count(Tier::L2, "miss");
-                Lookup::Miss
-            }
-            Err(err) => {
-                tracing::debug!(error = %err, "L2 lookup failed; going to the origin");
-                self.count(Tier::L2, "error");
-                Lookup::Miss
-            }
         }
     }
 
-    /// Only L1 (for callers that must not wait on the store).
-    pub fn lookup_l1(&self, key: &CacheKey) -> Option<Arc<Entry>> {
-        self.l1.get(&key.primary).map(|s| s.entry)
+    /// L1, then L2, following the URL's Vary index to the request's variant.
+    pub async fn lookup(&self, key: &CacheKey, req: &HeaderMap) -> Lookup {
+        let trusted = self.trusted();
+        let first = match self.get_record(&key.id, trusted).await {
+            Ok(r) => r,
+            Err(err) => {
+                tracing::debug!(error = %err, "L2 lookup failed");
+                self.count(Tier::L2, "error");
+                // The store is the truth but cannot be asked: an L1 entry may still
+                // serve under stale rules (stale-if-error).
+                return match self.l1.get(&key.id).map(|s| s.record) {
+                    Some(r) => match &*r {
+                        Record::Entry(e) => Lookup::Hit {
+                            entry: e.clone(),
+                            tier: Tier::L1,
+                            trusted: false,
+                        },
+                        Record::Vary(_) => Lookup::Miss { vary_miss: false },
+                    },
+                    None => Lookup::Miss { vary_miss: false },
+                };
+            }
+        };
+        let (record, tier) = match first {
+            Some(x) => x,
+            None => return Lookup::Miss { vary_miss: false },
+        };
+        let (record, tier) = match &*record {
+            Record::Entry(_) => (record, tier),
+            Record::Vary(index) => {
+                let vid = variant_id(key, &variant_values(&index.headers, req));
+                match self.get_record(&vid, trusted).await {
+                    Ok(Some((r, t))) if matches!(&*r, Record::Entry(_)) => (r, t),
+                    _ => {
+                        self.count(tier, "vary_miss");
+                        return Lookup::Miss { vary_miss: true };
+                    }
+                }
+            }
+        };
+        let Record::Entry(e) = &*record else {
+            return Lookup::Miss { vary_miss: true };
+        };
+        self.count(
+            tier,
+            if e.is_negative() {
+                "negative_hit"
+            } else {
+                "hit"
+            },
+        );
+        Lookup::Hit {
+            entry: e.clone(),
+            tier,
+            trusted: trusted || tier == Tier::L2,
+        }
     }
 
-    /// Writes L1 now and L2 before returning; an L2 failure is logged, not raised.
-    pub async fn store(&self, key: &CacheKey, entry: Arc<Entry>) {
-        let ttl = entry.response().hard_ttl_at(now_ms());
-        if ttl == 0 {
+    /// Inserts into L1 unless an invalidation or flush came after `began`.
+    fn l1_insert(&self, id: &Arc<str>, record: Arc<Record>, began: Instant) {
+        if *self.flushed_at.lock().expect("flushed_at lock") >= began {
             return;
         }
-        self.l1.insert(key.primary.clone(), entry.clone());
+        if self.recent.get(id).is_some_and(|t| t >= began) {
+            return;
+        }
+        if let Some((path, _)) = id.split_once(':') {
+            if self.recent.get(path).is_some_and(|t| t >= began) {
+                return;
+            }
+        }
+        self.l1.insert(id.clone(), record);
+    }
+
+    /// Stores an entry for a request (its variant when the response varies), in L1
+    /// and L2, and indexes it for purges. Returns false when a purge that came after
+    /// the fetch began refused it.
+    pub async fn store(
+        &self,
+        key: &CacheKey,
+        req: &HeaderMap,
+        mut entry: Entry,
+        began: Began,
+    ) -> bool {
+        let now = now_ms();
+        let ttl = entry.response().hard_ttl_at(now);
+        if ttl == 0 {
+            return false;
+        }
+        let vary = vary_headers(&entry);
+        let target: Arc<str> = if vary.is_empty() {
+            key.id.clone()
+        } else {
+            let values = variant_values(&vary, req);
+            let vid = variant_id(key, &values);
+            entry.response_mut().variant = values;
+            vid
+        };
+        let tags = entry.response().tags.clone();
         let bytes = entry::encode(&entry);
-        if let Err(err) = self
+        let entry = Arc::new(Record::Entry(Arc::new(entry)));
+        let ttl_d = Duration::from_millis(ttl);
+        match self
             .store
-            .cache_put(&key.l2_key(), bytes, std::time::Duration::from_millis(ttl))
+            .cache_put_guarded(&target, bytes, ttl_d, began.ms)
             .await
         {
-            tracing::debug!(error = %err, "L2 write failed; the entry lives in L1 only");
+            Ok(true) => {}
+            Ok(false) => {
+                // Purged after this fetch began: its answer is older than the purge.
+                return false;
+            }
+            Err(err) => {
+                tracing::debug!(error = %err, "L2 write failed; the entry lives in L1 only");
+            }
+        }
+        self.l1_insert(&target, entry, began.at);
+        if !vary.is_empty() {
+            let index = Record::Vary(VaryIndex {
+                headers: vary,
+                expires_at: now + ttl,
+            });
+            let index_ttl = match self.l1.get(&key.id).map(|s| s.record) {
+                Some(r) => r.hard_ttl_at(now).max(ttl),
+                None => ttl,
+            };
+            let index = match index {
+                Record::Vary(mut v) => {
+                    v.expires_at = now + index_ttl;
+                    Record::Vary(v)
+                }
+                other => other,
+            };
+            let _ = self
+                .store
+                .cache_put(
+                    &key.id,
+                    entry::encode_record(&index),
+                    Duration::from_millis(index_ttl),
+                )
+                .await;
+            self.l1_insert(&key.id, Arc::new(index), began.at);
+            let variants = Index::Variants(key.id.to_string());
+            if let Ok(n) = self
+                .store
+                .index_add(
+                    &variants,
+                    &[target.to_string()],
+                    Duration::from_millis(index_ttl),
+                )
+                .await
+            {
+                if n > self.cfg.max_variants {
+                    self.trim_variants(&variants, &target).await;
+                }
+            }
+        }
+        for tag in &tags {
+            let _ = self
+                .store
+                .index_add(&Index::Tag(tag.clone()), &[target.to_string()], ttl_d)
+                .await;
+        }
+        let path_index = Index::Path(key.path_hash().to_string());
+        let _ = self
+            .store
+            .index_add(&path_index, &[key.id.to_string()], ttl_d)
+            .await;
+        let _ = self.store.paths_add(&key.path, now + ttl).await;
+        true
+    }
+
+    /// Keeps at most `cache.max_variants` variants of a URL: purges the others
+    /// (never the one just stored).
+    async fn trim_variants(&self, variants: &Index, keep: &Arc<str>) {
+        let Ok(members) = self.store.index_members(variants).await else {
+            return;
+        };
+        let excess = members.len().saturating_sub(self.cfg.max_variants as usize);
+        let victims: Vec<String> = members
+            .into_iter()
+            .filter(|m| m.as_str() != &**keep)
+            .take(excess)
+            .collect();
+        let _ = self.store.index_remove(variants, &victims).await;
+        let _ = self.purge_ids(victims, false).await;
+    }
+
+    /// Purges ids (and the variants of any URL among them) everywhere. `soft`
+    /// marks entries stale instead of removing them.
+    pub async fn purge_ids(&self, ids: Vec<String>, soft: bool) -> Result<Purged, StoreError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut all = ids.clone();
+        let mut lookup_error = None;
+        for id in &ids {
+            match self.store.index_members(&Index::Variants(id.clone())).await {
+                Ok(v) => all.extend(v),
+                Err(e) => lookup_error = Some(e),
+            }
+        }
+        all.sort();
+        all.dedup();
+        // Locally first: even with the store down, this instance stops serving them.
+        self.invalidate_local(&all);
+        if let Some(e) = lookup_error {
+            return Err(e);
+        }
+        let purged = if soft {
+            self.soften(&all).await?
+        } else {
+            self.store
+                .cache_purge(&all, now_ms(), tomb_ttl(&self.cfg))
+                .await?
+        };
+        self.publish_invalidation(&all).await;
+        Ok(purged)
+    }
+
+    /// Marks entries stale in L2 (kept as long as before, so they can be
+    /// revalidated or served under stale rules).
+    async fn soften(&self, ids: &[String]) -> Result<Purged, StoreError> {
+        let now = now_ms();
+        let mut n = 0;
+        for id in ids {
+            let Some(bytes) = self.store.cache_get(id).await? else {
+                continue;
+            };
+            let Ok(Record::Entry(e)) = entry::decode_record(bytes) else {
+                continue;
+            };
+            let mut e = Arc::unwrap_or_clone(e);
+            let ttl = e.response().hard_ttl_at(now);
+            if ttl == 0 {
+                continue;
+            }
+            let r = e.response_mut();
+            r.freshness = r.freshness.min(r.age_at(now));
+            r.keep = r.keep.max(ttl);
+            self.store
+                .cache_put(id, entry::encode(&e), Duration::from_millis(ttl))
+                .await?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Purges every cached entry of a path (with query) for every host and variant;
+    /// a hard purge also tombstones the path, so fetches of it already on their way
+    /// are not stored.
+    pub async fn purge_path(&self, path: &str, soft: bool) -> Result<Purged, StoreError> {
+        let ph = path_hash(path);
+        let index = Index::Path(ph.clone());
+        let ids = self.store.index_members(&index).await?;
+        let mut all = ids.clone();
+        if !soft {
+            all.push(format!("{ph}:-"));
+        }
+        let n = self.purge_ids(all, soft).await?;
+        if !soft {
+            let _ = self.store.index_remove(&index, &ids).await;
+        }
+        Ok(n)
+    }
+
+    /// Purges every entry whose path starts with `prefix`.
+    pub async fn purge_prefix(&self, prefix: &str, soft: bool) -> Result<Purged, StoreError> {
+        const BATCH: usize = 1000;
+        let mut total = 0;
+        let mut seen = std::collections::HashSet::new();
+        loop {
+            let paths = self
+                .store
+                .paths_with_prefix(prefix, BATCH + seen.len())
+                .await?;
+            let fresh: Vec<String> = paths
+                .into_iter()
+                .filter(|p| seen.insert(p.clone()))
+                .collect();
+            if fresh.is_empty() {
+                break;
+            }
+            for p in &fresh {
+                total += self.purge_path(p, soft).await?;
+            }
+            if fresh.len() < BATCH {
+                break;
+            }
+        }
+        Ok(total)
+    }
+
+    /// Purges every entry carrying a tag.
+    pub async fn purge_tag(&self, tag: &str, soft: bool) -> Result<Purged, StoreError> {
+        let index = Index::Tag(tag.to_string());
+        let ids = self.store.index_members(&index).await?;
+        let n = self.purge_ids(ids.clone(), soft).await?;
+        if !soft {
+            let _ = self.store.index_remove(&index, &ids).await;
+        }
+        Ok(n)
+    }
+
+    /// Drops ids from this L1 and remembers when, so racing fills do not re-insert.
+    pub fn invalidate_local(&self, ids: &[String]) {
+        let now = Instant::now();
+        for id in ids {
+            if let Some((path, _)) = id.split_once(':') {
+                self.recent.insert(Arc::from(path), now);
+            }
+            let id: Arc<str> = Arc::from(id.as_str());
+            self.recent.insert(id.clone(), now);
+            self.l1.remove(&id);
         }
     }
 
-    /// Removes keys from both tiers.
-    pub async fn invalidate(&self, keys: &[CacheKey]) -> u64 {
-        for k in keys {
-            self.l1.remove(&k.primary);
+    async fn publish_invalidation(&self, ids: &[String]) {
+        let payload = Bytes::from(ids.join("\n"));
+        match self.store.publish(Channel::Invalidate, payload).await {
+            Ok(()) => self.metrics.invalidations_sent_total.inc(),
+            Err(e) => {
+                tracing::warn!(error = %e, "invalidation not published; other instances keep their L1 until it expires or their feed is restored")
+            }
         }
-        let l2: Vec<String> = keys.iter().map(|k| k.l2_key()).collect();
-        self.store.cache_delete(&l2).await.unwrap_or(0)
     }
 
-    /// Drops every L1 entry (after a lost invalidation feed).
+    /// Applies an invalidation message from any instance (this one included).
+    pub fn apply_invalidation(&self, payload: &[u8]) {
+        self.metrics.invalidations_received_total.inc();
+        let text = String::from_utf8_lossy(payload);
+        let ids: Vec<String> = text.lines().map(str::to_string).collect();
+        self.invalidate_local(&ids);
+    }
+
+    /// The invalidation feed is down: L1 entries stop counting as fresh after the
+    /// coherence grace.
+    pub fn feed_lost(&self) {
+        let mut lost = self.lost_at.lock().expect("lost_at lock");
+        if lost.is_none() {
+            *lost = Some(Instant::now());
+        }
+    }
+
+    /// The feed is back: drop every L1 entry (invalidations may have been missed)
+    /// and refuse inserts from fetches begun before now.
+    pub fn feed_restored(&self) {
+        let was_lost = self.lost_at.lock().expect("lost_at lock").take().is_some();
+        if was_lost {
+            self.clear_l1();
+        }
+    }
+
+    /// Drops every L1 entry.
     pub fn clear_l1(&self) {
+        *self.flushed_at.lock().expect("flushed_at lock") = Instant::now();
         self.l1.clear();
         self.metrics.l1_flushes_total.inc();
+    }
+
+    /// Wakes local waiters for another instance's fetch of `id`.
+    pub fn wake(&self, id: &str) {
+        if let Some(n) = self.wakes.lock().expect("wakes lock").get(id) {
+            n.notify_waiters();
+        }
+    }
+
+    /// A notifier for `id`'s wake-ups (register before checking, then wait).
+    pub fn wake_handle(&self, id: &Arc<str>) -> Arc<Notify> {
+        let mut w = self.wakes.lock().expect("wakes lock");
+        w.retain(|_, n| Arc::strong_count(n) > 1);
+        w.entry(id.clone()).or_default().clone()
+    }
+
+    pub fn mark_hit_for_pass(&self, id: &Arc<str>) {
+        self.hit_for_pass.insert(id.clone(), ());
+    }
+
+    pub fn is_hit_for_pass(&self, id: &Arc<str>) -> bool {
+        self.hit_for_pass.contains_key(id)
+    }
+
+    pub fn clear_hit_for_pass(&self, id: &Arc<str>) {
+        self.hit_for_pass.invalidate(id);
+    }
+
+    pub fn store_handle(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn config(&self) -> &CacheConfig {
+        &self.cfg
     }
 
     pub fn l1(&self) -> &L1 {
@@ -185,10 +687,5 @@ impl Cache {
     pub fn refresh_gauges(&self, m: &Metrics) {
         m.l1_entries.set(self.l1.entry_count() as i64);
         m.l1_bytes.set(self.l1.weighted_size() as i64);
-    }
-
-    /// Background tasks owned by the cache (none yet beyond moka's own).
-    pub fn spawn_background(&self, _store: &Store) -> Vec<tokio::task::JoinHandle<()>> {
-        Vec::new()
     }
 }

@@ -8,22 +8,54 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::app::AppState;
+use crate::auth::{Verifier, VerifierOptions};
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::routes::Router;
 
 /// Everything a request reads from configuration, swapped whole on reload.
 pub struct Runtime {
     pub config: Arc<Config>,
     pub router: Router,
+    /// The JWT verifier, when `[auth]` has keys (reloading replaces keys and empties
+    /// the verified-token cache).
+    pub verifier: Option<Arc<Verifier>>,
+    /// The verifier's JWKS refresh task, stopped when this runtime is replaced.
+    jwks_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Runtime {
-    pub fn new(config: Config) -> Result<Runtime, String> {
+    pub fn new(config: Config, metrics: &Arc<Metrics>) -> Result<Runtime, String> {
         let router = Router::new(&config.routes)?;
+        let verifier = if config.auth.has_keys() {
+            let m = metrics.clone();
+            let opts = VerifierOptions {
+                on_jwks_fetch: Some(Arc::new(move |result: &'static str| {
+                    m.jwks_fetches_total.with_label_values(&[result]).inc();
+                })),
+                ..VerifierOptions::default()
+            };
+            let v = Verifier::with_options(&config.auth, opts)
+                .map_err(|e| format!("{}: {}", e.key, e.message))?;
+            Some(Arc::new(v))
+        } else {
+            None
+        };
+        let jwks_task = verifier.as_ref().and_then(|v| v.spawn_jwks_refresh());
         Ok(Runtime {
             config: Arc::new(config),
             router,
+            verifier,
+            jwks_task,
         })
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        if let Some(t) = self.jwks_task.take() {
+            t.abort();
+        }
     }
 }
 

@@ -4,12 +4,10 @@
 //! routes, the verified subject. GET and HEAD share a key: HEAD is answered from a
 //! cached GET.
 
-use std::sync::Arc;
-
 use http::{header, HeaderMap, Uri};
 use sha2::{Digest, Sha256};
 
-use crate::cache::CacheKey;
+use crate::cache::{normalize_header, CacheKey};
 use crate::config::KeyBy;
 use crate::routes::Route;
 
@@ -58,20 +56,6 @@ pub fn authority(uri: &Uri, headers: &HeaderMap) -> String {
     raw.strip_suffix(":80").map(str::to_string).unwrap_or(raw)
 }
 
-/// Lower-cases and trims a request header's value(s) for use in a key; several
-/// field lines are joined with ", " and inner runs of spaces collapsed.
-pub fn normalize_header(headers: &HeaderMap, name: &str) -> Option<String> {
-    let mut values = headers.get_all(name).iter().peekable();
-    values.peek()?;
-    let joined: Vec<String> = values
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|p| p.split_whitespace().collect::<Vec<_>>().join(" "))
-        .filter(|p| !p.is_empty())
-        .collect();
-    Some(joined.join(", "))
-}
-
 /// The key for a cacheable request; `sub` is the verified subject when the route is
 /// keyed per user.
 pub fn for_request(
@@ -81,14 +65,10 @@ pub fn for_request(
     sub: Option<&str>,
 ) -> CacheKey {
     let host = authority(uri, headers);
-    let path = normalize_path(uri.path());
+    let path = path_and_query(uri);
     let mut primary = String::with_capacity(host.len() + path.len() + 32);
     primary.push_str(&host);
     primary.push_str(&path);
-    if let Some(q) = uri.query().filter(|q| !q.is_empty()) {
-        primary.push('?');
-        primary.push_str(&normalize_path(q));
-    }
     if let Some(r) = route {
         for name in &r.config.vary {
             primary.push('\u{1}');
@@ -105,10 +85,17 @@ pub fn for_request(
             primary.push_str(&hex::encode(&digest[..12]));
         }
     }
-    CacheKey {
-        primary: Arc::from(primary),
-        path,
+    CacheKey::new(primary, path)
+}
+
+/// The normalized path and query of a URI (what purges by URL and prefix match).
+pub fn path_and_query(uri: &Uri) -> String {
+    let mut path = normalize_path(uri.path());
+    if let Some(q) = uri.query().filter(|q| !q.is_empty()) {
+        path.push('?');
+        path.push_str(&normalize_path(q));
     }
+    path
 }
 
 #[cfg(test)]
@@ -140,7 +127,7 @@ mod tests {
             &*k.primary,
             "app.example/p/A?x=1\u{1}accept-language=en, fr"
         );
-        assert_eq!(k.path, "/p/A");
+        assert_eq!(k.path, "/p/A?x=1");
         let k2 = for_request(&uri, &h, None, None);
         assert_eq!(&*k2.primary, "app.example/p/A?x=1");
     }

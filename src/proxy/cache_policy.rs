@@ -134,6 +134,84 @@ pub fn parse_cache_control(headers: &HeaderMap) -> Directives {
     d
 }
 
+/// Request directives (RFC 9111 §5.2.1), with `Pragma: no-cache` honoured when the
+/// request has no `Cache-Control` (§5.4).
+pub fn request_directives(headers: &HeaderMap) -> Directives {
+    let mut d = parse_cache_control(headers);
+    if !headers.contains_key(header::CACHE_CONTROL)
+        && headers
+            .get_all(header::PRAGMA)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| {
+                v.split(',')
+                    .any(|p| p.trim().eq_ignore_ascii_case("no-cache"))
+            })
+    {
+        d.no_cache = true;
+    }
+    d
+}
+
+/// What may be done with a stored entry for a request, at a moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reuse {
+    /// Serve it; `remaining` ms of freshness left.
+    Fresh { remaining: u64 },
+    /// Stale within `stale-while-revalidate`: serve it, refresh in the background.
+    StaleWhileRevalidate,
+    /// Stale, but the client accepts it (`max-stale`).
+    StaleAccepted,
+    /// Must go to the origin (revalidating when the entry has a validator).
+    Revalidate,
+}
+
+/// Decides how a stored response may answer a request (RFC 9111 §4, §4.2.4, §5.2;
+/// RFC 5861). `trusted` is false for an L1 entry that may have missed invalidations.
+pub fn reuse(
+    entry: &crate::cache::entry::StoredResponse,
+    req: &Directives,
+    trusted: bool,
+    now: u64,
+) -> Reuse {
+    let age = entry.age_at(now);
+    let fresh_for = entry.freshness.saturating_sub(age);
+    let fresh = trusted && !entry.flags.no_cache && age < entry.freshness;
+    let request_ok = !req.no_cache
+        && req.max_age.is_none_or(|m| age <= m.seconds() * 1000)
+        && req
+            .min_fresh
+            .is_none_or(|m| fresh_for >= m.seconds() * 1000);
+    if fresh && request_ok {
+        return Reuse::Fresh {
+            remaining: fresh_for,
+        };
+    }
+    if fresh || entry.flags.must_revalidate || entry.flags.no_cache || req.no_cache || !trusted {
+        return Reuse::Revalidate;
+    }
+    let stale_for = age - entry.freshness;
+    if let Some(max_stale) = req.max_stale {
+        if max_stale.is_none_or(|m| stale_for <= m * 1000) && req.max_age.is_none() {
+            return Reuse::StaleAccepted;
+        }
+    }
+    if stale_for < entry.stale_while_revalidate && req.max_age.is_none() {
+        return Reuse::StaleWhileRevalidate;
+    }
+    Reuse::Revalidate
+}
+
+/// Whether a stale entry may answer because the origin (or store) failed
+/// (`stale-if-error`, RFC 5861 §4), never for must-revalidate / no-cache entries.
+pub fn stale_if_error_allows(entry: &crate::cache::entry::StoredResponse, now: u64) -> bool {
+    if entry.flags.must_revalidate || entry.flags.no_cache {
+        return false;
+    }
+    let age = entry.age_at(now);
+    age < entry.freshness || age - entry.freshness < entry.stale_if_error
+}
+
 /// Why a response was not stored (or a request not served from cache).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NoCacheReason {
@@ -456,6 +534,54 @@ mod tests {
             storable(&req, StatusCode::OK, &HeaderMap::new(), None, &cfg()).unwrap_err(),
             NoCacheReason::NoFreshness
         );
+    }
+
+    fn stored(
+        freshness: u64,
+        swr: u64,
+        must_revalidate: bool,
+    ) -> crate::cache::entry::StoredResponse {
+        let mut e = crate::cache::entry::tests::sample(false);
+        let r = e.response_mut();
+        r.freshness = freshness;
+        r.stale_while_revalidate = swr;
+        r.initial_age = 0;
+        r.response_time = 0;
+        r.flags.must_revalidate = must_revalidate;
+        r.clone()
+    }
+
+    #[test]
+    fn reuse_honours_request_directives_and_stale_windows() {
+        let none = Directives::default();
+        let r = stored(60_000, 30_000, false);
+        assert_eq!(
+            reuse(&r, &none, true, 10_000),
+            Reuse::Fresh { remaining: 50_000 }
+        );
+        // Untrusted L1 entries are never fresh.
+        assert_eq!(reuse(&r, &none, false, 10_000), Reuse::Revalidate);
+        let min_fresh = Directives {
+            min_fresh: Some(Delta::Seconds(55)),
+            ..Default::default()
+        };
+        assert_eq!(reuse(&r, &min_fresh, true, 10_000), Reuse::Revalidate);
+        let max_age = Directives {
+            max_age: Some(Delta::Seconds(5)),
+            ..Default::default()
+        };
+        assert_eq!(reuse(&r, &max_age, true, 10_000), Reuse::Revalidate);
+        assert_eq!(reuse(&r, &none, true, 70_000), Reuse::StaleWhileRevalidate);
+        assert_eq!(reuse(&r, &none, true, 95_000), Reuse::Revalidate);
+        let max_stale = Directives {
+            max_stale: Some(Some(100)),
+            ..Default::default()
+        };
+        assert_eq!(reuse(&r, &max_stale, true, 95_000), Reuse::StaleAccepted);
+        let strict = stored(60_000, 30_000, true);
+        assert_eq!(reuse(&strict, &none, true, 70_000), Reuse::Revalidate);
+        assert_eq!(reuse(&strict, &max_stale, true, 70_000), Reuse::Revalidate);
+        assert!(!stale_if_error_allows(&strict, 70_000));
     }
 
     #[test]

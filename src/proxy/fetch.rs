@@ -1,7 +1,11 @@
 //! Going to the origin: `pass` streams a request through untouched by the cache;
-//! `fetch_for_cache` makes one coalesced fill per key. The fill runs in its own task,
-//! detached from the client that started it, so a client disconnect never wastes
-//! the fetch, and waiters are answered from what it stored.
+//! `fetch_for_cache` makes one coalesced fill per key — per instance through the
+//! coalescer, and per fleet through a lease in the shared store, with waiters woken
+//! by the store's wake-up messages (and a bounded poll). The fill runs in its own
+//! task, detached from the client that started it, so a client disconnect never
+//! wastes the fetch, and waiters are answered from what it stored. A stale entry,
+//! when there is one, is revalidated (conditional request, headers updated from a
+//! 304) and serves as the `stale-if-error` fallback.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,10 +13,14 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use http::request::Parts;
-use http::{header, HeaderMap, Method, Request, Response};
+use std::time::Duration;
+
+use http::{header, HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyStream, StreamBody};
 use hyper::body::{Frame, Incoming};
 
+use super::authorize::Authorized;
+use super::cache_policy::Reuse;
 use super::cache_policy::{self, NoCacheReason};
 use super::origin::{self, OriginError};
 use super::respond;
@@ -20,9 +28,10 @@ use crate::app::AppState;
 use crate::body::{self, Body, BoxError};
 use crate::cache::coalesce::{LeaderGuard, Outcome, Role, Waited};
 use crate::cache::entry::{now_ms, Entry, Flags, StoredResponse};
-use crate::cache::CacheKey;
+use crate::cache::{Began, CacheKey, Lookup};
 use crate::error::Error;
 use crate::routes::Route;
+use crate::store::Channel;
 
 /// Forwards a request as-is (streaming both bodies); the cache is not consulted.
 pub async fn pass(
@@ -30,8 +39,11 @@ pub async fn pass(
     req: Request<Incoming>,
     peer: SocketAddr,
     tls: bool,
+    route: Option<&Route>,
+    who: &Authorized,
     cache_status: &str,
 ) -> Result<Response<Body>, Error> {
+    let _ = (route, who);
     let max_body = state.runtime.load().config.server.max_body_bytes;
     let declared = req
         .headers()
@@ -78,14 +90,19 @@ fn origin_label(e: &OriginError) -> &'static str {
 
 /// What one fill produced.
 pub enum Filled {
-    /// Stored in L1 and L2.
+    /// A new response, stored in L1 and L2.
     Stored(Arc<Entry>),
+    /// The origin answered 304: the stale entry's headers and freshness were
+    /// updated (and stored when still storable).
+    Revalidated(Arc<Entry>, bool),
     /// Not storable: the response itself, for the one client that asked.
     Pass(Response<Body>, NoCacheReason),
     Failed(OriginError),
 }
 
-/// A cacheable miss: lead a fill, or wait for the one in flight.
+/// A cacheable request that the cache could not answer: lead a fill, or wait for
+/// the one in flight. `stale` is the entry the request could not use as is.
+#[allow(clippy::too_many_arguments)]
 pub async fn fetch_for_cache(
     state: &Arc<AppState>,
     parts: Parts,
@@ -93,65 +110,68 @@ pub async fn fetch_for_cache(
     tls: bool,
     route: Option<Arc<Route>>,
     key: CacheKey,
+    stale: Option<Arc<Entry>>,
 ) -> Result<Response<Body>, Error> {
-    let head = parts.method == Method::HEAD;
-    let version = parts.version;
     let cfg = state.runtime.load().config.cache.clone();
+    let ctx = Ctx {
+        state: state.clone(),
+        parts: Arc::new(parts),
+        peer,
+        tls,
+        route,
+        key,
+        stale,
+    };
     // A request with credentials never shares a fill with other callers unless the
     // route is keyed per user: the answer may be for that caller alone.
-    let shared = !parts.headers.contains_key(header::AUTHORIZATION)
-        || route
+    let shared = !ctx.parts.headers.contains_key(header::AUTHORIZATION)
+        || ctx
+            .route
             .as_ref()
             .is_some_and(|r| r.config.key_by == crate::config::KeyBy::Sub);
+    if !shared {
+        return ctx.finish(None, None, "").await;
+    }
+    if state.cache.is_hit_for_pass(&ctx.key.id) {
+        return ctx.finish(None, None, "hit-for-pass").await;
+    }
     let mut handed_over = false;
     loop {
-        let role = if shared {
-            state.cache.coalescer.join(&key.primary, cfg.lock_age)
-        } else {
-            // Not shared: fill on our own.
-            return finish(
-                state, &parts, peer, tls, route, key, None, head, version, false,
-            )
-            .await;
-        };
-        match role {
+        if handed_over {
+            // The leader failed; someone else may have stored meanwhile.
+            if let Some(resp) = ctx.fresh_from_cache("gatehouse; fwd=miss; collapsed").await {
+                return Ok(resp);
+            }
+        }
+        match state.cache.coalescer.join(&ctx.key.id, cfg.lock_age) {
             Role::Leader(guard) => {
                 if handed_over {
                     state.metrics.coalesce_handovers_total.inc();
                 }
-                return finish(
-                    state,
-                    &parts,
-                    peer,
-                    tls,
-                    route,
-                    key,
-                    Some(guard),
-                    head,
-                    version,
-                    false,
-                )
-                .await;
+                return ctx.lead(guard, &cfg).await;
             }
             Role::Waiter(w) => match w.wait(cfg.lock_timeout).await {
                 Waited::Outcome(Outcome::Stored(entry)) => {
                     state.metrics.coalesced_requests_total.inc();
-                    return Ok(respond::from_entry(
-                        &entry,
-                        head,
-                        version,
-                        "gatehouse; fwd=miss; collapsed",
-                    ));
+                    return Ok(ctx.answer(&entry, "gatehouse; fwd=miss; collapsed"));
                 }
-                Waited::Outcome(Outcome::Uncacheable) | Waited::TimedOut => {
-                    // Released (or tired of waiting): fetch on our own.
-                    return finish(
-                        state, &parts, peer, tls, route, key, None, head, version, true,
-                    )
-                    .await;
+                Waited::Outcome(Outcome::Uncacheable) => {
+                    if let Some(resp) =
+                        ctx.stale_if_error("gatehouse; fwd=stale; collapsed; detail=stale-if-error")
+                    {
+                        return Ok(resp);
+                    }
+                    return ctx.finish(None, None, "").await;
+                }
+                Waited::TimedOut => {
+                    return ctx.finish(None, None, "lock-timeout").await;
                 }
                 Waited::Outcome(Outcome::Failed) => {
-                    // The leader failed: loop to join again; one of us leads now.
+                    if let Some(resp) =
+                        ctx.stale_if_error("gatehouse; fwd=stale; collapsed; detail=stale-if-error")
+                    {
+                        return Ok(resp);
+                    }
                     handed_over = true;
                     continue;
                 }
@@ -160,196 +180,589 @@ pub async fn fetch_for_cache(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn finish(
+/// Serves a stale entry in the background-refresh case: starts one refresh per key
+/// (per fleet with a shared store) unless one is already running.
+pub fn revalidate_in_background(
     state: &Arc<AppState>,
-    parts: &Parts,
+    parts: Parts,
     peer: SocketAddr,
     tls: bool,
     route: Option<Arc<Route>>,
     key: CacheKey,
-    guard: Option<LeaderGuard>,
-    head: bool,
-    version: http::Version,
-    released: bool,
-) -> Result<Response<Body>, Error> {
-    let req = fill_request(parts, peer, tls);
-    let st = state.clone();
-    // Detached: the fill completes even if this client goes away.
-    let task = tokio::spawn(async move { fill(&st, req, route.as_deref(), &key, guard).await });
-    let filled = task
-        .await
-        .map_err(|e| Error::internal(format!("fill task failed: {e}")))?;
-    match filled {
-        Filled::Stored(entry) => {
-            let status = if released {
-                "gatehouse; fwd=miss; stored; detail=lock-timeout"
-            } else {
-                "gatehouse; fwd=miss; stored"
-            };
-            Ok(respond::from_entry(&entry, head, version, status))
-        }
-        Filled::Pass(mut resp, reason) => {
-            if head {
-                *resp.body_mut() = body::empty();
-            }
-            let value = format!("gatehouse; fwd=miss; detail={}", reason.label());
-            respond::set_cache_status(&mut resp, &value);
-            Ok(resp)
-        }
-        Filled::Failed(e) => Err(e.into_error()),
-    }
-}
-
-/// The request a fill sends: GET for GET and HEAD, forwarding headers added, and
-/// the client's conditionals removed (we want a full response to store).
-fn fill_request(parts: &Parts, peer: SocketAddr, tls: bool) -> Request<Body> {
-    let mut headers: HeaderMap = parts.headers.clone();
-    for h in [
-        header::IF_NONE_MATCH,
-        header::IF_MODIFIED_SINCE,
-        header::IF_MATCH,
-        header::IF_UNMODIFIED_SINCE,
-        header::IF_RANGE,
-    ] {
-        headers.remove(h);
-    }
-    origin::prepare_request(&mut headers, parts.version, &parts.uri, peer, tls);
-    let mut req = Request::new(body::empty());
-    *req.method_mut() = Method::GET;
-    *req.uri_mut() = parts.uri.clone();
-    *req.headers_mut() = headers;
-    req
-}
-
-/// Fetches from the origin and stores what may be stored; tells waiters.
-pub async fn fill(
-    state: &Arc<AppState>,
-    req: Request<Body>,
-    route: Option<&Route>,
-    key: &CacheKey,
-    guard: Option<LeaderGuard>,
-) -> Filled {
-    let finish_guard = |outcome: Outcome, guard: Option<LeaderGuard>| {
-        if let Some(g) = guard {
-            g.finish(outcome);
-        }
-    };
+    stale: Arc<Entry>,
+) {
     let cfg = state.runtime.load().config.cache.clone();
-    let request_headers = req.headers().clone();
-    let request_time = now_ms();
-    let resp = match state.origin.send(req).await {
-        Ok(r) => r,
-        Err(e) => {
-            count_origin(state, origin_label(&e));
-            // Dropping the guard hands the fill over to a waiter.
-            drop(guard);
-            return Filled::Failed(e);
-        }
+    let Role::Leader(guard) = state.cache.coalescer.join(&key.id, cfg.lock_age) else {
+        return;
     };
-    count_origin(state, "ok");
-    let response_time = now_ms();
-    let (mut parts, incoming) = resp.into_parts();
-    origin::strip_hop_by_hop(&mut parts.headers);
-    let decision =
-        cache_policy::storable(&request_headers, parts.status, &parts.headers, route, &cfg);
-    let declared_len = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let storable = match decision {
-        Ok(s) if declared_len.is_none_or(|n| n <= cfg.max_object) => s,
-        other => {
-            let reason = other.err().unwrap_or(NoCacheReason::TooLarge);
-            count_store(state, reason.label());
-            finish_guard(Outcome::Uncacheable, guard);
-            return Filled::Pass(origin_response(parts, body::boxed(incoming)), reason);
-        }
+    let ctx = Ctx {
+        state: state.clone(),
+        parts: Arc::new(parts),
+        peer,
+        tls,
+        route,
+        key,
+        stale: Some(stale),
     };
-    // Read the body up to max_object; beyond that, stream the rest uncached.
-    let mut stream = BodyStream::new(incoming);
-    let mut buf = BytesMut::new();
-    while let Some(frame) = stream.next().await {
-        let frame = match frame {
-            Ok(f) => f,
-            Err(_) => {
-                count_origin(state, "body_error");
-                drop(guard);
-                return Filled::Failed(OriginError::Unreachable(
-                    "the origin broke off the response body".into(),
-                ));
+    tokio::spawn(async move {
+        let lease = if ctx.state.store.is_memory() {
+            None
+        } else {
+            let token = lease_token();
+            match ctx
+                .state
+                .store
+                .lease_acquire(&ctx.key.id, &token, cfg.lock_age)
+                .await
+            {
+                Ok(true) => Some(token),
+                // Another instance refreshes it, or the store is down: leave it.
+                _ => return,
             }
         };
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        buf.extend_from_slice(&data);
-        if buf.len() as u64 > cfg.max_object {
-            count_store(state, NoCacheReason::TooLarge.label());
-            finish_guard(Outcome::Uncacheable, guard);
-            let prefix =
-                futures_util::stream::once(
-                    async move { Ok::<_, BoxError>(Frame::data(buf.freeze())) },
-                );
-            let rest = stream.map(|f| f.map_err(BoxError::from));
-            let body = body::boxed(StreamBody::new(prefix.chain(rest)));
-            return Filled::Pass(origin_response(parts, body), NoCacheReason::TooLarge);
+        let _ = ctx.run_fill(Some(guard), lease).await;
+    });
+}
+
+fn lease_token() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
+
+/// Everything one cacheable request carries through the fetch.
+struct Ctx {
+    state: Arc<AppState>,
+    parts: Arc<Parts>,
+    peer: SocketAddr,
+    tls: bool,
+    route: Option<Arc<Route>>,
+    key: CacheKey,
+    stale: Option<Arc<Entry>>,
+}
+
+/// Whose turn it is to fetch, fleet-wide.
+enum FleetTurn {
+    /// We hold the lease (release it after the fill).
+    Ours(String),
+    /// Another instance stored a fresh entry while we waited.
+    Theirs(Arc<Entry>),
+    /// The store cannot lease (down) or the wait ran out: fetch without a lease.
+    Alone,
+}
+
+impl Ctx {
+    fn head(&self) -> bool {
+        self.parts.method == Method::HEAD
+    }
+
+    fn answer(&self, entry: &Entry, cache_status: &str) -> Response<Body> {
+        respond::answer(
+            entry,
+            &self.parts.headers,
+            self.head(),
+            self.parts.version,
+            cache_status,
+        )
+    }
+
+    /// A fresh cached answer, if the cache has one now.
+    async fn fresh_from_cache(&self, cache_status: &str) -> Option<Response<Body>> {
+        if let Lookup::Hit {
+            entry,
+            trusted: true,
+            ..
+        } = self
+            .state
+            .cache
+            .lookup(&self.key, &self.parts.headers)
+            .await
+        {
+            if matches!(
+                cache_policy::reuse(entry.response(), &Default::default(), true, now_ms()),
+                Reuse::Fresh { .. }
+            ) {
+                return Some(self.answer(&entry, cache_status));
+            }
+        }
+        None
+    }
+
+    /// The stale entry, when `stale-if-error` lets it answer now.
+    fn stale_if_error(&self, cache_status: &str) -> Option<Response<Body>> {
+        let stale = self.stale.as_ref()?;
+        cache_policy::stale_if_error_allows(stale.response(), now_ms())
+            .then(|| self.answer(stale, cache_status))
+    }
+
+    async fn lead(
+        &self,
+        guard: LeaderGuard,
+        cfg: &crate::config::CacheConfig,
+    ) -> Result<Response<Body>, Error> {
+        if self.state.store.is_memory() {
+            return self.finish(Some(guard), None, "").await;
+        }
+        match self.fleet_turn(cfg).await {
+            FleetTurn::Ours(token) => self.finish(Some(guard), Some(token), "").await,
+            FleetTurn::Theirs(entry) => {
+                guard.finish(Outcome::Stored(entry.clone()));
+                self.state.metrics.coalesced_requests_total.inc();
+                Ok(self.answer(&entry, "gatehouse; fwd=miss; collapsed; detail=fleet"))
+            }
+            FleetTurn::Alone => self.finish(Some(guard), None, "").await,
         }
     }
-    let body: Bytes = buf.freeze();
-    parts.headers.remove(header::AGE);
-    let initial_age = cache_policy::initial_age(&parts.headers, request_time, response_time);
-    // `Age` was taken into account above; it is recomputed when served.
-    let tags = route
-        .map(|r| {
-            let params = r.pattern.matches(&key.path).unwrap_or_default();
-            r.config
-                .tags
-                .iter()
-                .filter_map(|t| crate::routes::expand_template(t, &params))
-                .collect()
-        })
-        .unwrap_or_default();
-    let stored = StoredResponse {
-        status: parts.status,
-        headers: parts
+
+    /// Takes the fleet-wide lease for this key, or waits for the instance that holds
+    /// it (woken by its wake-up message, polling every 250ms as a fallback).
+    async fn fleet_turn(&self, cfg: &crate::config::CacheConfig) -> FleetTurn {
+        let token = lease_token();
+        let wake = self.state.cache.wake_handle(&self.key.id);
+        let deadline = tokio::time::Instant::now() + cfg.lock_timeout;
+        loop {
+            let notified = wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            match self
+                .state
+                .store
+                .lease_acquire(&self.key.id, &token, cfg.lock_age)
+                .await
+            {
+                Ok(true) => return FleetTurn::Ours(token),
+                Ok(false) => {}
+                Err(_) => return FleetTurn::Alone,
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+            if let Lookup::Hit { entry, .. } = self
+                .state
+                .cache
+                .lookup(&self.key, &self.parts.headers)
+                .await
+            {
+                if matches!(
+                    cache_policy::reuse(entry.response(), &Default::default(), true, now_ms()),
+                    Reuse::Fresh { .. }
+                ) {
+                    return FleetTurn::Theirs(entry);
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return FleetTurn::Alone;
+            }
+        }
+    }
+
+    /// Runs the fill in its own task (detached from this client) and answers.
+    async fn finish(
+        &self,
+        guard: Option<LeaderGuard>,
+        lease: Option<String>,
+        detail: &str,
+    ) -> Result<Response<Body>, Error> {
+        let ctx = self.clone_for_task();
+        let task = tokio::spawn(async move { ctx.run_fill(guard, lease).await });
+        let filled = task
+            .await
+            .map_err(|e| Error::internal(format!("fill task failed: {e}")))?;
+        match filled {
+            Filled::Stored(entry) => {
+                self.state.cache.clear_hit_for_pass(&self.key.id);
+                let status = if detail.is_empty() {
+                    "gatehouse; fwd=miss; stored".to_string()
+                } else {
+                    format!("gatehouse; fwd=miss; stored; detail={detail}")
+                };
+                Ok(self.answer(&entry, &status))
+            }
+            Filled::Revalidated(entry, stored) => {
+                let status = if stored {
+                    "gatehouse; fwd=stale; fwd-status=304; stored"
+                } else {
+                    "gatehouse; fwd=stale; fwd-status=304"
+                };
+                Ok(self.answer(&entry, status))
+            }
+            Filled::Pass(mut resp, reason) => {
+                let code = resp.status();
+                if code.is_server_error() {
+                    let status = format!(
+                        "gatehouse; fwd=stale; fwd-status={}; detail=stale-if-error",
+                        code.as_u16()
+                    );
+                    if let Some(stale) = self.stale_if_error(&status) {
+                        return Ok(stale);
+                    }
+                } else if reason != NoCacheReason::Status {
+                    // Remember it: the next requests skip coalescing for a while.
+                    self.state.cache.mark_hit_for_pass(&self.key.id);
+                }
+                if self.head() {
+                    *resp.body_mut() = body::empty();
+                }
+                let fwd = if self.stale.is_some() {
+                    "stale"
+                } else {
+                    "miss"
+                };
+                let value = if detail.is_empty() {
+                    format!("gatehouse; fwd={fwd}; detail={}", reason.label())
+                } else {
+                    format!("gatehouse; fwd={fwd}; detail={detail}")
+                };
+                respond::set_cache_status(&mut resp, &value);
+                Ok(resp)
+            }
+            Filled::Failed(e) => {
+                if let Some(stale) =
+                    self.stale_if_error("gatehouse; fwd=stale; detail=stale-if-error")
+                {
+                    return Ok(stale);
+                }
+                Err(e.into_error())
+            }
+        }
+    }
+
+    fn clone_for_task(&self) -> Ctx {
+        Ctx {
+            state: self.state.clone(),
+            parts: self.parts.clone(),
+            peer: self.peer,
+            tls: self.tls,
+            route: self.route.clone(),
+            key: self.key.clone(),
+            stale: self.stale.clone(),
+        }
+    }
+
+    /// The fill, then the lease released and the fleet woken.
+    async fn run_fill(&self, guard: Option<LeaderGuard>, lease: Option<String>) -> Filled {
+        let filled = self.fill(guard).await;
+        if let Some(token) = lease {
+            let store = &self.state.store;
+            let _ = store.lease_release(&self.key.id, &token).await;
+            let _ = store
+                .publish(
+                    Channel::Wake,
+                    Bytes::copy_from_slice(self.key.id.as_bytes()),
+                )
+                .await;
+        }
+        filled
+    }
+
+    /// The request a fill sends: GET for GET and HEAD, forwarding headers added, the
+    /// client's conditionals replaced by the stale entry's validators.
+    fn fill_request(&self) -> Request<Body> {
+        let parts = &self.parts;
+        let mut headers: HeaderMap = parts.headers.clone();
+        for h in [
+            header::IF_NONE_MATCH,
+            header::IF_MODIFIED_SINCE,
+            header::IF_MATCH,
+            header::IF_UNMODIFIED_SINCE,
+            header::IF_RANGE,
+        ] {
+            headers.remove(h);
+        }
+        if let Some(stale) = &self.stale {
+            let r = stale.response();
+            if r.status.is_success() {
+                if let Some(etag) = r.header("etag") {
+                    headers.insert(header::IF_NONE_MATCH, etag.clone());
+                }
+                if let Some(lm) = r.header("last-modified") {
+                    headers.insert(header::IF_MODIFIED_SINCE, lm.clone());
+                }
+            }
+        }
+        origin::prepare_request(&mut headers, parts.version, &parts.uri, self.peer, self.tls);
+        let mut req = Request::new(body::empty());
+        *req.method_mut() = Method::GET;
+        *req.uri_mut() = parts.uri.clone();
+        *req.headers_mut() = headers;
+        req
+    }
+
+    /// Fetches from the origin and stores what may be stored; tells waiters.
+    async fn fill(&self, guard: Option<LeaderGuard>) -> Filled {
+        let state = &self.state;
+        let finish_guard = |outcome: Outcome, guard: Option<LeaderGuard>| {
+            if let Some(g) = guard {
+                g.finish(outcome);
+            }
+        };
+        let cfg = state.runtime.load().config.cache.clone();
+        let route = self.route.as_deref();
+        let began = Began::now();
+        let req = self.fill_request();
+        let request_headers = req.headers().clone();
+        let resp = match state.origin.send(req).await {
+            Ok(r) => r,
+            Err(e) => {
+                count_origin(state, origin_label(&e));
+                // Dropping the guard hands the fill over to a waiter.
+                drop(guard);
+                return Filled::Failed(e);
+            }
+        };
+        count_origin(state, "ok");
+        let response_time = now_ms();
+        let (mut parts, incoming) = resp.into_parts();
+        origin::strip_hop_by_hop(&mut parts.headers);
+
+        if parts.status == StatusCode::NOT_MODIFIED {
+            if let Some(stale) = &self.stale {
+                return self
+                    .revalidated(
+                        stale,
+                        &parts.headers,
+                        &request_headers,
+                        began,
+                        response_time,
+                        &cfg,
+                        guard,
+                    )
+                    .await;
+            }
+        }
+
+        let decision =
+            cache_policy::storable(&request_headers, parts.status, &parts.headers, route, &cfg);
+        let declared_len = parts
             .headers
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-        body,
-        request_time,
-        response_time,
-        initial_age,
-        freshness: storable.freshness.as_millis() as u64,
-        stale_while_revalidate: storable.stale_while_revalidate.as_millis() as u64,
-        stale_if_error: storable.stale_if_error.as_millis() as u64,
-        keep: 0,
-        flags: Flags {
-            must_revalidate: storable.must_revalidate,
-            no_cache: storable.no_cache,
-            auth_ok: storable.auth_ok,
-        },
-        tags,
-        variant: Vec::new(),
-    };
-    let entry = Arc::new(if storable.negative {
-        Entry::Negative(stored)
-    } else {
-        Entry::Response(stored)
-    });
-    count_store(
-        state,
-        if entry.is_negative() {
-            "negative"
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let storable = match decision {
+            Ok(s) if declared_len.is_none_or(|n| n <= cfg.max_object) => s,
+            other => {
+                let reason = other.err().unwrap_or(NoCacheReason::TooLarge);
+                count_store(state, reason.label());
+                finish_guard(Outcome::Uncacheable, guard);
+                return Filled::Pass(origin_response(parts, body::boxed(incoming)), reason);
+            }
+        };
+        // Read the body up to max_object; beyond that, stream the rest uncached.
+        let mut stream = BodyStream::new(incoming);
+        let mut buf = BytesMut::new();
+        while let Some(frame) = stream.next().await {
+            let frame = match frame {
+                Ok(f) => f,
+                Err(_) => {
+                    count_origin(state, "body_error");
+                    drop(guard);
+                    return Filled::Failed(OriginError::Unreachable(
+                        "the origin broke off the response body".into(),
+                    ));
+                }
+            };
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            buf.extend_from_slice(&data);
+            if buf.len() as u64 > cfg.max_object {
+                count_store(state, NoCacheReason::TooLarge.label());
+                finish_guard(Outcome::Uncacheable, guard);
+                let prefix = futures_util::stream::once(async move {
+                    Ok::<_, BoxError>(Frame::data(buf.freeze()))
+                });
+                let rest = stream.map(|f| f.map_err(BoxError::from));
+                let body = body::boxed(StreamBody::new(prefix.chain(rest)));
+                return Filled::Pass(origin_response(parts, body), NoCacheReason::TooLarge);
+            }
+        }
+        let body: Bytes = buf.freeze();
+        let initial_age = cache_policy::initial_age(&parts.headers, began.ms, response_time);
+        // `Age` was counted into initial_age; it is recomputed whenever served.
+        parts.headers.remove(header::AGE);
+        let mut tags: Vec<String> = route
+            .map(|r| {
+                let params = r.pattern.matches(self.parts.uri.path()).unwrap_or_default();
+                r.config
+                    .tags
+                    .iter()
+                    .filter_map(|t| crate::routes::expand_template(t, &params))
+                    .collect()
+            })
+            .unwrap_or_default();
+        tags.extend(surrogate_keys(&parts.headers));
+        tags.sort();
+        tags.dedup();
+        let stored = StoredResponse {
+            status: parts.status,
+            headers: parts
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            body,
+            request_time: began.ms,
+            response_time,
+            initial_age,
+            freshness: storable.freshness.as_millis() as u64,
+            stale_while_revalidate: storable.stale_while_revalidate.as_millis() as u64,
+            stale_if_error: storable.stale_if_error.as_millis() as u64,
+            keep: keep_for(&parts.headers, &storable),
+            flags: Flags {
+                must_revalidate: storable.must_revalidate,
+                no_cache: storable.no_cache,
+                auth_ok: storable.auth_ok,
+            },
+            tags,
+            variant: Vec::new(),
+        };
+        let entry = if storable.negative {
+            Entry::Negative(stored)
         } else {
-            "stored"
-        },
-    );
-    state.cache.store(key, entry.clone()).await;
-    finish_guard(Outcome::Stored(entry.clone()), guard);
-    Filled::Stored(entry)
+            Entry::Response(stored)
+        };
+        count_store(
+            state,
+            if entry.is_negative() {
+                "negative"
+            } else {
+                "stored"
+            },
+        );
+        let entry_arc = Arc::new(entry.clone());
+        state
+            .cache
+            .store(&self.key, &self.parts.headers, entry, began)
+            .await;
+        finish_guard(Outcome::Stored(entry_arc.clone()), guard);
+        Filled::Stored(entry_arc)
+    }
+
+    /// A 304 from the origin: the stored headers are updated from it (all but the
+    /// ones RFC 9111 §3.2 excludes) and freshness recomputed.
+    #[allow(clippy::too_many_arguments)]
+    async fn revalidated(
+        &self,
+        stale: &Entry,
+        fresh_headers: &HeaderMap,
+        request_headers: &HeaderMap,
+        began: Began,
+        response_time: u64,
+        cfg: &crate::config::CacheConfig,
+        guard: Option<LeaderGuard>,
+    ) -> Filled {
+        let old = stale.response();
+        let mut merged = HeaderMap::new();
+        for (k, v) in &old.headers {
+            merged.append(k.clone(), v.clone());
+        }
+        let mut replaced = std::collections::HashSet::new();
+        for (k, v) in fresh_headers {
+            if matches!(
+                k.as_str(),
+                "content-length"
+                    | "content-encoding"
+                    | "content-range"
+                    | "transfer-encoding"
+                    | "age"
+            ) {
+                continue;
+            }
+            if replaced.insert(k.clone()) {
+                merged.remove(k);
+            }
+            merged.append(k.clone(), v.clone());
+        }
+        let decision = cache_policy::storable(
+            request_headers,
+            old.status,
+            &merged,
+            self.route.as_deref(),
+            cfg,
+        );
+        let initial_age = cache_policy::initial_age(fresh_headers, began.ms, response_time);
+        let mut updated = old.clone();
+        updated.headers = merged.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        updated.request_time = began.ms;
+        updated.response_time = response_time;
+        updated.initial_age = initial_age;
+        let storable = match decision {
+            Ok(s) => Some(s),
+            Err(reason) => {
+                count_store(&self.state, reason.label());
+                None
+            }
+        };
+        if let Some(s) = &storable {
+            updated.freshness = s.freshness.as_millis() as u64;
+            updated.stale_while_revalidate = s.stale_while_revalidate.as_millis() as u64;
+            updated.stale_if_error = s.stale_if_error.as_millis() as u64;
+            updated.keep = keep_for(&merged, s);
+            updated.flags = Flags {
+                must_revalidate: s.must_revalidate,
+                no_cache: s.no_cache,
+                auth_ok: s.auth_ok,
+            };
+        } else {
+            // Usable for this answer only.
+            updated.freshness = 0;
+        }
+        let entry = match stale {
+            Entry::Negative(_) => Entry::Negative(updated),
+            Entry::Response(_) => Entry::Response(updated),
+        };
+        let entry_arc = Arc::new(entry.clone());
+        if storable.is_some() {
+            count_store(&self.state, "revalidated");
+            self.state
+                .cache
+                .store(&self.key, &self.parts.headers, entry, began)
+                .await;
+            if let Some(g) = guard {
+                g.finish(Outcome::Stored(entry_arc.clone()));
+            }
+            Filled::Revalidated(entry_arc, true)
+        } else {
+            if let Some(g) = guard {
+                g.finish(Outcome::Uncacheable);
+            }
+            Filled::Revalidated(entry_arc, false)
+        }
+    }
+}
+
+/// How long past its stale windows an entry with a validator is kept for
+/// revalidation (a 304 is cheaper than a full fetch). Capped by its freshness
+/// lifetime and an hour.
+fn keep_for(headers: &HeaderMap, s: &cache_policy::Storable) -> u64 {
+    let has_validator =
+        headers.contains_key(header::ETAG) || headers.contains_key(header::LAST_MODIFIED);
+    if has_validator {
+        s.freshness.min(Duration::from_secs(3600)).as_millis() as u64
+    } else {
+        0
+    }
+}
+
+/// Tags the origin gives: `Surrogate-Key` (space separated) and `Cache-Tag`
+/// (comma separated).
+fn surrogate_keys(headers: &HeaderMap) -> Vec<String> {
+    let mut tags = Vec::new();
+    for v in headers.get_all("surrogate-key") {
+        if let Ok(v) = v.to_str() {
+            tags.extend(v.split_whitespace().map(str::to_string));
+        }
+    }
+    for v in headers.get_all("cache-tag") {
+        if let Ok(v) = v.to_str() {
+            tags.extend(
+                v.split(',')
+                    .map(|t| t.trim().to_string())
+                    .filter(|t| !t.is_empty()),
+            );
+        }
+    }
+    tags
 }
 
 fn count_store(state: &AppState, result: &str) {

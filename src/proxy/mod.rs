@@ -2,18 +2,27 @@
 //!
 //! ```text
 //! route = router.find(method, path)                 routes.rs
+//! authorize(route, headers)?                        authorize.rs      (401/403)
 //! request_cacheable(method, headers, route)?        cache_policy.rs   (else: pass)
 //! key = cache_key::for_request(uri, headers, route) cache_key.rs
-//! cache.lookup(key)  -> fresh hit: answer           cache/ (L1, then L2)
-//! coalesced fetch    -> leader fills, waiters wait  fetch.rs, cache/coalesce.rs
-//! storable(response)? store L1 + L2 : pass          cache_policy.rs
+//! cache.lookup(key)  -> reuse? fresh: answer (304 when the client's validators match)
+//!                       stale-while-revalidate: answer + one background refresh
+//!                                                   cache/, cache_policy.rs, respond.rs
+//! coalesced fetch    -> leader fills (revalidating a stale entry), waiters wait;
+//!                       one fetch per instance, and per fleet through a store lease
+//!                                                   fetch.rs, cache/coalesce.rs
+//! storable(response)? store L1 + L2 : pass; stale-if-error on failure
+//! successful unsafe method -> invalidate target, Location, invalidate_on routes
+//!                                                   invalidate.rs
 //! ```
 //!
 //! Every response carries `Cache-Status` (RFC 9211).
 
+pub mod authorize;
 pub mod cache_key;
 pub mod cache_policy;
 pub mod fetch;
+pub mod invalidate;
 pub mod origin;
 pub mod respond;
 
@@ -26,11 +35,12 @@ use hyper::body::Incoming;
 
 use crate::app::AppState;
 use crate::body::Body;
-use crate::cache::entry::{now_ms, Freshness};
+use crate::cache::entry::now_ms;
 use crate::cache::Lookup;
+use crate::config::reload::Runtime;
 use crate::error::Error;
 use crate::routes::Route;
-use cache_policy::NoCacheReason;
+use cache_policy::{NoCacheReason, Reuse};
 
 /// The proxy listener's handler.
 pub struct Proxy {
@@ -62,7 +72,7 @@ pub async fn handle(
         .as_ref()
         .map(|r| r.label().to_string())
         .unwrap_or_else(|| "none".to_string());
-    let resp = match serve(state, req, peer, tls, route).await {
+    let resp = match serve(state, &runtime, req, peer, tls, route).await {
         Ok(r) => r,
         Err(e) => {
             let mut r = e.into_response();
@@ -87,31 +97,91 @@ pub async fn handle(
 
 async fn serve(
     state: &Arc<AppState>,
-    req: Request<Incoming>,
+    runtime: &Runtime,
+    mut req: Request<Incoming>,
     peer: SocketAddr,
     tls: bool,
     route: Option<Arc<Route>>,
 ) -> Result<Response<Body>, Error> {
+    let who = authorize::authorize(state, runtime, route.as_deref(), req.headers_mut()).await?;
     if let Err(reason) =
         cache_policy::request_cacheable(req.method(), req.headers(), route.as_deref())
     {
-        return fetch::pass(state, req, peer, tls, pass_status(reason)).await;
+        let write = (!req.method().is_safe()).then(|| invalidate::Write::of(&req));
+        let resp = fetch::pass(
+            state,
+            req,
+            peer,
+            tls,
+            route.as_deref(),
+            &who,
+            pass_status(reason),
+        )
+        .await?;
+        if let Some(write) = write {
+            if resp.status().is_success() || resp.status().is_redirection() {
+                write.invalidate(state, runtime, resp.headers()).await;
+            }
+        }
+        return Ok(resp);
     }
-    let key = cache_key::for_request(req.uri(), req.headers(), route.as_deref(), None);
-    let has_auth = req.headers().contains_key(http::header::AUTHORIZATION);
+    let key = cache_key::for_request(req.uri(), req.headers(), route.as_deref(), who.sub());
+    let directives = cache_policy::request_directives(req.headers());
     let head = req.method() == http::Method::HEAD;
-    if let Lookup::Hit { entry, .. } = state.cache.lookup(&key).await {
+    let version = req.version();
+    // A shared entry answers a request with credentials only when the response
+    // allowed it (public, s-maxage, must-revalidate) or the route keys per user.
+    let has_auth = req.headers().contains_key(http::header::AUTHORIZATION);
+    let mut stale = None;
+    if let Lookup::Hit { entry, trusted, .. } = state.cache.lookup(&key, req.headers()).await {
         let r = entry.response();
-        let usable = !has_auth || r.flags.auth_ok;
-        if usable {
-            if let Freshness::Fresh { remaining } = r.freshness_at(now_ms()) {
-                let status = format!("gatehouse; hit; ttl={}", remaining / 1000);
-                return Ok(respond::from_entry(&entry, head, req.version(), &status));
+        if !has_auth || r.flags.auth_ok {
+            match cache_policy::reuse(r, &directives, trusted, now_ms()) {
+                Reuse::Fresh { remaining } => {
+                    let status = format!("gatehouse; hit; ttl={}", remaining / 1000);
+                    return Ok(respond::answer(
+                        &entry,
+                        req.headers(),
+                        head,
+                        version,
+                        &status,
+                    ));
+                }
+                Reuse::StaleAccepted => {
+                    return Ok(respond::answer(
+                        &entry,
+                        req.headers(),
+                        head,
+                        version,
+                        "gatehouse; hit; detail=max-stale",
+                    ));
+                }
+                Reuse::StaleWhileRevalidate => {
+                    let resp = respond::answer(
+                        &entry,
+                        req.headers(),
+                        head,
+                        version,
+                        "gatehouse; hit; detail=stale-while-revalidate",
+                    );
+                    let (parts, _body) = req.into_parts();
+                    fetch::revalidate_in_background(state, parts, peer, tls, route, key, entry);
+                    return Ok(resp);
+                }
+                Reuse::Revalidate => stale = Some(entry),
             }
         }
     }
+    if directives.only_if_cached {
+        return Err(Error::new(
+            http::StatusCode::GATEWAY_TIMEOUT,
+            "NOT_CACHED",
+            "only-if-cached was asked and nothing usable is cached",
+            crate::error::Source::Client,
+        ));
+    }
     let (parts, _body) = req.into_parts();
-    fetch::fetch_for_cache(state, parts, peer, tls, route, key).await
+    fetch::fetch_for_cache(state, parts, peer, tls, route, key, stale).await
 }
 
 fn pass_status(reason: NoCacheReason) -> &'static str {

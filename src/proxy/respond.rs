@@ -1,11 +1,92 @@
 //! Building client responses: from a cached entry (with `Age`) or from an origin
 //! response (hop-by-hop removed), each with `Via` and `Cache-Status`.
 
-use http::{header, HeaderValue, Response, Version};
+use http::{header, HeaderMap, HeaderValue, Response, Version};
 use hyper::body::Incoming;
 
 use crate::body::{self, Body};
 use crate::cache::entry::{now_ms, Entry};
+
+/// Answers a request from a cached entry: 304 when the client's validators match
+/// (RFC 9110 §13.1.2 `If-None-Match` with weak comparison, else §13.1.3
+/// `If-Modified-Since`), otherwise the entry itself.
+pub fn answer(
+    entry: &Entry,
+    req: &HeaderMap,
+    head: bool,
+    version: Version,
+    cache_status: &str,
+) -> Response<Body> {
+    if not_modified(entry, req) {
+        return not_modified_response(entry, version, cache_status);
+    }
+    from_entry(entry, head, version, cache_status)
+}
+
+fn opaque(tag: &str) -> &str {
+    tag.trim().trim_start_matches("W/")
+}
+
+/// Whether the client's conditional headers match the entry.
+pub fn not_modified(entry: &Entry, req: &HeaderMap) -> bool {
+    let r = entry.response();
+    if !r.status.is_success() {
+        return false;
+    }
+    let inm: Vec<&str> = req
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    if !inm.is_empty() {
+        let Some(etag) = r.header("etag").and_then(|v| v.to_str().ok()) else {
+            return false;
+        };
+        return inm
+            .iter()
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim() == "*" || opaque(t) == opaque(etag));
+    }
+    let Some(ims) = req
+        .get(header::IF_MODIFIED_SINCE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v.trim()).ok())
+    else {
+        return false;
+    };
+    let last = r
+        .header("last-modified")
+        .or_else(|| r.header("date"))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v.trim()).ok());
+    last.is_some_and(|l| l <= ims)
+}
+
+/// 304 with the fields RFC 9110 §15.4.5 asks for.
+fn not_modified_response(entry: &Entry, version: Version, cache_status: &str) -> Response<Body> {
+    let r = entry.response();
+    let mut resp = Response::new(body::empty());
+    *resp.status_mut() = http::StatusCode::NOT_MODIFIED;
+    let h = resp.headers_mut();
+    for (k, v) in &r.headers {
+        if matches!(
+            k.as_str(),
+            "cache-control"
+                | "content-location"
+                | "date"
+                | "etag"
+                | "expires"
+                | "vary"
+                | "last-modified"
+        ) {
+            h.append(k.clone(), v.clone());
+        }
+    }
+    h.insert(header::AGE, HeaderValue::from(r.age_at(now_ms()) / 1000));
+    super::origin::add_via(h, version);
+    set_cache_status(&mut resp, cache_status);
+    resp
+}
 
 /// Replays a cached entry. HEAD gets the headers without the body.
 pub fn from_entry(

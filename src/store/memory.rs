@@ -20,6 +20,8 @@ pub enum Value {
     Int(i64),
     Hash(HashMap<String, Bytes>),
     Set(BTreeSet<String>),
+    /// Member -> score, ordered by member (lexicographic range reads).
+    Sorted(std::collections::BTreeMap<String, u64>),
 }
 
 #[derive(Clone, Debug)]
@@ -147,10 +149,6 @@ impl MemoryStore {
         })
     }
 
-    pub fn del(&self, keys: &[String]) -> u64 {
-        self.with(|d| keys.iter().filter(|k| d.remove(k).is_some()).count() as u64)
-    }
-
     pub fn del_if_eq(&self, key: &str, expected: &[u8]) -> bool {
         self.with(|d| {
             let matches = matches!(d.get(key).map(|e| &e.value), Some(Value::Bytes(b)) if b.as_ref() == expected);
@@ -158,6 +156,107 @@ impl MemoryStore {
                 d.remove(key);
             }
             matches
+        })
+    }
+
+    pub fn put_unless_purged(
+        &self,
+        key: &str,
+        tomb: &str,
+        value: Bytes,
+        ttl: Duration,
+        started_ms: u64,
+    ) -> bool {
+        self.with(|d| {
+            let purged_at = match d.get(tomb).map(|e| &e.value) {
+                Some(Value::Int(t)) => Some(*t as u64),
+                _ => None,
+            };
+            if purged_at.is_some_and(|t| t >= started_ms) {
+                return false;
+            }
+            d.insert(key, Value::Bytes(value), Some(ttl));
+            true
+        })
+    }
+
+    pub fn purge(&self, pairs: &[(String, String)], now_ms: u64, tomb_ttl: Duration) -> u64 {
+        self.with(|d| {
+            let mut existed = 0;
+            for (key, tomb) in pairs {
+                if d.remove(key).is_some() {
+                    existed += 1;
+                }
+                d.insert(tomb, Value::Int(now_ms as i64), Some(tomb_ttl));
+            }
+            existed
+        })
+    }
+
+    pub fn index_add(&self, key: &str, members: &[String], ttl: Duration) -> u64 {
+        self.with(|d| {
+            let current_ttl = d.ttl(key);
+            let mut set = match d.remove(key).map(|e| e.value) {
+                Some(Value::Set(s)) => s,
+                _ => BTreeSet::new(),
+            };
+            set.extend(members.iter().cloned());
+            let n = set.len() as u64;
+            let ttl = current_ttl.map_or(ttl, |c| c.max(ttl));
+            d.insert(key, Value::Set(set), Some(ttl));
+            n
+        })
+    }
+
+    pub fn set_members(&self, key: &str) -> Vec<String> {
+        self.with(|d| match d.get(key).map(|e| &e.value) {
+            Some(Value::Set(s)) => s.iter().cloned().collect(),
+            _ => Vec::new(),
+        })
+    }
+
+    pub fn set_remove(&self, key: &str, members: &[String]) {
+        self.with(|d| {
+            if let Some(Value::Set(s)) = d.get(key).map(|e| &mut e.value) {
+                for m in members {
+                    s.remove(m);
+                }
+            }
+        })
+    }
+
+    pub fn sorted_add(&self, key: &str, member: &str, score: u64) {
+        self.with(|d| {
+            if !matches!(d.get(key).map(|e| &e.value), Some(Value::Sorted(_))) {
+                d.insert(key, Value::Sorted(Default::default()), None);
+            }
+            if let Some(Value::Sorted(z)) = d.get(key).map(|e| &mut e.value) {
+                let s = z.entry(member.to_string()).or_insert(score);
+                *s = (*s).max(score);
+            }
+        })
+    }
+
+    pub fn sorted_prefix(&self, key: &str, prefix: &str, limit: usize) -> Vec<String> {
+        self.with(|d| match d.get(key).map(|e| &e.value) {
+            Some(Value::Sorted(z)) => z
+                .range(prefix.to_string()..)
+                .take_while(|(m, _)| m.starts_with(prefix))
+                .take(limit)
+                .map(|(m, _)| m.clone())
+                .collect(),
+            _ => Vec::new(),
+        })
+    }
+
+    pub fn sorted_trim(&self, key: &str, below: u64) -> u64 {
+        self.with(|d| match d.get(key).map(|e| &mut e.value) {
+            Some(Value::Sorted(z)) => {
+                let before = z.len();
+                z.retain(|_, s| *s >= below);
+                (before - z.len()) as u64
+            }
+            _ => 0,
         })
     }
 

@@ -194,9 +194,9 @@ impl Store {
         .await
     }
 
-    /// Reads a cache entry's bytes (L2).
-    pub async fn cache_get(&self, logical: &str) -> StoreResult<Option<Bytes>> {
-        let key = self.key(logical);
+    /// Reads a cache record's bytes (L2) by cache id.
+    pub async fn cache_get(&self, id: &str) -> StoreResult<Option<Bytes>> {
+        let key = self.key(&cache_key(id));
         self.run("cache_get", async {
             match &self.inner.backend {
                 Backend::Memory(m) => Ok(m.get(&key)),
@@ -206,9 +206,9 @@ impl Store {
         .await
     }
 
-    /// Writes a cache entry's bytes (L2), expiring after `ttl`.
-    pub async fn cache_put(&self, logical: &str, value: Bytes, ttl: Duration) -> StoreResult<()> {
-        let key = self.key(logical);
+    /// Writes a cache record unconditionally (index records, soft purges).
+    pub async fn cache_put(&self, id: &str, value: Bytes, ttl: Duration) -> StoreResult<()> {
+        let key = self.key(&cache_key(id));
         let ttl = ttl.max(Duration::from_millis(1));
         self.run("cache_put", async {
             match &self.inner.backend {
@@ -222,30 +222,149 @@ impl Store {
         .await
     }
 
-    /// Deletes cache entries (L2); answers how many existed.
-    pub async fn cache_delete(&self, logicals: &[String]) -> StoreResult<u64> {
-        if logicals.is_empty() {
-            return Ok(0);
-        }
-        let keys: Vec<String> = logicals.iter().map(|k| self.key(k)).collect();
-        self.run("cache_delete", async {
+    /// Writes a cache entry unless its path was purged at or after `started_ms`
+    /// (the moment the fetch that produced it began); true when stored.
+    pub async fn cache_put_guarded(
+        &self,
+        id: &str,
+        value: Bytes,
+        ttl: Duration,
+        started_ms: u64,
+    ) -> StoreResult<bool> {
+        let key = self.key(&cache_key(id));
+        let tomb = self.key(&tomb_key(id));
+        let ttl = ttl.max(Duration::from_millis(1));
+        self.run("cache_put", async {
             match &self.inner.backend {
-                Backend::Memory(m) => Ok(m.del(&keys)),
-                Backend::Redis(r) => r.del(&keys).await,
+                Backend::Memory(m) => Ok(m.put_unless_purged(&key, &tomb, value, ttl, started_ms)),
+                Backend::Redis(r) => {
+                    r.cache_put_guarded(&key, &tomb, value, ttl, started_ms)
+                        .await
+                }
             }
         })
         .await
     }
 
-    /// Takes a lease (a key set only when absent, expiring after `ttl`); true when
-    /// this caller got it. Used for fleet-wide fetch coalescing.
-    pub async fn lease_acquire(
+    /// Deletes cache records and leaves a tombstone on each one's path (purge time
+    /// `now_ms`, kept for `tomb_ttl`) so fetches of the path begun before the purge
+    /// cannot store afterwards. An id `<path hash>:-` only tombstones the path.
+    /// Answers how many records existed.
+    pub async fn cache_purge(
         &self,
-        logical: &str,
-        token: &str,
+        ids: &[String],
+        now_ms: u64,
+        tomb_ttl: Duration,
+    ) -> StoreResult<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let pairs: Vec<(String, String)> = ids
+            .iter()
+            .map(|id| (self.key(&cache_key(id)), self.key(&tomb_key(id))))
+            .collect();
+        self.run("cache_purge", async {
+            match &self.inner.backend {
+                Backend::Memory(m) => Ok(m.purge(&pairs, now_ms, tomb_ttl)),
+                Backend::Redis(r) => r.cache_purge(&pairs, now_ms, tomb_ttl).await,
+            }
+        })
+        .await
+    }
+
+    /// Adds members to a purge index (a set), keeping it alive at least `ttl`;
+    /// answers the set's size.
+    pub async fn index_add(
+        &self,
+        index: &Index,
+        members: &[String],
         ttl: Duration,
-    ) -> StoreResult<bool> {
-        let key = self.key(logical);
+    ) -> StoreResult<u64> {
+        let key = self.key(&index.logical());
+        self.run("index_add", async {
+            match &self.inner.backend {
+                Backend::Memory(m) => Ok(m.index_add(&key, members, ttl)),
+                Backend::Redis(r) => r.index_add(&key, members, ttl).await,
+            }
+        })
+        .await
+    }
+
+    /// Every member of a purge index.
+    pub async fn index_members(&self, index: &Index) -> StoreResult<Vec<String>> {
+        let key = self.key(&index.logical());
+        self.run("index_members", async {
+            match &self.inner.backend {
+                Backend::Memory(m) => Ok(m.set_members(&key)),
+                Backend::Redis(r) => r.smembers(&key).await,
+            }
+        })
+        .await
+    }
+
+    /// Removes members from a purge index.
+    pub async fn index_remove(&self, index: &Index, members: &[String]) -> StoreResult<()> {
+        if members.is_empty() {
+            return Ok(());
+        }
+        let key = self.key(&index.logical());
+        self.run("index_remove", async {
+            match &self.inner.backend {
+                Backend::Memory(m) => {
+                    m.set_remove(&key, members);
+                    Ok(())
+                }
+                Backend::Redis(r) => r.srem(&key, members).await,
+            }
+        })
+        .await
+    }
+
+    /// Records a cached path (with query) in the path list used by prefix purges,
+    /// to be forgotten after `expires_ms` (Unix ms).
+    pub async fn paths_add(&self, path: &str, expires_ms: u64) -> StoreResult<()> {
+        let key = self.key(PATHS_KEY);
+        self.run("paths_add", async {
+            match &self.inner.backend {
+                Backend::Memory(m) => {
+                    m.sorted_add(&key, path, expires_ms);
+                    Ok(())
+                }
+                Backend::Redis(r) => r.zadd_max(&key, path, expires_ms).await,
+            }
+        })
+        .await
+    }
+
+    /// Cached paths starting with `prefix`, at most `limit` (a lexicographic range
+    /// read: bounded by what matches, never a keyspace scan).
+    pub async fn paths_with_prefix(&self, prefix: &str, limit: usize) -> StoreResult<Vec<String>> {
+        let key = self.key(PATHS_KEY);
+        self.run("paths_with_prefix", async {
+            match &self.inner.backend {
+                Backend::Memory(m) => Ok(m.sorted_prefix(&key, prefix, limit)),
+                Backend::Redis(r) => r.zrange_prefix(&key, prefix, limit).await,
+            }
+        })
+        .await
+    }
+
+    /// Forgets paths whose entries have all expired; answers how many.
+    pub async fn paths_trim(&self, now_ms: u64) -> StoreResult<u64> {
+        let key = self.key(PATHS_KEY);
+        self.run("paths_trim", async {
+            match &self.inner.backend {
+                Backend::Memory(m) => Ok(m.sorted_trim(&key, now_ms)),
+                Backend::Redis(r) => r.zremrangebyscore_below(&key, now_ms).await,
+            }
+        })
+        .await
+    }
+
+    /// Takes a fetch lease on a cache id (set only when absent, expiring after
+    /// `ttl`); true when this caller got it. Fleet-wide fetch coalescing.
+    pub async fn lease_acquire(&self, id: &str, token: &str, ttl: Duration) -> StoreResult<bool> {
+        let key = self.key(&format!("{}:lease", cache_key(id)));
         self.run("lease_acquire", async {
             match &self.inner.backend {
                 Backend::Memory(m) => {
@@ -258,8 +377,8 @@ impl Store {
     }
 
     /// Releases a lease only if `token` still holds it; true when released.
-    pub async fn lease_release(&self, logical: &str, token: &str) -> StoreResult<bool> {
-        let key = self.key(logical);
+    pub async fn lease_release(&self, id: &str, token: &str) -> StoreResult<bool> {
+        let key = self.key(&format!("{}:lease", cache_key(id)));
         self.run("lease_release", async {
             match &self.inner.backend {
                 Backend::Memory(m) => Ok(m.del_if_eq(&key, token.as_bytes())),
@@ -291,6 +410,47 @@ impl Store {
         match &self.inner.backend {
             Backend::Memory(m) => m.shutdown(),
             Backend::Redis(r) => r.shutdown(),
+        }
+    }
+}
+
+/// Splits a cache id `<path hash>:<entry hash>` into its two parts.
+fn id_parts(id: &str) -> (&str, &str) {
+    id.split_once(':').unwrap_or((id, "-"))
+}
+
+/// The logical key of a cache record. Ids are `<path hash>:<entry hash>`; the path
+/// hash is the Redis Cluster hash tag, so every host's and variant's entry of one
+/// path, their leases and the path's tombstone share a slot.
+pub fn cache_key(id: &str) -> String {
+    let (path, entry) = id_parts(id);
+    format!("cache:{{{path}}}:{entry}")
+}
+
+/// The tombstone of a path: when it was last purged.
+fn tomb_key(id: &str) -> String {
+    let (path, _) = id_parts(id);
+    format!("cache:{{{path}}}:tomb")
+}
+
+const PATHS_KEY: &str = "paths";
+
+/// A purge index: which cache ids to purge for a tag, a path, or a URL's variants.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Index {
+    Tag(String),
+    /// By the SHA-256 of the normalized path and query (every host).
+    Path(String),
+    /// The variants of one URL (same slot as its record).
+    Variants(String),
+}
+
+impl Index {
+    fn logical(&self) -> String {
+        match self {
+            Index::Tag(t) => format!("tag:{{{t}}}"),
+            Index::Path(h) => format!("path:{{{h}}}"),
+            Index::Variants(id) => format!("{}:variants", cache_key(id)),
         }
     }
 }

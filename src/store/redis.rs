@@ -87,6 +87,22 @@ pub struct RedisStore {
 
 const DEL_IF_EQ: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
 
+/// The Lua scripts of `lua/`, compiled in (a missing file is a compile error).
+pub struct Scripts {
+    pub cache_put: redis::Script,
+    pub cache_purge: redis::Script,
+    pub index_add: redis::Script,
+}
+
+pub fn scripts() -> &'static Scripts {
+    static SCRIPTS: std::sync::OnceLock<Scripts> = std::sync::OnceLock::new();
+    SCRIPTS.get_or_init(|| Scripts {
+        cache_put: redis::Script::new(include_str!("../../lua/cache_put.lua")),
+        cache_purge: redis::Script::new(include_str!("../../lua/cache_purge.lua")),
+        index_add: redis::Script::new(include_str!("../../lua/index_add.lua")),
+    })
+}
+
 impl RedisStore {
     pub fn new(
         cfg: &StoreConfig,
@@ -209,18 +225,115 @@ impl RedisStore {
         Ok(v.is_some())
     }
 
-    /// Deletes keys one command each, so keys in different cluster slots work too.
-    pub async fn del(&self, keys: &[String]) -> StoreResult<u64> {
-        let futs = keys.iter().map(|k| async move {
-            let n: u64 = self.query(redis::cmd("DEL").arg(k)).await?;
-            Ok::<u64, StoreError>(n)
+    pub async fn cache_put_guarded(
+        &self,
+        key: &str,
+        tomb: &str,
+        value: Bytes,
+        ttl: Duration,
+        started_ms: u64,
+    ) -> StoreResult<bool> {
+        let ttl = (ttl.as_millis().max(1) as u64).to_string();
+        let started = started_ms.to_string();
+        let n: i64 = self
+            .script(
+                &scripts().cache_put,
+                &[key, tomb],
+                &[value.as_ref(), ttl.as_bytes(), started.as_bytes()],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// One script per id (each id is its own cluster slot), run concurrently.
+    pub async fn cache_purge(
+        &self,
+        pairs: &[(String, String)],
+        now_ms: u64,
+        tomb_ttl: Duration,
+    ) -> StoreResult<u64> {
+        let now = now_ms.to_string();
+        let ttl = (tomb_ttl.as_millis().max(1) as u64).to_string();
+        let futs = pairs.iter().map(|(key, tomb)| {
+            let (now, ttl) = (&now, &ttl);
+            async move {
+                self.script::<i64>(
+                    &scripts().cache_purge,
+                    &[key, tomb],
+                    &[now.as_bytes(), ttl.as_bytes()],
+                )
+                .await
+            }
         });
-        let results = futures_util::future::join_all(futs).await;
-        let mut total = 0;
-        for r in results {
-            total += r?;
+        let mut existed = 0;
+        for r in futures_util::future::join_all(futs).await {
+            existed += r? as u64;
         }
-        Ok(total)
+        Ok(existed)
+    }
+
+    pub async fn index_add(
+        &self,
+        key: &str,
+        members: &[String],
+        ttl: Duration,
+    ) -> StoreResult<u64> {
+        let ttl = (ttl.as_millis().max(1) as u64).to_string();
+        let mut args: Vec<&[u8]> = vec![ttl.as_bytes()];
+        args.extend(members.iter().map(|m| m.as_bytes()));
+        let n: i64 = self.script(&scripts().index_add, &[key], &args).await?;
+        Ok(n as u64)
+    }
+
+    pub async fn smembers(&self, key: &str) -> StoreResult<Vec<String>> {
+        self.query(redis::cmd("SMEMBERS").arg(key)).await
+    }
+
+    pub async fn srem(&self, key: &str, members: &[String]) -> StoreResult<()> {
+        let _: i64 = self.query(redis::cmd("SREM").arg(key).arg(members)).await?;
+        Ok(())
+    }
+
+    /// ZADD GT: a path's score only grows (its latest entry's expiry).
+    pub async fn zadd_max(&self, key: &str, member: &str, score: u64) -> StoreResult<()> {
+        let _: i64 = self
+            .query(redis::cmd("ZADD").arg(key).arg("GT").arg(score).arg(member))
+            .await?;
+        Ok(())
+    }
+
+    pub async fn zrange_prefix(
+        &self,
+        key: &str,
+        prefix: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<String>> {
+        let start = format!("[{prefix}");
+        // Every member with the prefix sorts below prefix + 0xff.
+        let mut end = b"[".to_vec();
+        end.extend_from_slice(prefix.as_bytes());
+        end.push(0xff);
+        self.query(
+            redis::cmd("ZRANGE")
+                .arg(key)
+                .arg(start)
+                .arg(end)
+                .arg("BYLEX")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(limit),
+        )
+        .await
+    }
+
+    pub async fn zremrangebyscore_below(&self, key: &str, below: u64) -> StoreResult<u64> {
+        self.query(
+            redis::cmd("ZREMRANGEBYSCORE")
+                .arg(key)
+                .arg("-inf")
+                .arg(format!("({below}")),
+        )
+        .await
     }
 
     pub async fn del_if_eq(&self, key: &str, expected: &str) -> StoreResult<bool> {
@@ -253,18 +366,42 @@ impl Drop for RedisStore {
 
 /// Opens the connection the configuration describes, and the clients pub/sub uses.
 async fn connect(cfg: &StoreConfig) -> Result<(Conn, Vec<redis::Client>), RedisError> {
+    let ca = match &cfg.tls_ca_file {
+        Some(path) => Some(std::fs::read(path).map_err(|e| {
+            RedisError::from((
+                redis::ErrorKind::Io,
+                "store.tls_ca_file unreadable",
+                e.to_string(),
+            ))
+        })?),
+        None => None,
+    };
+    let open = |url: &str| -> Result<redis::Client, RedisError> {
+        match &ca {
+            Some(pem) if url.starts_with("rediss://") => redis::Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                },
+            ),
+            _ => redis::Client::open(url),
+        }
+    };
     if !cfg.cluster.is_empty() {
-        let client = redis::cluster::ClusterClientBuilder::new(cfg.cluster.clone())
+        let mut builder = redis::cluster::ClusterClientBuilder::new(cfg.cluster.clone())
             .connection_timeout(cfg.connect_timeout)
             .response_timeout(cfg.command_timeout)
-            .retries(2)
-            .build()?;
+            .retries(2);
+        if let Some(pem) = &ca {
+            builder = builder.certs(redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.clone()),
+            });
+        }
+        let client = builder.build()?;
         let conn = client.get_async_connection().await?;
-        let clients = cfg
-            .cluster
-            .iter()
-            .filter_map(|u| redis::Client::open(u.as_str()).ok())
-            .collect();
+        let clients = cfg.cluster.iter().filter_map(|u| open(u).ok()).collect();
         return Ok((Conn::Cluster(conn), clients));
     }
     let client = if let Some(sen) = &cfg.sentinel {
@@ -276,7 +413,7 @@ async fn connect(cfg: &StoreConfig) -> Result<(Conn, Vec<redis::Client>), RedisE
         )?;
         sc.async_get_client().await?
     } else {
-        redis::Client::open(cfg.url.as_str())?
+        open(&cfg.url)?
     };
     let mgr_cfg = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(cfg.connect_timeout))

@@ -48,6 +48,8 @@ pub struct RedisServer {
     pub port: u16,
     dir: tempfile::TempDir,
     extra: Vec<String>,
+    /// CA file when the server speaks TLS only.
+    tls_ca: Option<std::path::PathBuf>,
 }
 
 impl RedisServer {
@@ -64,6 +66,7 @@ impl RedisServer {
                 port: free_port(),
                 dir: tempfile::tempdir().expect("tempdir"),
                 extra: extra.clone(),
+                tls_ca: None,
             };
             if server.spawn() {
                 return server;
@@ -72,11 +75,65 @@ impl RedisServer {
         panic!("could not start redis-server on a free port (is redis-server installed?)");
     }
 
+    /// A server that speaks only TLS, with a certificate for 127.0.0.1 signed by a
+    /// CA made for the test (returned path: the CA's PEM file).
+    pub fn start_tls() -> (RedisServer, std::path::PathBuf) {
+        let certs = tempfile::tempdir().expect("tempdir");
+        let d = certs.path();
+        make_certs(d);
+        let ca = d.join("ca.crt");
+        for _ in 0..20 {
+            let mut server = RedisServer {
+                child: None,
+                port: free_port(),
+                dir: tempfile::tempdir().expect("tempdir"),
+                extra: Vec::new(),
+                tls_ca: Some(ca.clone()),
+            };
+            server.extra = vec![
+                "--tls-cert-file".into(),
+                d.join("server.crt").display().to_string(),
+                "--tls-key-file".into(),
+                d.join("server.key").display().to_string(),
+                "--tls-ca-cert-file".into(),
+                ca.display().to_string(),
+                "--tls-auth-clients".into(),
+                "no".into(),
+            ];
+            if server.spawn() {
+                // Keep the certificate directory alive as long as the server.
+                let kept = certs.keep();
+                return (server, kept.join("ca.crt"));
+            }
+        }
+        panic!("could not start a TLS redis-server");
+    }
+
+    fn ping(&self) -> bool {
+        match &self.tls_ca {
+            None => redis_raw(self.port, "PING").is_some_and(|r| r.starts_with("+PONG")),
+            Some(ca) => Command::new("redis-cli")
+                .args(["--tls", "--cacert"])
+                .arg(ca)
+                .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "PING"])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("PONG")),
+        }
+    }
+
     fn spawn(&mut self) -> bool {
         assert_ne!(self.port, 6379, "tests never use port 6379");
         let mut cmd = Command::new("redis-server");
+        let (plain, tls) = if self.tls_ca.is_some() {
+            ("0".to_string(), Some(self.port.to_string()))
+        } else {
+            (self.port.to_string(), None)
+        };
+        if let Some(tls_port) = tls {
+            cmd.arg("--tls-port").arg(tls_port);
+        }
         cmd.arg("--port")
-            .arg(self.port.to_string())
+            .arg(plain)
             .arg("--bind")
             .arg("127.0.0.1")
             .arg("--save")
@@ -94,10 +151,8 @@ impl RedisServer {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if let Some(reply) = redis_raw(self.port, "PING") {
-                if reply.starts_with("+PONG") {
-                    return true;
-                }
+            if self.ping() {
+                return true;
             }
             if let Some(c) = self.child.as_mut() {
                 if let Ok(Some(_)) = c.try_wait() {
@@ -112,7 +167,12 @@ impl RedisServer {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls_ca.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     pub fn dir(&self) -> &std::path::Path {
@@ -143,6 +203,144 @@ impl RedisServer {
 }
 
 impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Writes `ca.crt`, `server.crt` and `server.key` (EC P-256, the server cert for
+/// 127.0.0.1 and localhost, signed by the CA) into `d` with the openssl CLI.
+pub fn make_certs(d: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(d)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=gatehouse-test-ca",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(
+        d.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "1",
+        "-extfile",
+        "ext.cnf",
+    ]);
+}
+
+/// A Redis Sentinel process monitoring one master as `mymaster`.
+pub struct Sentinel {
+    child: Option<Child>,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Sentinel {
+    pub fn start(master: &RedisServer) -> Sentinel {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let port = free_port();
+            let conf = dir.path().join("sentinel.conf");
+            std::fs::write(
+                &conf,
+                format!(
+                    "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor mymaster 127.0.0.1 {} 1\nsentinel down-after-milliseconds mymaster 1000\n",
+                    dir.path().display(),
+                    master.port
+                ),
+            )
+            .unwrap();
+            let Ok(child) = Command::new("redis-server")
+                .arg(&conf)
+                .arg("--sentinel")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+            else {
+                continue;
+            };
+            let mut s = Sentinel {
+                child: Some(child),
+                port,
+                _dir: dir,
+            };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if redis_raw(port, "SENTINEL get-master-addr-by-name mymaster")
+                    .is_some_and(|r| r.contains(&master.port.to_string()))
+                {
+                    return s;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            s.stop();
+        }
+        panic!("could not start redis sentinel");
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Sentinel {
     fn drop(&mut self) {
         self.stop();
     }
@@ -475,7 +673,12 @@ impl Gatehouse {
     }
 
     pub async fn start_config(cfg: Config) -> Gatehouse {
-        let app = App::start(cfg, None).await.expect("gatehouse starts");
+        Gatehouse::start_with_path(cfg, None).await
+    }
+
+    /// Starts with a config file path (enables reloads).
+    pub async fn start_with_path(cfg: Config, path: Option<std::path::PathBuf>) -> Gatehouse {
+        let app = App::start(cfg, path).await.expect("gatehouse starts");
         Gatehouse {
             proxy: app.proxy_addr,
             api: app.api_addr,

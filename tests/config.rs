@@ -1,0 +1,174 @@
+//! The config file contract and the CLI: config.toml lists every key with its default;
+//! `check` and `run` reject bad config naming each key, before any port is bound.
+
+mod support;
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::TcpListener;
+use std::process::Command;
+
+use gatehouse::Config;
+
+fn repo_config() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml")).unwrap()
+}
+
+/// `section.key` for every `key = ...` line (commented or not) in config.toml.
+fn documented_keys(text: &str) -> BTreeSet<String> {
+    let mut section = String::new();
+    let mut keys = BTreeSet::new();
+    for line in text.lines() {
+        let l = line.trim().trim_start_matches('#').trim();
+        if l.starts_with('[') {
+            let name = l.trim_start_matches('[').split(']').next().unwrap_or("");
+            section = if l.starts_with("[[") {
+                format!("{name}[]")
+            } else {
+                name.to_string()
+            };
+            continue;
+        }
+        let Some((key, _)) = l.split_once('=') else {
+            continue;
+        };
+        let key = key.trim();
+        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            continue;
+        }
+        if section.is_empty() {
+            continue;
+        }
+        keys.insert(format!("{section}.{key}"));
+    }
+    keys
+}
+
+#[test]
+fn config_toml_lists_every_key_with_its_default() {
+    let text = repo_config();
+    let parsed = Config::from_toml_str(&text, &HashMap::new()).expect("config.toml is valid");
+    assert_eq!(
+        parsed,
+        Config::default(),
+        "config.toml values are the defaults"
+    );
+
+    let known: BTreeSet<String> = Config::known_keys()
+        .into_iter()
+        // Tables themselves (server.tls, routes) are not keys.
+        .filter(|k| {
+            !Config::known_keys().iter().any(|other| {
+                other != k
+                    && (other.starts_with(&format!("{k}.")) || other.starts_with(&format!("{k}[]")))
+            })
+        })
+        .collect();
+    let documented = documented_keys(&text);
+    let missing: Vec<_> = known.difference(&documented).collect();
+    let stale: Vec<_> = documented.difference(&known).collect();
+    assert!(
+        missing.is_empty(),
+        "keys the code reads but config.toml does not list: {missing:?}"
+    );
+    assert!(
+        stale.is_empty(),
+        "keys config.toml lists but the code does not read: {stale:?}"
+    );
+}
+
+fn gatehouse() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+}
+
+#[test]
+fn check_prints_every_problem_with_its_key_path_and_exits_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        r#"
+[origin]
+timeout = "forever"
+[store]
+backend = "redis"
+url = "http://not-redis"
+[[routes]]
+path = "/a"
+[[routes]]
+path = "/b"
+[[routes]]
+path = "/c"
+ttl = "10 parsecs"
+[cache]
+no_such_key = 1
+"#,
+    )
+    .unwrap();
+    let out = gatehouse()
+        .args(["check", "--config"])
+        .arg(&path)
+        .env_remove("REDIS_URL")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for key in ["origin.timeout", "routes[2].ttl", "cache.no_such_key"] {
+        assert!(err.contains(key), "{key} not named in: {err}");
+    }
+
+    std::fs::write(&path, "").unwrap();
+    let out = gatehouse()
+        .args(["check", "--config"])
+        .arg(&path)
+        .env_remove("REDIS_URL")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn check_applies_environment_overrides_like_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ok.toml");
+    std::fs::write(&path, "").unwrap();
+    let out = gatehouse()
+        .args(["check", "--config"])
+        .arg(&path)
+        .env("GATEHOUSE_ORIGIN_TIMEOUT", "soon")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("origin.timeout"));
+}
+
+#[test]
+fn run_with_bad_config_exits_2_before_binding_any_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        format!("[server]\nlisten = \"127.0.0.1:{port}\"\n[origin]\nurl = \"ftp://x\"\n"),
+    )
+    .unwrap();
+    let out = gatehouse()
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("origin.url"));
+    // The port was never taken.
+    TcpListener::bind(("127.0.0.1", port)).expect("port still free");
+}
+
+#[test]
+fn version_is_printed() {
+    let out = gatehouse().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("gatehouse "));
+}

@@ -1,0 +1,681 @@
+//! RFC 9111 behaviour as a shared cache, purges, and L1 coherence across instances.
+//! Staleness is produced with the origin's `Age` header (an entry can be born stale)
+//! rather than by waiting.
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use support::*;
+
+const ROUTES: &str = r#"
+[[routes]]
+path = "/api/participants/{id}"
+ttl = "10m"
+tags = ["participant:{id}"]
+invalidate_on = ["POST /api/participants/{id}/check-in"]
+
+[[routes]]
+path = "/routed"
+ttl = "10m"
+stale_if_error = "5m"
+
+[cache]
+max_variants = 2
+"#;
+
+fn cfg(store: &TestStore, name: &str) -> String {
+    format!("{}{}", store.toml(&prefix(name)), ROUTES)
+}
+
+fn status(r: &reqwest::Response) -> String {
+    r.headers()["cache-status"].to_str().unwrap().to_string()
+}
+
+async fn get_with(gh: &Gatehouse, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut b = gh.client.get(gh.url(path));
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    b.send().await.unwrap()
+}
+
+both_stores!(
+    freshness_follows_s_maxage_max_age_expires_and_age,
+    |store: TestStore| async move {
+        let origin = TestOrigin::start(|s| match s.path.as_str() {
+            "/s" => Reply::ok("s").header("cache-control", "max-age=0, s-maxage=60"),
+            "/age-spent" => Reply::ok("a")
+                .header("cache-control", "max-age=60")
+                .header("age", "60"),
+            "/age-half" => Reply::ok("h")
+                .header("cache-control", "max-age=60")
+                .header("age", "30"),
+            "/expires" => Reply::ok("e")
+                .header(
+                    "date",
+                    &httpdate::fmt_http_date(std::time::SystemTime::now()),
+                )
+                .header(
+                    "expires",
+                    &httpdate::fmt_http_date(
+                        std::time::SystemTime::now() + Duration::from_secs(120),
+                    ),
+                ),
+            "/expired" => Reply::ok("x").header("expires", "0"),
+            "/dup" => Reply::ok("d")
+                .header("cache-control", "max-age=60")
+                .header("cache-control", "max-age=30"),
+            "/quoted" => Reply::ok("q").header("cache-control", "max-age=\"60\""),
+            _ => Reply::status(404, ""),
+        })
+        .await;
+        let gh = Gatehouse::start(&cfg(&store, "fresh"), &origin).await;
+        for (path, cached) in [
+            ("/s", true),
+            ("/age-spent", false),
+            ("/age-half", true),
+            ("/expires", true),
+            ("/expired", false),
+            ("/dup", false),
+            ("/quoted", true),
+        ] {
+            gh.get(path).await;
+            let r = gh.get(path).await;
+            let hit = status(&r).starts_with("gatehouse; hit");
+            assert_eq!(hit, cached, "{path}: {}", status(&r));
+            assert_eq!(origin.hits(path), if cached { 1 } else { 2 }, "{path}");
+        }
+        // Age from the origin is counted in what we send on.
+        let r = gh.get("/age-half").await;
+        let age: u64 = r.headers()["age"].to_str().unwrap().parse().unwrap();
+        assert!((30..=40).contains(&age), "age {age}");
+        gh.shutdown().await;
+    }
+);
+
+both_stores!(
+    vary_keeps_variants_apart_normalizes_and_refuses_star,
+    |store: TestStore| async move {
+        let origin = TestOrigin::start(|s| {
+            let lang = s
+                .headers
+                .get("accept-language")
+                .map(|v| v.to_str().unwrap().to_string())
+                .unwrap_or_default();
+            if s.path == "/star" {
+                return Reply::ok("star")
+                    .header("cache-control", "max-age=60")
+                    .header("vary", "*");
+            }
+            Reply::ok(format!("hello {lang}"))
+                .header("cache-control", "max-age=60")
+                .header("vary", "Accept-Language")
+        })
+        .await;
+        let gh = Gatehouse::start(&cfg(&store, "vary"), &origin).await;
+        let en = get_with(&gh, "/v", &[("accept-language", "en")]).await;
+        assert_eq!(en.text().await.unwrap(), "hello en");
+        let fr = get_with(&gh, "/v", &[("accept-language", "fr")]).await;
+        assert_eq!(fr.text().await.unwrap(), "hello fr");
+        // Same variant, differently written: a hit.
+        let en2 = get_with(&gh, "/v", &[("accept-language", "EN")]).await;
+        assert!(
+            status(&en2).starts_with("gatehouse; hit"),
+            "{}",
+            status(&en2)
+        );
+        assert_eq!(en2.text().await.unwrap(), "hello en");
+        let fr2 = get_with(&gh, "/v", &[("accept-language", "fr")]).await;
+        assert_eq!(fr2.text().await.unwrap(), "hello fr");
+        assert_eq!(origin.hits("/v"), 2);
+        // A third variant with max_variants = 2 pushes one of the first two out.
+        get_with(&gh, "/v", &[("accept-language", "de")]).await;
+        let before = origin.hits("/v");
+        for lang in ["en", "fr", "de"] {
+            get_with(&gh, "/v", &[("accept-language", lang)]).await;
+        }
+        assert!(
+            origin.hits("/v") > before,
+            "a variant beyond the cap was evicted"
+        );
+        // Vary: * is never served from cache.
+        gh.get("/star").await;
+        gh.get("/star").await;
+        assert_eq!(origin.hits("/star"), 2);
+        gh.shutdown().await;
+    }
+);
+
+both_stores!(
+    conditional_requests_both_ways,
+    |store: TestStore| async move {
+        let version = Arc::new(AtomicUsize::new(1));
+        let v = version.clone();
+        let origin = TestOrigin::start(move |s| {
+            let etag = "\"e1\"";
+            let ver = v.load(Ordering::SeqCst).to_string();
+            match s.path.as_str() {
+                "/cond" => Reply::ok("body")
+                    .header("cache-control", "max-age=60")
+                    .header("etag", etag)
+                    .header("last-modified", "Mon, 01 Jan 2024 00:00:00 GMT"),
+                // no-cache: every reuse is revalidated; a 304 refreshes stored headers.
+                "/validate" => {
+                    if s.headers.get("if-none-match").map(|v| v.to_str().unwrap()) == Some(etag) {
+                        Reply::status(304, "")
+                            .header("etag", etag)
+                            .header("x-version", &ver)
+                    } else {
+                        Reply::ok("full")
+                            .header("cache-control", "max-age=60, no-cache")
+                            .header("etag", etag)
+                            .header("x-version", &ver)
+                    }
+                }
+                // Born stale (Age = max-age) but kept for revalidation thanks to its ETag.
+                "/stale-etag" => {
+                    if s.headers.contains_key("if-none-match") {
+                        Reply::status(304, "").header("cache-control", "max-age=60")
+                    } else {
+                        Reply::ok("kept")
+                            .header("cache-control", "max-age=60")
+                            .header("age", "60")
+                            .header("etag", etag)
+                    }
+                }
+                _ => Reply::status(404, ""),
+            }
+        })
+        .await;
+        let gh = Gatehouse::start(&cfg(&store, "cond"), &origin).await;
+        gh.get("/cond").await;
+        let r = get_with(&gh, "/cond", &[("if-none-match", "W/\"e1\", \"other\"")]).await;
+        assert_eq!(r.status(), 304);
+        assert_eq!(r.headers()["etag"], "\"e1\"");
+        let r = get_with(
+            &gh,
+            "/cond",
+            &[("if-modified-since", "Tue, 02 Jan 2024 00:00:00 GMT")],
+        )
+        .await;
+        assert_eq!(r.status(), 304);
+        let r = get_with(
+            &gh,
+            "/cond",
+            &[("if-modified-since", "Sun, 31 Dec 2023 00:00:00 GMT")],
+        )
+        .await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(origin.hits("/cond"), 1, "conditionals answered from cache");
+
+        let r = gh.get("/validate").await;
+        assert_eq!(r.headers()["x-version"], "1");
+        version.store(2, Ordering::SeqCst);
+        let r = gh.get("/validate").await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(status(&r), "gatehouse; fwd=stale; fwd-status=304; stored");
+        assert_eq!(
+            r.headers()["x-version"],
+            "2",
+            "headers updated from the 304"
+        );
+        assert_eq!(r.text().await.unwrap(), "full");
+        let seen = origin.seen();
+        let revalidation = seen
+            .iter()
+            .filter(|s| s.path == "/validate")
+            .nth(1)
+            .unwrap();
+        assert_eq!(revalidation.headers["if-none-match"], "\"e1\"");
+
+        gh.get("/stale-etag").await;
+        let r = gh.get("/stale-etag").await;
+        assert_eq!(status(&r), "gatehouse; fwd=stale; fwd-status=304; stored");
+        assert_eq!(r.text().await.unwrap(), "kept");
+        // Fresh again after the 304 gave new freshness.
+        let r = gh.get("/stale-etag").await;
+        assert!(status(&r).starts_with("gatehouse; hit"), "{}", status(&r));
+        assert_eq!(origin.hits("/stale-etag"), 2);
+        gh.shutdown().await;
+    }
+);
+
+#[tokio::test]
+async fn request_directives_are_honoured() {
+    let origin = TestOrigin::start(|_| Reply::ok("r").header("cache-control", "max-age=60")).await;
+    let gh = Gatehouse::start(&cfg(&TestStore::memory(), "reqdir"), &origin).await;
+    gh.get("/d").await;
+    assert_eq!(origin.hits("/d"), 1);
+    get_with(&gh, "/d", &[("cache-control", "no-cache")]).await;
+    get_with(&gh, "/d", &[("pragma", "no-cache")]).await;
+    get_with(&gh, "/d", &[("cache-control", "max-age=0")]).await;
+    assert_eq!(origin.hits("/d"), 4);
+    let r = get_with(&gh, "/never", &[("cache-control", "only-if-cached")]).await;
+    assert_eq!(r.status(), 504);
+    assert_eq!(origin.hits("/never"), 0);
+    gh.shutdown().await;
+}
+
+both_stores!(
+    stale_while_revalidate_refreshes_once_in_the_background,
+    |store: TestStore| async move {
+        let n = Arc::new(AtomicUsize::new(0));
+        let c = n.clone();
+        let origin = TestOrigin::start(move |_| {
+            let i = c.fetch_add(1, Ordering::SeqCst);
+            Reply::ok(format!("v{i}"))
+                .header("cache-control", "max-age=60, stale-while-revalidate=300")
+                .header("age", if i == 0 { "61" } else { "0" })
+                .delay(Duration::from_millis(if i == 0 { 0 } else { 200 }))
+        })
+        .await;
+        let gh = Arc::new(Gatehouse::start(&cfg(&store, "swr"), &origin).await);
+        assert_eq!(gh.get("/swr").await.text().await.unwrap(), "v0");
+        let tasks: Vec<_> = (0..10)
+            .map(|_| {
+                let gh = gh.clone();
+                tokio::spawn(async move {
+                    let r = gh.get("/swr").await;
+                    (status(&r), r.text().await.unwrap())
+                })
+            })
+            .collect();
+        for t in tasks {
+            let (cs, body) = t.await.unwrap();
+            // Served stale at once while one refresh runs.
+            assert_eq!(body, "v0");
+            assert_eq!(cs, "gatehouse; hit; detail=stale-while-revalidate");
+        }
+        assert!(
+            eventually(Duration::from_secs(5), || async {
+                gh.get("/swr").await.text().await.unwrap() == "v1"
+            })
+            .await
+        );
+        assert_eq!(origin.hits("/swr"), 2, "exactly one background refresh");
+    }
+);
+
+both_stores!(
+    stale_if_error_serves_stale_when_the_origin_fails,
+    |store: TestStore| async move {
+        let failing = Arc::new(AtomicUsize::new(0));
+        let f = failing.clone();
+        let origin = TestOrigin::start(move |s| {
+            if f.load(Ordering::SeqCst) == 1 {
+                return Reply::status(503, "down");
+            }
+            match s.path.as_str() {
+                "/sie" => Reply::ok("old")
+                    .header("cache-control", "max-age=60, stale-if-error=300")
+                    .header("age", "61"),
+                "/mr" => Reply::ok("strict")
+                    .header(
+                        "cache-control",
+                        "max-age=60, must-revalidate, stale-if-error=300",
+                    )
+                    .header("age", "61"),
+                "/routed" => Reply::ok("route-old")
+                    .header("cache-control", "max-age=60")
+                    .header("age", "61"),
+                _ => Reply::status(404, ""),
+            }
+        })
+        .await;
+        let gh = Gatehouse::start(&cfg(&store, "sie"), &origin).await;
+        for p in ["/sie", "/mr", "/routed"] {
+            gh.get(p).await;
+        }
+        failing.store(1, Ordering::SeqCst);
+        let r = gh.get("/sie").await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            status(&r),
+            "gatehouse; fwd=stale; fwd-status=503; detail=stale-if-error"
+        );
+        assert_eq!(r.text().await.unwrap(), "old");
+        let r = gh.get("/routed").await;
+        assert_eq!(
+            r.text().await.unwrap(),
+            "route-old",
+            "route stale_if_error applies"
+        );
+        // must-revalidate: never served stale.
+        let r = gh.get("/mr").await;
+        assert_eq!(r.status(), 503);
+        // The origin gone entirely: still stale.
+        origin.stop();
+        let r = gh.get("/sie").await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.text().await.unwrap(), "old");
+        gh.shutdown().await;
+    }
+);
+
+both_stores!(
+    successful_writes_invalidate_target_location_and_invalidate_on,
+    |store: TestStore| async move {
+        let n = Arc::new(AtomicUsize::new(0));
+        let c = n.clone();
+        let origin = TestOrigin::start(move |s| {
+            let i = c.fetch_add(1, Ordering::SeqCst);
+            match (s.method.as_str(), s.path.as_str()) {
+                ("GET", _) => {
+                    Reply::ok(format!("{} #{i}", s.path)).header("cache-control", "max-age=600")
+                }
+                ("POST", "/fail") => Reply::status(500, "no"),
+                ("POST", "/items") => Reply::status(201, "")
+                    .header("location", "/items/9")
+                    .header("content-location", "http://elsewhere.example/items/10"),
+                _ => Reply::status(200, "ok"),
+            }
+        })
+        .await;
+        let gh = Gatehouse::start(&cfg(&store, "inval"), &origin).await;
+        for p in [
+            "/items",
+            "/items/9",
+            "/api/participants/7",
+            "/fail",
+            "/api/participants/8",
+        ] {
+            gh.get(p).await;
+        }
+        let post = |path: &'static str| gh.client.post(gh.url(path)).send();
+        post("/items").await.unwrap();
+        post("/fail").await.unwrap();
+        post("/api/participants/7/check-in").await.unwrap();
+        for (path, purged) in [
+            ("/items", true),
+            ("/items/9", true),
+            ("/api/participants/7", true),
+            ("/fail", false),
+            ("/api/participants/8", false),
+        ] {
+            let r = gh.get(path).await;
+            assert_eq!(
+                !status(&r).starts_with("gatehouse; hit"),
+                purged,
+                "{path}: {}",
+                status(&r)
+            );
+        }
+        gh.shutdown().await;
+    }
+);
+
+#[tokio::test]
+async fn authorization_and_hit_for_pass() {
+    let origin = TestOrigin::start(|s| match s.path.as_str() {
+        "/private-ish" => Reply::ok("for you").header("cache-control", "max-age=60"),
+        "/public" => Reply::ok("for all").header("cache-control", "public, max-age=60"),
+        _ => Reply::ok("nope")
+            .header("cache-control", "no-store")
+            .delay(Duration::from_millis(50)),
+    })
+    .await;
+    let gh = Gatehouse::start(&cfg(&TestStore::memory(), "authz"), &origin).await;
+    let authed = [("authorization", "Bearer abc")];
+    get_with(&gh, "/private-ish", &authed).await;
+    get_with(&gh, "/private-ish", &authed).await;
+    assert_eq!(
+        origin.hits("/private-ish"),
+        2,
+        "not stored for a request with credentials"
+    );
+    get_with(&gh, "/public", &authed).await;
+    let r = get_with(&gh, "/public", &authed).await;
+    assert!(status(&r).starts_with("gatehouse; hit"));
+    // An entry stored for anonymous requests is not served to one with credentials.
+    gh.get("/private-ish").await;
+    let r = get_with(&gh, "/private-ish", &authed).await;
+    assert!(!status(&r).starts_with("gatehouse; hit"));
+
+    gh.get("/uncacheable").await;
+    let r = gh.get("/uncacheable").await;
+    assert_eq!(status(&r), "gatehouse; fwd=miss; detail=hit-for-pass");
+    gh.shutdown().await;
+}
+
+both_stores!(
+    purge_by_url_tag_prefix_and_soft,
+    |store: TestStore| async move {
+        let version = Arc::new(AtomicUsize::new(1));
+        let v = version.clone();
+        let origin = TestOrigin::start(move |s| {
+            let ver = v.load(Ordering::SeqCst);
+            if s.headers.contains_key("if-none-match") {
+                return Reply::status(304, "");
+            }
+            let mut r = Reply::ok(format!("{} v{ver}", s.path))
+                .header("cache-control", "max-age=600")
+                .header("etag", "\"x\"");
+            if s.path.starts_with("/tagged") {
+                r = r.header("surrogate-key", "menu bakery-1");
+            }
+            r
+        })
+        .await;
+        let gh = Gatehouse::start(&cfg(&store, "purge"), &origin).await;
+        let api = |body: serde_json::Value| {
+            gh.client
+                .post(gh.api_url("/v1/cache/purge"))
+                .json(&body)
+                .send()
+        };
+        for p in [
+            "/api/participants/1",
+            "/api/participants/2",
+            "/tagged/a",
+            "/tagged/b",
+            "/pre/x",
+            "/pre/y?q=1",
+            "/other",
+        ] {
+            gh.get(p).await;
+        }
+        // Another host, same path: purged too when the URL is given as a path.
+        get_with(&gh, "/api/participants/1", &[("host", "other.example")]).await;
+        let r = api(serde_json::json!({"urls": ["/api/participants/1"]}))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.json::<serde_json::Value>().await.unwrap()["purged"], 2);
+        let r = api(serde_json::json!({"tags": ["participant:2"]}))
+            .await
+            .unwrap();
+        assert_eq!(r.json::<serde_json::Value>().await.unwrap()["purged"], 1);
+        let r = api(serde_json::json!({"tags": ["menu"]})).await.unwrap();
+        assert_eq!(r.json::<serde_json::Value>().await.unwrap()["purged"], 2);
+        let r = api(serde_json::json!({"prefix": "/pre/"})).await.unwrap();
+        assert_eq!(r.json::<serde_json::Value>().await.unwrap()["purged"], 2);
+        for (path, purged) in [
+            ("/api/participants/1", true),
+            ("/api/participants/2", true),
+            ("/tagged/a", true),
+            ("/tagged/b", true),
+            ("/pre/x", true),
+            ("/pre/y?q=1", true),
+            ("/other", false),
+        ] {
+            let r = gh.get(path).await;
+            assert_eq!(
+                !status(&r).starts_with("gatehouse; hit"),
+                purged,
+                "{path}: {}",
+                status(&r)
+            );
+        }
+        // Soft: kept, but stale — revalidated with its validator.
+        let r = api(serde_json::json!({"urls": ["/other"], "soft": true}))
+            .await
+            .unwrap();
+        assert_eq!(r.json::<serde_json::Value>().await.unwrap()["purged"], 1);
+        let r = gh.get("/other").await;
+        assert_eq!(status(&r), "gatehouse; fwd=stale; fwd-status=304; stored");
+        // Bad bodies name the field.
+        let r = api(serde_json::json!({"urls": ["/a"], "tags": ["b"]}))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        let r = api(serde_json::json!({"prefix": "nope"})).await.unwrap();
+        assert_eq!(r.status(), 400);
+        assert_eq!(
+            r.json::<serde_json::Value>().await.unwrap()["field"],
+            "prefix"
+        );
+        gh.shutdown().await;
+    }
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_reaches_every_instance_l1_within_a_second() {
+    let store = TestStore::redis();
+    let body = Arc::new(Mutex::new("v1".to_string()));
+    let b = body.clone();
+    let origin = TestOrigin::start(move |_| {
+        Reply::ok(b.lock().unwrap().clone()).header("cache-control", "max-age=600")
+    })
+    .await;
+    let text = cfg(&store, "coherence");
+    let a = Gatehouse::start(&text, &origin).await;
+    let b_gh = Gatehouse::start(&text, &origin).await;
+    let get = |gh: &Gatehouse| {
+        gh.client
+            .get(gh.url("/c"))
+            .header("host", "shared.example")
+            .send()
+    };
+    assert_eq!(get(&a).await.unwrap().text().await.unwrap(), "v1");
+    assert_eq!(get(&b_gh).await.unwrap().text().await.unwrap(), "v1");
+    // Both now answer from their own L1.
+    let r = get(&b_gh).await.unwrap();
+    assert!(status(&r).starts_with("gatehouse; hit"));
+    *body.lock().unwrap() = "v2".into();
+    a.client
+        .post(a.api_url("/v1/cache/purge"))
+        .json(&serde_json::json!({"urls": ["/c"]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(1), || async {
+            get(&b_gh).await.unwrap().text().await.unwrap() == "v2"
+        })
+        .await,
+        "B's L1 dropped the purged entry within a second"
+    );
+    assert!(b_gh.metric("gatehouse_invalidations_received_total").await >= 1.0);
+    assert!(a.metric("gatehouse_invalidations_sent_total").await >= 1.0);
+    a.shutdown().await;
+    b_gh.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_feed_distrusts_l1_and_its_return_flushes_it() {
+    let mut store = TestStore::redis();
+    let origin = TestOrigin::start(|_| Reply::ok("x").header("cache-control", "max-age=600")).await;
+    let gh = Gatehouse::start(
+        &format!(
+            "{}\n[cache]\ncoherence_grace = \"200ms\"\n",
+            store.toml(&prefix("lost"))
+        ),
+        &origin,
+    )
+    .await;
+    gh.get("/l").await;
+    assert!(status(&gh.get("/l").await).starts_with("gatehouse; hit"));
+    store.redis_server().unwrap().stop();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            gh.metric("gatehouse_store_subscription_up").await == 0.0
+        })
+        .await
+    );
+    // Past the grace, the L1 entry is no longer treated as fresh: the origin is asked.
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            !status(&gh.get("/l").await).starts_with("gatehouse; hit")
+        })
+        .await
+    );
+    assert!(origin.hits("/l") >= 2);
+    store.redis_server().unwrap().restart();
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            gh.metric("gatehouse_l1_flushes_total").await >= 1.0
+        })
+        .await,
+        "L1 dropped when the feed returned"
+    );
+    gh.shutdown().await;
+}
+
+both_stores!(
+    a_fill_racing_a_purge_never_reinstalls_the_old_entry,
+    |store: TestStore| async move {
+        let body = Arc::new(Mutex::new("old".to_string()));
+        let b = body.clone();
+        let origin = TestOrigin::start(move |_| {
+            let v = b.lock().unwrap().clone();
+            let delay = if v == "old" { 400 } else { 0 };
+            Reply::ok(v)
+                .header("cache-control", "max-age=600")
+                .delay(Duration::from_millis(delay))
+        })
+        .await;
+        let gh = Arc::new(Gatehouse::start(&cfg(&store, "race"), &origin).await);
+        let slow = {
+            let gh = gh.clone();
+            tokio::spawn(async move { gh.get("/race").await.text().await.unwrap() })
+        };
+        assert!(eventually(Duration::from_secs(2), || async { origin.total() == 1 }).await);
+        // The purge lands while the old answer is still on its way.
+        *body.lock().unwrap() = "new".into();
+        let r = gh
+            .client
+            .post(gh.api_url("/v1/cache/purge"))
+            .json(&serde_json::json!({"urls": ["/race"]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(slow.await.unwrap(), "old");
+        assert_eq!(gh.get("/race").await.text().await.unwrap(), "new");
+    }
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_origin_fetch_per_fleet() {
+    let store = TestStore::redis();
+    let origin = TestOrigin::start(|_| {
+        Reply::ok("fleet")
+            .header("cache-control", "max-age=600")
+            .delay(Duration::from_millis(300))
+    })
+    .await;
+    let text = cfg(&store, "fleet");
+    let a = Arc::new(Gatehouse::start(&text, &origin).await);
+    let b = Arc::new(Gatehouse::start(&text, &origin).await);
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let gh = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            let r = gh
+                .client
+                .get(gh.url("/fleet"))
+                .header("host", "shared.example")
+                .send()
+                .await
+                .unwrap();
+            r.text().await.unwrap()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), "fleet");
+    }
+    assert_eq!(origin.hits("/fleet"), 1, "one fetch for both instances");
+}
