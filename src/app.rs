@@ -147,6 +147,12 @@ impl App {
             &state.store,
         ));
         background.push(crate::cache::coherence::spawn_trim(state.store.clone()));
+        background.extend(crate::coordination::capacity_sync::spawn(
+            state.store.clone(),
+            state.metrics.clone(),
+            &config.capacity,
+            &config.origin,
+        ));
         state.listeners_bound.store(true, Ordering::SeqCst);
         tracing::info!(%proxy_addr, %api_addr, %admin_addr, store = ?config.store.backend, origin = %config.origin.url, "gatehouse listening");
         Ok(App {

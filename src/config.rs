@@ -52,6 +52,11 @@ pub const DEFAULT_JWKS_REFRESH: Duration = Duration::from_secs(300);
 pub const DEFAULT_CAPACITY_SYNC_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_CAPACITY_SYNC_BATCH: u64 = 100;
 
+pub const DEFAULT_LOCKS_MAX_TTL: Duration = Duration::from_secs(3600);
+pub const DEFAULT_LOCKS_MAX_WAIT: Duration = Duration::from_secs(60);
+pub const DEFAULT_LOCKS_MAX_HOLD: Duration = Duration::ZERO;
+pub const DEFAULT_LOCKS_WAIT_POLL: Duration = Duration::from_millis(250);
+
 pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(2);
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 pub const DEFAULT_LOG_FORMAT: &str = "text";
@@ -67,6 +72,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub api: ApiConfig,
     pub capacity: CapacityConfig,
+    pub locks: LocksConfig,
     pub reload: ReloadConfig,
     pub log: LogConfig,
 }
@@ -216,6 +222,19 @@ pub struct CapacityConfig {
     pub sync_batch: u64,
 }
 
+/// `[locks]`: bounds on what a lock request may ask for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LocksConfig {
+    /// Largest `ttlMs` an acquire or renew may ask for.
+    pub max_ttl: Duration,
+    /// Largest `waitMs` an acquire may ask for.
+    pub max_wait: Duration,
+    /// Cap on a lock's total hold time from acquisition, renewals included (0: none).
+    pub max_hold: Duration,
+    /// How often a waiter re-tries when no release notification arrives.
+    pub wait_poll: Duration,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct ReloadConfig {
     pub watch: bool,
@@ -229,7 +248,7 @@ pub struct LogConfig {
 }
 
 const SECTIONS: &[&str] = &[
-    "server", "origin", "store", "cache", "auth", "api", "capacity", "reload", "log",
+    "server", "origin", "store", "cache", "auth", "api", "capacity", "locks", "reload", "log",
 ];
 /// Nested tables an environment variable can reach (`GATEHOUSE_SERVER_TLS_CERT`).
 const NESTED: &[(&str, &str)] = &[("server", "tls"), ("store", "sentinel")];
@@ -515,6 +534,16 @@ impl Config {
         }
         if self.capacity.sync_interval.is_zero() {
             err("capacity.sync_interval", "must be greater than 0s".into());
+        }
+        let l = &self.locks;
+        for (key, d) in [
+            ("locks.max_ttl", l.max_ttl),
+            ("locks.max_wait", l.max_wait),
+            ("locks.wait_poll", l.wait_poll),
+        ] {
+            if d.is_zero() {
+                err(key, "must be greater than 0s".into());
+            }
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             err("log.format", "must be \"text\" or \"json\"".into());
@@ -847,6 +876,16 @@ fn read(
     };
     s.finish();
 
+    let t = take(&mut table, "locks", errors);
+    let mut s = Section::new("locks", "locks", t, errors, known);
+    let locks = LocksConfig {
+        max_ttl: s.duration("max_ttl", DEFAULT_LOCKS_MAX_TTL),
+        max_wait: s.duration("max_wait", DEFAULT_LOCKS_MAX_WAIT),
+        max_hold: s.duration("max_hold", DEFAULT_LOCKS_MAX_HOLD),
+        wait_poll: s.duration("wait_poll", DEFAULT_LOCKS_WAIT_POLL),
+    };
+    s.finish();
+
     let t = take(&mut table, "reload", errors);
     let mut s = Section::new("reload", "reload", t, errors, known);
     let reload = ReloadConfig {
@@ -879,6 +918,7 @@ fn read(
         auth,
         api,
         capacity,
+        locks,
         reload,
         log,
     }
@@ -1060,6 +1100,21 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.store.url, "redis://file:1");
+    }
+
+    #[test]
+    fn locks_bounds_default_validate_and_take_the_environment() {
+        let c = Config::from_toml_str("", &env(&[])).unwrap();
+        assert_eq!(c.locks.max_hold, Duration::ZERO);
+        assert_eq!(c.locks.wait_poll, DEFAULT_LOCKS_WAIT_POLL);
+        let c = Config::from_toml_str("", &env(&[("GATEHOUSE_LOCKS_MAX_HOLD", "10m")])).unwrap();
+        assert_eq!(c.locks.max_hold, Duration::from_secs(600));
+        let errs =
+            Config::from_toml_str("[locks]\nmax_ttl = \"0s\"\nbogus = 1\n", &env(&[])).unwrap_err();
+        let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+        assert!(keys.contains(&"locks.bogus"), "{errs:?}");
+        let errs = Config::from_toml_str("[locks]\nmax_ttl = \"0s\"\n", &env(&[])).unwrap_err();
+        assert_eq!(errs[0].key, "locks.max_ttl");
     }
 
     #[test]

@@ -12,6 +12,9 @@
 //! `Authorization: Bearer <token>`.
 
 pub mod cache;
+mod capacity;
+mod locks;
+mod transfers;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -81,11 +84,12 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let msg = inner.to_string();
-        // "missing field `x`" names the field in the message, not the path.
+        // "missing field `x`" names the field in the message, not the path (an
+        // unknown field's path already ends with it).
         let field = msg
             .split('`')
             .nth(1)
-            .filter(|_| msg.starts_with("missing field") || msg.starts_with("unknown field"))
+            .filter(|_| msg.starts_with("missing field"))
             .map(|f| {
                 if path == "." || path.is_empty() {
                     f.to_string()
@@ -126,8 +130,29 @@ fn route(method: Method, path: &'static str, handler: HandlerFn) -> ApiRoute {
 }
 
 /// The route table: every api endpoint, in match order.
-pub static ROUTES: LazyLock<Vec<ApiRoute>> =
-    LazyLock::new(|| vec![route(Method::POST, "/v1/cache/purge", cache::purge)]);
+pub static ROUTES: LazyLock<Vec<ApiRoute>> = LazyLock::new(|| {
+    vec![
+        route(Method::POST, "/v1/cache/purge", cache::purge),
+        route(Method::PUT, "/v1/capacity/{ns}/{id}", capacity::put),
+        route(Method::GET, "/v1/capacity/{ns}/{id}", capacity::get),
+        route(
+            Method::POST,
+            "/v1/capacity/{ns}/{id}/admissions",
+            capacity::admit,
+        ),
+        route(
+            Method::DELETE,
+            "/v1/capacity/{ns}/{id}/admissions/{memberId}",
+            capacity::release,
+        ),
+        route(Method::POST, "/v1/locks/{ns}/{id}", locks::acquire),
+        route(Method::GET, "/v1/locks/{ns}/{id}", locks::status),
+        route(Method::POST, "/v1/locks/{ns}/{id}/renew", locks::renew),
+        route(Method::DELETE, "/v1/locks/{ns}/{id}", locks::release),
+        route(Method::POST, "/v1/transfers", transfers::create),
+        route(Method::POST, "/v1/transfers/claim", transfers::claim),
+    ]
+});
 
 pub struct Api {
     pub state: Arc<AppState>,
@@ -189,7 +214,9 @@ async fn handle(
     let mut path_matched = false;
     let mut found = None;
     for r in ROUTES.iter() {
-        if let Some(params) = r.pattern.matches(&path) {
+        // Api paths are exact: a path without `{name}` is not a prefix here.
+        let exact = r.path.contains('{') || r.path == path;
+        if let Some(params) = r.pattern.matches(&path).filter(|_| exact) {
             path_matched = true;
             if r.method == method {
                 found = Some((r, params));

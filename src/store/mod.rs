@@ -11,6 +11,7 @@
 //! subscription are events too, so the L1 and the revocation view can distrust
 //! themselves while it is down.
 
+pub mod coord;
 pub mod memory;
 pub mod redis;
 

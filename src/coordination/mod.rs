@@ -1,0 +1,144 @@
+//! Coordination: typed operations over the store for the native endpoints —
+//! capacity admission ([`capacity`], with its origin sync in [`capacity_sync`]),
+//! fenced locks ([`lock`]) and one-time transfers ([`transfer`]). Validation of
+//! values, token generation, hashing and metrics live here; HTTP does not (the api
+//! handlers are thin), and Redis commands do not (the store owns them).
+//!
+//! Every operation is one atomic store step, so no interleaving of instances and
+//! clients can overbook a counter, release someone else's lock or claim a transfer
+//! twice. A store that cannot be reached is `CoordError::Store` — never a guess.
+
+pub mod capacity;
+pub mod capacity_sync;
+pub mod lock;
+pub mod transfer;
+
+use base64::Engine;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::error::Error;
+use crate::store::StoreError;
+
+/// Why a coordination operation gave no outcome.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CoordError {
+    /// A value outside the contract; `field` names it as the request spells it.
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    /// The store gave no answer; nothing is known to have changed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl CoordError {
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> CoordError {
+        CoordError::Invalid {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<CoordError> for Error {
+    fn from(e: CoordError) -> Error {
+        match e {
+            CoordError::Invalid { field, message } => {
+                Error::bad_request(field, format!("{field}: {message}"))
+            }
+            CoordError::Store(e) => {
+                tracing::warn!(error = %e, "coordination call failed: store unavailable");
+                Error::store_unavailable()
+            }
+        }
+    }
+}
+
+/// Checks an identifier against the contract's `[A-Za-z0-9._:-]{1,200}`.
+pub fn check_id(field: &'static str, value: &str) -> Result<(), CoordError> {
+    let ok = !value.is_empty()
+        && value.len() <= 200
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(CoordError::invalid(
+            field,
+            "must match [A-Za-z0-9._:-]{1,200}",
+        ))
+    }
+}
+
+/// `bytes` random bytes from the operating system, base64url without padding.
+pub fn random_token(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rngs::OsRng.fill_bytes(&mut buf);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
+}
+
+/// SHA-256 of a secret, hex: what the store keeps instead of the secret.
+pub fn sha256_hex(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// Milliseconds since the Unix epoch as RFC 3339 UTC with milliseconds
+/// (`2026-05-01T12:00:00.250Z`).
+pub fn rfc3339_ms(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's days_from_civil, inverted).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_formats_known_instants() {
+        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339_ms(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(rfc3339_ms(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+        assert_eq!(rfc3339_ms(4_102_444_799_999), "2099-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn tokens_are_random_base64url() {
+        let a = random_token(32);
+        assert_eq!(a.len(), 43);
+        assert!(a
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        assert_ne!(a, random_token(32));
+        assert_eq!(sha256_hex("abc").len(), 64);
+    }
+
+    #[test]
+    fn ids_follow_the_contract_pattern() {
+        assert!(check_id("memberId", "p-17.a_b:c").is_ok());
+        assert!(check_id("memberId", "").is_err());
+        assert!(check_id("memberId", "a/b").is_err());
+        assert!(check_id("memberId", &"x".repeat(201)).is_err());
+    }
+}
