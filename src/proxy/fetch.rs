@@ -145,6 +145,11 @@ pub async fn fetch_for_cache(
         }
         match state.cache.coalescer.join(&ctx.key.id, cfg.lock_age) {
             Role::Leader(guard) => {
+                // A fill may have finished between our lookup and this join.
+                if let Some(entry) = ctx.fresh_entry().await {
+                    guard.finish(Outcome::Stored(entry.clone()));
+                    return Ok(ctx.answer(&entry, "gatehouse; hit"));
+                }
                 if handed_over {
                     state.metrics.coalesce_handovers_total.inc();
                 }
@@ -266,7 +271,13 @@ impl Ctx {
 
     /// A fresh cached answer, if the cache has one now.
     async fn fresh_from_cache(&self, cache_status: &str) -> Option<Response<Body>> {
-        if let Lookup::Hit {
+        let entry = self.fresh_entry().await?;
+        Some(self.answer(&entry, cache_status))
+    }
+
+    /// A cached entry this request may use as is, if there is one now.
+    async fn fresh_entry(&self) -> Option<Arc<Entry>> {
+        let Lookup::Hit {
             entry,
             trusted: true,
             ..
@@ -275,15 +286,18 @@ impl Ctx {
             .cache
             .lookup(&self.key, &self.parts.headers)
             .await
-        {
-            if matches!(
-                cache_policy::reuse(entry.response(), &Default::default(), true, now_ms()),
+        else {
+            return None;
+        };
+        let directives = cache_policy::request_directives(&self.parts.headers);
+        let usable = !self.parts.headers.contains_key(header::AUTHORIZATION)
+            || entry.response().flags.auth_ok;
+        (usable
+            && matches!(
+                cache_policy::reuse(entry.response(), &directives, true, now_ms()),
                 Reuse::Fresh { .. }
-            ) {
-                return Some(self.answer(&entry, cache_status));
-            }
-        }
-        None
+            ))
+        .then_some(entry)
     }
 
     /// The stale entry, when `stale-if-error` lets it answer now.
