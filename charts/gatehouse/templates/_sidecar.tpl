@@ -52,7 +52,7 @@ nindent places it. See README.md, "Sidecar".
       containerPort: {{ int $v.ports.api }}
       protocol: TCP
     {{- end }}
-  {{- $env := include "gatehouse.env" . }}
+  {{- $env := include "gatehouse.env" . | trim }}
   {{- if $env }}
   env:
     {{- $env | nindent 4 }}
