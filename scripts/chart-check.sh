@@ -465,6 +465,8 @@ fi
 # --- the sidecar recipe, in an app chart ----------------------------------------------------
 echo "== $sidecar_app (gatehouse.sidecar through a file:// dependency)"
 step="sidecar-app: helm dependency build"
+# Both are build output (gitignored): rebuilt from the chart's current sources each run.
+rm -rf "$sidecar_app/charts" "$sidecar_app/Chart.lock"
 helm dependency build "$sidecar_app" >"$out/sidecar-app.dep.log" 2>&1 ||
   { cat "$out/sidecar-app.dep.log" >&2; fail "helm dependency build $sidecar_app failed"; }
 for variant in plain native; do
