@@ -620,6 +620,28 @@ fn check_redis_url(u: &str) -> Result<(), String> {
     }
 }
 
+/// Whether a `GATEHOUSE_*` variable (without the prefix) is one Kubernetes injects
+/// for a Service named `gatehouse…`: `…SERVICE_HOST`, `…SERVICE_PORT[_NAME]`,
+/// `…PORT`, `…PORT_<n>_<PROTO>[_ADDR|_PORT|_PROTO]`.
+fn is_service_link(rest: &str) -> bool {
+    let parts: Vec<&str> = rest.split('_').collect();
+    for (i, p) in parts.iter().enumerate() {
+        let tail = &parts[i..];
+        match (*p, tail) {
+            ("SERVICE", [_, "HOST"]) | ("SERVICE", [_, "PORT", ..]) => return true,
+            ("PORT", [_]) => return true,
+            ("PORT", [_, n, proto, ..])
+                if n.chars().all(|c| c.is_ascii_digit())
+                    && matches!(*proto, "TCP" | "UDP" | "SCTP") =>
+            {
+                return true
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
 /// Applies `GATEHOUSE_<SECTION>_<KEY>` variables and the `REDIS_URL` fallback.
 fn apply_env(
     table: &mut toml::Table,
@@ -636,8 +658,9 @@ fn apply_env(
         let Some(rest) = name.strip_prefix("GATEHOUSE_") else {
             continue;
         };
-        // GATEHOUSE_LOG is the log filter (tracing's EnvFilter syntax), not a key.
-        if rest == "LOG" {
+        // GATEHOUSE_LOG is the log filter (tracing's EnvFilter syntax), not a key;
+        // Kubernetes service links of a Service named gatehouse* are not keys either.
+        if rest == "LOG" || is_service_link(rest) {
             continue;
         }
         let rest = rest.to_ascii_lowercase();
@@ -1115,6 +1138,27 @@ mod tests {
         assert!(keys.contains(&"locks.bogus"), "{errs:?}");
         let errs = Config::from_toml_str("[locks]\nmax_ttl = \"0s\"\n", &env(&[])).unwrap_err();
         assert_eq!(errs[0].key, "locks.max_ttl");
+    }
+
+    #[test]
+    fn kubernetes_service_links_are_not_overrides() {
+        let c = Config::from_toml_str(
+            "",
+            &env(&[
+                ("GATEHOUSE_PORT", "tcp://10.0.0.1:8080"),
+                ("GATEHOUSE_PORT_8080_TCP", "tcp://10.0.0.1:8080"),
+                ("GATEHOUSE_PORT_8080_TCP_ADDR", "10.0.0.1"),
+                ("GATEHOUSE_SERVICE_HOST", "10.0.0.1"),
+                ("GATEHOUSE_SERVICE_PORT", "8080"),
+                ("GATEHOUSE_SERVICE_PORT_HTTP", "8080"),
+                ("GATEHOUSE_API_SERVICE_HOST", "10.0.0.2"),
+                ("GATEHOUSE_API_PORT_7070_TCP_PORT", "7070"),
+            ]),
+        );
+        assert!(c.is_ok(), "{c:?}");
+        // A real override still applies next to them.
+        let c = Config::from_toml_str("", &env(&[("GATEHOUSE_CACHE_MAX_OBJECT", "1MiB")])).unwrap();
+        assert_eq!(c.cache.max_object, 1 << 20);
     }
 
     #[test]
