@@ -14,6 +14,7 @@
 //! | [`auth`] | JWT verification (pinned algorithms, PEM / JWKS keys, leeway, aud any-match), token extraction, verified-token cache |
 //! | [`cache`] | L1 (moka) over L2 (store), `Entry` with an explicit `Negative` variant, coalescing |
 //! | [`store`] | the ONE place that talks to Redis or the embedded memory store |
+//! | [`coordination`] | typed operations several instances share; [`coordination::revocation`]: revocation records and the in-process view the proxy checks |
 //! | [`api`] | thin handlers for `/v1/...` on the api listener; the route table |
 //! | [`admin`] | `/livez`, `/readyz`, `/metrics` |
 //! | [`metrics`] | every collector, on a registry the app owns |
@@ -32,7 +33,8 @@
 //! ```
 //!
 //! Dependencies point one way: `app` → `server`, `proxy`, `api`, `admin`;
-//! `proxy` → `cache`; `cache` → `store`. Nothing but `store` names a Redis command.
+//! `proxy` → `cache`, `auth`, `coordination`; `api` → `coordination`; `cache`,
+//! `coordination` → `store`. Nothing but `store` names a Redis command.
 
 pub mod admin;
 pub mod api;
@@ -41,6 +43,7 @@ pub mod auth;
 pub mod body;
 pub mod cache;
 pub mod config;
+pub mod coordination;
 pub mod error;
 pub mod metrics;
 pub mod proxy;

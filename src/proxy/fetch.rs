@@ -26,6 +26,13 @@ use crate::error::Error;
 use crate::routes::Route;
 
 /// Forwards a request as-is (streaming both bodies); the cache is not consulted.
+///
+/// On a route with `revoke_on_success = true`, a 2xx answer from the origin revokes
+/// the token the request presented (e.g. `POST /auth/logout`) before the answer is
+/// returned, so the client's next request with it is refused on every instance. If
+/// the store cannot take the revocation now, the origin's answer is still returned
+/// (it has acted), this instance enforces the revocation at once, and it is recorded
+/// in the background when the store returns.
 pub async fn pass(
     state: &Arc<AppState>,
     req: Request<Incoming>,
@@ -35,7 +42,6 @@ pub async fn pass(
     who: &Authorized,
     cache_status: &str,
 ) -> Result<Response<Body>, Error> {
-    let _ = (route, who);
     let max_body = state.runtime.load().config.server.max_body_bytes;
     let declared = req
         .headers()
@@ -53,6 +59,9 @@ pub async fn pass(
     match state.origin.send(out).await {
         Ok(resp) => {
             count_origin(state, "ok");
+            if resp.status().is_success() && route.is_some_and(|r| r.config.revoke_on_success) {
+                revoke_presented(state, who).await;
+            }
             Ok(respond::from_origin(resp, version, cache_status))
         }
         Err(OriginError::Unreachable(d)) if d.contains("length limit") => {
@@ -62,6 +71,17 @@ pub async fn pass(
             count_origin(state, origin_label(&e));
             Err(e.into_error())
         }
+    }
+}
+
+/// `revoke_on_success`: revokes the verified token of the request, if it had one.
+async fn revoke_presented(state: &Arc<AppState>, who: &Authorized) {
+    let Some(claims) = who.claims.as_deref() else {
+        return;
+    };
+    let life = crate::coordination::revocation::Lifetimes::of(&state.runtime.load().config.auth);
+    if let Err(e) = state.revocations.revoke_token_or_retry(claims, life).await {
+        tracing::warn!(error = %e, "revoke_on_success: enforced here, recorded fleet-wide when the store returns");
     }
 }
 
