@@ -11,6 +11,8 @@
 //! `[A-Za-z0-9._:-]{1,200}`; when `api.token` is set, every call needs
 //! `Authorization: Bearer <token>`.
 
+pub mod revocations;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -87,6 +89,9 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
             .map(|f| {
                 if path == "." || path.is_empty() {
                     f.to_string()
+                } else if path == f || path.ends_with(&format!(".{f}")) {
+                    // An unknown field's path already ends with its name.
+                    path.clone()
                 } else {
                     format!("{path}.{f}")
                 }
@@ -125,8 +130,10 @@ fn route(method: Method, path: &'static str, handler: HandlerFn) -> ApiRoute {
 
 /// The route table: every api endpoint, in match order.
 pub static ROUTES: LazyLock<Vec<ApiRoute>> = LazyLock::new(|| {
-    let table: Vec<ApiRoute> = vec![];
-    let _ = route;
+    let table: Vec<ApiRoute> = vec![
+        route(Method::POST, "/v1/revocations", revocations::post),
+        route(Method::GET, "/v1/revocations/{jti}", revocations::get),
+    ];
     table
 });
 
