@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use crate::cache::Cache;
 use crate::config::reload::Runtime;
 use crate::config::Config;
+use crate::coordination::revocation::Revocations;
 use crate::metrics::Metrics;
 use crate::proxy::origin::Origin;
 use crate::server::{self, Limits};
@@ -30,6 +31,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub origin: Origin,
     pub cache: Arc<Cache>,
+    /// Revocation records and this instance's view of them (kept current by the store
+    /// subscription).
+    pub revocations: Arc<Revocations>,
     pub listeners_bound: AtomicBool,
     pub shutting_down: AtomicBool,
 }
@@ -86,6 +90,7 @@ impl App {
         let origin = Origin::new(&config.origin);
         let cache = Arc::new(Cache::new(&config.cache, store.clone(), metrics.clone()));
         let runtime = Runtime::new(config.clone(), &metrics).map_err(anyhow::Error::msg)?;
+        let revocations = Arc::new(Revocations::new(store.clone(), metrics.clone()));
         let state = Arc::new(AppState {
             runtime: ArcSwap::from_pointee(runtime),
             config_path,
@@ -93,6 +98,7 @@ impl App {
             metrics,
             origin,
             cache,
+            revocations,
             listeners_bound: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
         });
@@ -153,6 +159,7 @@ impl App {
             &config.capacity,
             &config.origin,
         ));
+        background.push(state.revocations.spawn_subscriber());
         state.listeners_bound.store(true, Ordering::SeqCst);
         tracing::info!(%proxy_addr, %api_addr, %admin_addr, store = ?config.store.backend, origin = %config.origin.url, "gatehouse listening");
         Ok(App {

@@ -48,6 +48,9 @@ pub const DEFAULT_HIT_FOR_PASS_TTL: Duration = Duration::from_secs(30);
 
 pub const DEFAULT_AUTH_LEEWAY: Duration = Duration::from_secs(60);
 pub const DEFAULT_JWKS_REFRESH: Duration = Duration::from_secs(300);
+/// How long a subject revocation is kept after its `issuedBefore` (plus the leeway):
+/// the longest `exp - iat` the issuer gives a token.
+pub const DEFAULT_MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 pub const DEFAULT_CAPACITY_SYNC_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_CAPACITY_SYNC_BATCH: u64 = 100;
@@ -208,6 +211,9 @@ pub struct AuthConfig {
     pub on_store_error: StoreErrorPolicy,
     pub token_cookie: Option<String>,
     pub token_header: Option<String>,
+    /// The longest lifetime (`exp - iat`) of a token the issuer hands out: a subject
+    /// revocation is kept this long (plus `leeway`) after its `issuedBefore`.
+    pub max_token_lifetime: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -462,6 +468,22 @@ impl Config {
                     "\"sub\" needs auth = \"optional\" or \"required\" on the route".into(),
                 );
             }
+            if r.revoke_on_success && r.auth == AuthMode::Off {
+                err(
+                    &format!("routes[{i}].revoke_on_success"),
+                    "needs auth = \"optional\" or \"required\" on the route (only a verified token is revoked)".into(),
+                );
+            }
+            let cacheable_method = r
+                .methods
+                .iter()
+                .any(|m| m == http::Method::GET || m == http::Method::HEAD);
+            if r.revoke_on_success && r.cache && cacheable_method {
+                err(
+                    &format!("routes[{i}].revoke_on_success"),
+                    "a route that revokes must not answer from the cache: set cache = false or list only unsafe methods".into(),
+                );
+            }
             if r.auth != AuthMode::Off && !self.auth.has_keys() {
                 err(
                     &format!("routes[{i}].auth"),
@@ -517,6 +539,9 @@ impl Config {
                     if uri.scheme_str() == Some("http") || uri.scheme_str() == Some("https") => {}
                 _ => err("auth.jwks_url", format!("{u:?} is not an http(s) URL")),
             }
+        }
+        if a.max_token_lifetime.is_zero() {
+            err("auth.max_token_lifetime", "must be greater than 0s".into());
         }
         for (claim, header) in &a.claims_to_headers {
             if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
@@ -880,6 +905,7 @@ fn read(
         on_store_error,
         token_cookie: s.opt_string("token_cookie"),
         token_header: s.opt_string("token_header"),
+        max_token_lifetime: s.duration("max_token_lifetime", DEFAULT_MAX_TOKEN_LIFETIME),
     };
     s.finish();
 

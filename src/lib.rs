@@ -14,7 +14,7 @@
 //! | [`auth`] | JWT verification (pinned algorithms, PEM / JWKS keys, leeway, aud any-match), token extraction, verified-token cache |
 //! | [`cache`] | L1 (moka) over L2 (store), `Entry` with an explicit `Negative` variant, coalescing |
 //! | [`store`] | the ONE place that talks to Redis or the embedded memory store |
-//! | [`coordination`] | capacity admission (+ origin sync), fenced locks, one-time transfers over the store; no HTTP |
+//! | [`coordination`] | capacity admission (+ origin sync), fenced locks, one-time transfers, token revocations (and the in-process view the proxy checks) over the store; no HTTP |
 //! | [`api`] | thin handlers for `/v1/...` on the api listener; the route table |
 //! | [`admin`] | `/livez`, `/readyz`, `/metrics` |
 //! | [`metrics`] | every collector, on a registry the app owns |
@@ -34,8 +34,8 @@
 //! ```
 //!
 //! Dependencies point one way: `app` → `server`, `proxy`, `api`, `admin`;
-//! `proxy` → `cache`; `cache` → `store`; `api` → `coordination` → `store`. Nothing but
-//! `store` names a Redis command.
+//! `proxy` → `cache`, `auth`, `coordination`; `api` → `coordination`; `cache`,
+//! `coordination` → `store`. Nothing but `store` names a Redis command.
 
 pub mod admin;
 pub mod api;

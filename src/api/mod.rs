@@ -4,7 +4,15 @@
 //!
 //! | method | path | handler |
 //! |---|---|---|
-//! (see `ROUTES`)
+//! | POST | `/v1/cache/purge` | [`cache::purge`] |
+//! | PUT, GET | `/v1/capacity/{ns}/{id}` | define / read a counter |
+//! | POST | `/v1/capacity/{ns}/{id}/admissions` | admit a member |
+//! | DELETE | `/v1/capacity/{ns}/{id}/admissions/{memberId}` | release a member |
+//! | POST, GET, DELETE | `/v1/locks/{ns}/{id}` | acquire / status / release |
+//! | POST | `/v1/locks/{ns}/{id}/renew` | renew |
+//! | POST | `/v1/transfers`, `/v1/transfers/claim` | create / claim a transfer |
+//! | POST | `/v1/revocations` | revoke a token, a jti or a subject |
+//! | GET | `/v1/revocations/{jti}` | revocation status |
 //!
 //! Every error is JSON `{"error": "CODE", "message": "..."}`; a malformed body is
 //! 400 `BAD_REQUEST` naming the field; `{ns}` / `{id}` segments must match
@@ -14,6 +22,7 @@
 pub mod cache;
 mod capacity;
 mod locks;
+pub mod revocations;
 mod transfers;
 
 use std::future::Future;
@@ -93,6 +102,9 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
             .map(|f| {
                 if path == "." || path.is_empty() {
                     f.to_string()
+                } else if path == f || path.ends_with(&format!(".{f}")) {
+                    // An unknown field's path already ends with its name.
+                    path.clone()
                 } else {
                     format!("{path}.{f}")
                 }
@@ -151,6 +163,8 @@ pub static ROUTES: LazyLock<Vec<ApiRoute>> = LazyLock::new(|| {
         route(Method::DELETE, "/v1/locks/{ns}/{id}", locks::release),
         route(Method::POST, "/v1/transfers", transfers::create),
         route(Method::POST, "/v1/transfers/claim", transfers::claim),
+        route(Method::POST, "/v1/revocations", revocations::post),
+        route(Method::GET, "/v1/revocations/{jti}", revocations::get),
     ]
 });
 

@@ -400,6 +400,49 @@ impl Verifier {
     }
 
     fn verify_uncached(&self, token: &str, now: i64) -> Result<Claims, Rejection> {
+        let claims = self.signed_claims(token)?;
+        self.check_times(&claims, now)?;
+        if let Some(want) = &self.issuer {
+            if claims.iss.as_deref() != Some(want.as_str()) {
+                return Err(Rejection::IssuerMismatch);
+            }
+        }
+        if !self.audiences.is_empty() && !claims.aud.iter().any(|a| self.audiences.contains(a)) {
+            return Err(Rejection::AudienceNotAllowed);
+        }
+        Ok(claims)
+    }
+
+    /// Verifies only what proves who made the token — its form, the pinned algorithm
+    /// and the signature (re-fetching the JWKS on an unknown `kid` as `verify` does) —
+    /// and returns its claims whatever its times, issuer and audience say. For
+    /// revoking a presented token: a token that is expired or not yet valid may still
+    /// be revoked, a forged one may not. Never cached.
+    pub async fn verify_signature(&self, token: &str) -> Result<Claims, Rejection> {
+        if token.is_empty() {
+            return Err(Rejection::Missing);
+        }
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(Rejection::Malformed);
+        }
+        let Some(remote) = &self.remote else {
+            return self.signed_claims(token);
+        };
+        let seen = remote.attempts();
+        match self.signed_claims(token) {
+            Err(why @ (Rejection::UnknownKey | Rejection::KeysUnavailable)) => {
+                if remote.refetch_for_unknown_kid(seen).await {
+                    self.signed_claims(token)
+                } else {
+                    Err(why)
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// Form, algorithm and signature; then the typed claims (with `exp` required).
+    fn signed_claims(&self, token: &str) -> Result<Claims, Rejection> {
         let mut parts = token.split('.');
         let (Some(h64), Some(p64), Some(s64), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -433,18 +476,7 @@ impl Verifier {
 
         let message = &token.as_bytes()[..h64.len() + 1 + p64.len()];
         self.check_signature(alg, kid, message, s64)?;
-
-        let claims = claims_from(payload, message)?;
-        self.check_times(&claims, now)?;
-        if let Some(want) = &self.issuer {
-            if claims.iss.as_deref() != Some(want.as_str()) {
-                return Err(Rejection::IssuerMismatch);
-            }
-        }
-        if !self.audiences.is_empty() && !claims.aud.iter().any(|a| self.audiences.contains(a)) {
-            return Err(Rejection::AudienceNotAllowed);
-        }
-        Ok(claims)
+        claims_from(payload, message)
     }
 
     /// Finds the candidate keys and tries them in order.
@@ -517,6 +549,17 @@ impl Verifier {
             return Err(Rejection::IssuedInFuture);
         }
         Ok(())
+    }
+
+    /// The allowed clock skew on `exp`, `nbf` and `iat`, in seconds: a token is accepted
+    /// until `exp` + this.
+    pub fn leeway_secs(&self) -> i64 {
+        self.leeway
+    }
+
+    /// Now, in whole seconds since the epoch, by this verifier's clock.
+    pub fn now_secs(&self) -> i64 {
+        now_secs(&self.clock)
     }
 
     /// Whether keys come from `auth.jwks_url`.

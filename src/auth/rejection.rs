@@ -12,6 +12,7 @@ pub const REALM: &str = "gatehouse";
 /// |---|---|---|
 /// | `Missing` | 401 | `TOKEN_MISSING` |
 /// | `Expired` | 401 | `TOKEN_EXPIRED` |
+/// | `Revoked` | 401 | `TOKEN_REVOKED` |
 /// | `AudienceNotAllowed` | 403 | `AUDIENCE_NOT_ALLOWED` |
 /// | every other variant | 401 | `TOKEN_INVALID` |
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
@@ -55,11 +56,15 @@ pub enum Rejection {
     /// `auth.audiences` is non-empty and no `aud` value is among them (or `aud` is absent).
     #[error("audience not allowed")]
     AudienceNotAllowed,
+    /// The token verified but is revoked: by its `jti` (or its signing input), or by a
+    /// revocation of its subject that is later than its `iat`.
+    #[error("token revoked")]
+    Revoked,
 }
 
 impl Rejection {
     /// Every variant, for metric pre-registration and tests.
-    pub const ALL: [Rejection; 12] = [
+    pub const ALL: [Rejection; 13] = [
         Rejection::Missing,
         Rejection::Malformed,
         Rejection::AlgorithmNotAllowed,
@@ -72,6 +77,7 @@ impl Rejection {
         Rejection::IssuedInFuture,
         Rejection::IssuerMismatch,
         Rejection::AudienceNotAllowed,
+        Rejection::Revoked,
     ];
 
     /// The HTTP status of the answer: 403 for a wrong audience, 401 otherwise.
@@ -87,6 +93,7 @@ impl Rejection {
         match self {
             Rejection::Missing => "TOKEN_MISSING",
             Rejection::Expired => "TOKEN_EXPIRED",
+            Rejection::Revoked => "TOKEN_REVOKED",
             Rejection::AudienceNotAllowed => "AUDIENCE_NOT_ALLOWED",
             _ => "TOKEN_INVALID",
         }
@@ -107,6 +114,7 @@ impl Rejection {
             Rejection::IssuedInFuture => "issued_in_future",
             Rejection::IssuerMismatch => "issuer_mismatch",
             Rejection::AudienceNotAllowed => "audience_not_allowed",
+            Rejection::Revoked => "revoked",
         }
     }
 
@@ -126,6 +134,7 @@ impl Rejection {
             Rejection::IssuedInFuture => "the token was issued in the future",
             Rejection::IssuerMismatch => "the token's issuer is not accepted",
             Rejection::AudienceNotAllowed => "the token's audience is not allowed",
+            Rejection::Revoked => "the token has been revoked",
         }
     }
 
@@ -155,6 +164,9 @@ mod tests {
         assert_eq!(Rejection::Missing.code(), "TOKEN_MISSING");
         assert_eq!(Rejection::Missing.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(Rejection::Expired.code(), "TOKEN_EXPIRED");
+        assert_eq!(Rejection::Revoked.code(), "TOKEN_REVOKED");
+        assert_eq!(Rejection::Revoked.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(Rejection::Revoked.reason(), "revoked");
         assert_eq!(Rejection::AudienceNotAllowed.code(), "AUDIENCE_NOT_ALLOWED");
         assert_eq!(
             Rejection::AudienceNotAllowed.status(),

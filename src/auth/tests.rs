@@ -496,6 +496,44 @@ fn a_tampered_payload_or_signature_is_rejected() {
     assert_eq!(v.verify_sync(&stripped), Err(Rejection::Malformed));
 }
 
+#[tokio::test]
+async fn verify_signature_proves_the_signer_and_ignores_times_issuer_and_audience() {
+    let dir = tempfile::tempdir().unwrap();
+    let (v, _) = pem_verifier(dir.path());
+    let odd = with(
+        claims(),
+        json!({"exp": NOW - 7200, "iss": "https://other.example", "aud": "elsewhere"}),
+    );
+    let token = sign(Algorithm::ES256, None, &p256_enc(), &odd);
+    assert_eq!(v.verify_sync(&token), Err(Rejection::Expired));
+    let c = v.verify_signature(&token).await.unwrap();
+    assert_eq!(c.jti.as_deref(), Some("jti-1"));
+    assert_eq!(c.exp, (NOW - 7200) as i64);
+    let parts: Vec<&str> = token.split('.').collect();
+    let elevated = b64(&with(odd, json!({"jti": "someone-else"})));
+    let tampered = format!("{}.{elevated}.{}", parts[0], parts[2]);
+    assert_eq!(
+        v.verify_signature(&tampered).await,
+        Err(Rejection::BadSignature)
+    );
+    let none = raw_token(&json!({"alg": "none"}), &claims(), "");
+    assert_eq!(
+        v.verify_signature(&none).await,
+        Err(Rejection::AlgorithmNotAllowed)
+    );
+    let no_exp = sign(
+        Algorithm::ES256,
+        None,
+        &p256_enc(),
+        &with(claims(), json!({"exp": null})),
+    );
+    assert_eq!(
+        v.verify_signature(&no_exp).await,
+        Err(Rejection::MissingExpiry)
+    );
+    assert_eq!(v.cached_tokens(), 0, "nothing verified this way is cached");
+}
+
 #[test]
 fn alg_none_is_never_accepted() {
     let (v, _) = verifier(&hs_cfg("HS256"));

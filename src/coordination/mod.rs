@@ -1,6 +1,7 @@
 //! Coordination: typed operations over the store for the native endpoints —
 //! capacity admission ([`capacity`], with its origin sync in [`capacity_sync`]),
-//! fenced locks ([`lock`]) and one-time transfers ([`transfer`]). Validation of
+//! fenced locks ([`lock`]), one-time transfers ([`transfer`]) and token revocations
+//! ([`revocation`], with the in-process view the proxy checks). Validation of
 //! values, token generation, hashing and metrics live here; HTTP does not (the api
 //! handlers are thin), and Redis commands do not (the store owns them).
 //!
@@ -11,6 +12,7 @@
 pub mod capacity;
 pub mod capacity_sync;
 pub mod lock;
+pub mod revocation;
 pub mod transfer;
 
 use base64::Engine;

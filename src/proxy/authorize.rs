@@ -7,6 +7,12 @@
 //!   is present must verify (Envoy's `allow_missing`, not `allow_missing_or_failed`).
 //! - `auth = "required"`: 401 `TOKEN_MISSING` / `TOKEN_INVALID` / `TOKEN_EXPIRED`,
 //!   403 `AUDIENCE_NOT_ALLOWED`, each JSON with `WWW-Authenticate`.
+//! - A token that verified is then checked for revocation (`coordination::revocation`):
+//!   401 `TOKEN_REVOKED` with `WWW-Authenticate`. The in-process view answers in the
+//!   common case; when the store must be asked and cannot answer, the route's
+//!   `on_store_error` (else `auth.on_store_error`) decides: `deny` answers 503
+//!   `STORE_UNAVAILABLE` with `Retry-After` (the token may be fine; we cannot tell, and
+//!   a 401 would make clients drop a good token), `allow` lets the request through.
 //!
 //! On success the verified claims are forwarded as headers (`claims_to_headers`) and
 //! `Authorization` is removed when the route sets `forward_authorization = false`.
@@ -18,18 +24,17 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use crate::app::AppState;
 use crate::auth::{extract_token, Claims, Rejection};
 use crate::config::reload::Runtime;
-use crate::config::AuthMode;
+use crate::config::{AuthMode, StoreErrorPolicy};
+use crate::coordination::revocation::{Lifetimes, Verdict};
 use crate::error::{Error, Source};
 use crate::routes::Route;
 
 /// The outcome of authorization for one request.
 #[derive(Clone, Debug, Default)]
 pub struct Authorized {
-    /// The verified claims, when a valid token was presented.
+    /// The verified claims, when a valid token was presented. `revoke_on_success`
+    /// revokes by these (the raw token is never kept).
     pub claims: Option<Arc<Claims>>,
-    /// The presented token (kept only for the life of the request, e.g. for
-    /// `revoke_on_success`; never logged or stored raw).
-    pub token: Option<String>,
 }
 
 impl Authorized {
@@ -60,17 +65,32 @@ pub async fn authorize(
             "auth is on for this route but no keys are configured",
         ));
     };
-    let token = extract_token(headers, auth_cfg).map(str::to_string);
-    let Some(token) = token else {
+    let Some(token) = extract_token(headers, auth_cfg) else {
         return match mode {
             AuthMode::Optional => Ok(Authorized::default()),
             _ => Err(reject(state, Rejection::Missing)),
         };
     };
-    let claims = verifier
-        .verify(&token)
+    let claims = verifier.verify(token).await.map_err(|r| reject(state, r))?;
+    match state
+        .revocations
+        .check(&claims, Lifetimes::of(auth_cfg))
         .await
-        .map_err(|r| reject(state, r))?;
+    {
+        Ok(Verdict::NotRevoked) => {}
+        Ok(Verdict::Revoked) => return Err(reject(state, Rejection::Revoked)),
+        Err(e) => {
+            let policy = route
+                .and_then(|r| r.config.on_store_error)
+                .unwrap_or(auth_cfg.on_store_error);
+            match policy {
+                StoreErrorPolicy::Allow => {
+                    tracing::debug!(error = %e, "revocation status unknown; allowed by on_store_error");
+                }
+                StoreErrorPolicy::Deny => return Err(unchecked(state)),
+            }
+        }
+    }
     for (claim, header) in &auth_cfg.claims_to_headers {
         if let Some(value) = claims.header_value(claim) {
             if let (Ok(name), Ok(value)) = (
@@ -86,8 +106,24 @@ pub async fn authorize(
     }
     Ok(Authorized {
         claims: Some(claims),
-        token: Some(token),
     })
+}
+
+/// 503 `STORE_UNAVAILABLE` for a token whose revocation status cannot be learned,
+/// counted as `gatehouse_auth_rejections_total{reason="store_unavailable"}`.
+fn unchecked(state: &AppState) -> Error {
+    state
+        .metrics
+        .auth_rejections_total
+        .with_label_values(&["store_unavailable"])
+        .inc();
+    Error::new(
+        http::StatusCode::SERVICE_UNAVAILABLE,
+        "STORE_UNAVAILABLE",
+        "the token's revocation status cannot be checked: the store cannot be reached",
+        Source::Store,
+    )
+    .with_header(http::header::RETRY_AFTER, HeaderValue::from_static("1"))
 }
 
 /// The JSON answer for a rejection, counted by reason.

@@ -298,9 +298,11 @@ pub struct Storable {
 
 /// Decides whether a response may be stored and for how long (RFC 9111 §3, §4.2.1),
 /// with route settings: `ttl` when the origin gives no freshness (or always with
-/// `override`), `negative_ttl` for 404/410, stale windows.
+/// `override`), `negative_ttl` for 404/410, stale windows. `credentials` is whether
+/// the request carried credentials: an `Authorization` header, or a token gatehouse
+/// verified (from any header or cookie, even one not forwarded to the origin).
 pub fn storable(
-    request_headers: &HeaderMap,
+    credentials: bool,
     status: StatusCode,
     response_headers: &HeaderMap,
     route: Option<&Route>,
@@ -335,7 +337,7 @@ pub fn storable(
     }
     let per_user = rc.is_some_and(|r| r.key_by == KeyBy::Sub);
     let auth_ok = per_user || cc.public || cc.s_maxage.is_some() || cc.must_revalidate;
-    if request_headers.contains_key(header::AUTHORIZATION) && !auth_ok {
+    if credentials && !auth_ok {
         return Err(NoCacheReason::Authorization);
     }
     let negative = matches!(status, StatusCode::NOT_FOUND | StatusCode::GONE);
@@ -496,7 +498,6 @@ mod tests {
 
     #[test]
     fn never_stored_no_store_private_set_cookie_and_authorization() {
-        let req = HeaderMap::new();
         let c = cfg();
         for (h, reason) in [
             ("no-store, max-age=60", NoCacheReason::NoStore),
@@ -504,24 +505,23 @@ mod tests {
         ] {
             let resp = headers(&[("cache-control", h)]);
             assert_eq!(
-                storable(&req, StatusCode::OK, &resp, None, &c).unwrap_err(),
+                storable(false, StatusCode::OK, &resp, None, &c).unwrap_err(),
                 reason
             );
         }
         let resp = headers(&[("cache-control", "max-age=60"), ("set-cookie", "a=b")]);
         assert_eq!(
-            storable(&req, StatusCode::OK, &resp, None, &c).unwrap_err(),
+            storable(false, StatusCode::OK, &resp, None, &c).unwrap_err(),
             NoCacheReason::SetCookie
         );
-        let authed = headers(&[("authorization", "Bearer x")]);
         let resp = headers(&[("cache-control", "max-age=60")]);
         assert_eq!(
-            storable(&authed, StatusCode::OK, &resp, None, &c).unwrap_err(),
+            storable(true, StatusCode::OK, &resp, None, &c).unwrap_err(),
             NoCacheReason::Authorization
         );
         let resp = headers(&[("cache-control", "public, max-age=60")]);
         assert!(
-            storable(&authed, StatusCode::OK, &resp, None, &c)
+            storable(true, StatusCode::OK, &resp, None, &c)
                 .unwrap()
                 .auth_ok
         );
@@ -529,9 +529,8 @@ mod tests {
 
     #[test]
     fn no_freshness_without_a_route_ttl() {
-        let req = HeaderMap::new();
         assert_eq!(
-            storable(&req, StatusCode::OK, &HeaderMap::new(), None, &cfg()).unwrap_err(),
+            storable(false, StatusCode::OK, &HeaderMap::new(), None, &cfg()).unwrap_err(),
             NoCacheReason::NoFreshness
         );
     }

@@ -34,6 +34,13 @@ use crate::routes::Route;
 use crate::store::Channel;
 
 /// Forwards a request as-is (streaming both bodies); the cache is not consulted.
+///
+/// On a route with `revoke_on_success = true`, a 2xx answer from the origin revokes
+/// the token the request presented (e.g. `POST /auth/logout`) before the answer is
+/// returned, so the client's next request with it is refused on every instance. If
+/// the store cannot take the revocation now, the origin's answer is still returned
+/// (it has acted), this instance enforces the revocation at once, and it is recorded
+/// in the background when the store returns.
 pub async fn pass(
     state: &Arc<AppState>,
     req: Request<Incoming>,
@@ -43,7 +50,6 @@ pub async fn pass(
     who: &Authorized,
     cache_status: &str,
 ) -> Result<Response<Body>, Error> {
-    let _ = (route, who);
     let max_body = state.runtime.load().config.server.max_body_bytes;
     let declared = req
         .headers()
@@ -61,6 +67,9 @@ pub async fn pass(
     match state.origin.send(out).await {
         Ok(resp) => {
             count_origin(state, "ok");
+            if resp.status().is_success() && route.is_some_and(|r| r.config.revoke_on_success) {
+                revoke_presented(state, who).await;
+            }
             Ok(respond::from_origin(resp, version, cache_status))
         }
         Err(OriginError::Unreachable(d)) if d.contains("length limit") => {
@@ -70,6 +79,17 @@ pub async fn pass(
             count_origin(state, origin_label(&e));
             Err(e.into_error())
         }
+    }
+}
+
+/// `revoke_on_success`: revokes the verified token of the request, if it had one.
+async fn revoke_presented(state: &Arc<AppState>, who: &Authorized) {
+    let Some(claims) = who.claims.as_deref() else {
+        return;
+    };
+    let life = crate::coordination::revocation::Lifetimes::of(&state.runtime.load().config.auth);
+    if let Err(e) = state.revocations.revoke_token_or_retry(claims, life).await {
+        tracing::warn!(error = %e, "revoke_on_success: enforced here, recorded fleet-wide when the store returns");
     }
 }
 
@@ -111,9 +131,11 @@ pub async fn fetch_for_cache(
     route: Option<Arc<Route>>,
     key: CacheKey,
     stale: Option<Arc<Entry>>,
+    credentials: bool,
 ) -> Result<Response<Body>, Error> {
     let cfg = state.runtime.load().config.cache.clone();
     let ctx = Ctx {
+        credentials,
         state: state.clone(),
         parts: Arc::new(parts),
         peer,
@@ -124,7 +146,7 @@ pub async fn fetch_for_cache(
     };
     // A request with credentials never shares a fill with other callers unless the
     // route is keyed per user: the answer may be for that caller alone.
-    let shared = !ctx.parts.headers.contains_key(header::AUTHORIZATION)
+    let shared = !ctx.credentials
         || ctx
             .route
             .as_ref()
@@ -187,6 +209,7 @@ pub async fn fetch_for_cache(
 
 /// Serves a stale entry in the background-refresh case: starts one refresh per key
 /// (per fleet with a shared store) unless one is already running.
+#[allow(clippy::too_many_arguments)]
 pub fn revalidate_in_background(
     state: &Arc<AppState>,
     parts: Parts,
@@ -195,12 +218,14 @@ pub fn revalidate_in_background(
     route: Option<Arc<Route>>,
     key: CacheKey,
     stale: Arc<Entry>,
+    credentials: bool,
 ) {
     let cfg = state.runtime.load().config.cache.clone();
     let Role::Leader(guard) = state.cache.coalescer.join(&key.id, cfg.lock_age) else {
         return;
     };
     let ctx = Ctx {
+        credentials,
         state: state.clone(),
         parts: Arc::new(parts),
         peer,
@@ -235,6 +260,8 @@ fn lease_token() -> String {
 
 /// Everything one cacheable request carries through the fetch.
 struct Ctx {
+    /// The request carried credentials (see `cache_policy::storable`).
+    credentials: bool,
     state: Arc<AppState>,
     parts: Arc<Parts>,
     peer: SocketAddr,
@@ -290,8 +317,7 @@ impl Ctx {
             return None;
         };
         let directives = cache_policy::request_directives(&self.parts.headers);
-        let usable = !self.parts.headers.contains_key(header::AUTHORIZATION)
-            || entry.response().flags.auth_ok;
+        let usable = !self.credentials || entry.response().flags.auth_ok;
         (usable
             && matches!(
                 cache_policy::reuse(entry.response(), &directives, true, now_ms()),
@@ -443,6 +469,7 @@ impl Ctx {
 
     fn clone_for_task(&self) -> Ctx {
         Ctx {
+            credentials: self.credentials,
             state: self.state.clone(),
             parts: self.parts.clone(),
             peer: self.peer,
@@ -514,7 +541,6 @@ impl Ctx {
         let route = self.route.as_deref();
         let began = Began::now();
         let req = self.fill_request();
-        let request_headers = req.headers().clone();
         let resp = match state.origin.send(req).await {
             Ok(r) => r,
             Err(e) => {
@@ -532,21 +558,13 @@ impl Ctx {
         if parts.status == StatusCode::NOT_MODIFIED {
             if let Some(stale) = &self.stale {
                 return self
-                    .revalidated(
-                        stale,
-                        &parts.headers,
-                        &request_headers,
-                        began,
-                        response_time,
-                        &cfg,
-                        guard,
-                    )
+                    .revalidated(stale, &parts.headers, began, response_time, &cfg, guard)
                     .await;
             }
         }
 
         let decision =
-            cache_policy::storable(&request_headers, parts.status, &parts.headers, route, &cfg);
+            cache_policy::storable(self.credentials, parts.status, &parts.headers, route, &cfg);
         let declared_len = parts
             .headers
             .get(header::CONTENT_LENGTH)
@@ -659,7 +677,6 @@ impl Ctx {
         &self,
         stale: &Entry,
         fresh_headers: &HeaderMap,
-        request_headers: &HeaderMap,
         began: Began,
         response_time: u64,
         cfg: &crate::config::CacheConfig,
@@ -688,7 +705,7 @@ impl Ctx {
             merged.append(k.clone(), v.clone());
         }
         let decision = cache_policy::storable(
-            request_headers,
+            self.credentials,
             old.status,
             &merged,
             self.route.as_deref(),

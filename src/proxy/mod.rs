@@ -131,7 +131,9 @@ async fn serve(
     let version = req.version();
     // A shared entry answers a request with credentials only when the response
     // allowed it (public, s-maxage, must-revalidate) or the route keys per user.
-    let has_auth = req.headers().contains_key(http::header::AUTHORIZATION);
+    // Credentials count even when not forwarded (`forward_authorization = false`,
+    // or a token from a cookie): the answer may be personalised through claim headers.
+    let has_auth = req.headers().contains_key(http::header::AUTHORIZATION) || who.claims.is_some();
     let mut stale = None;
     if let Lookup::Hit { entry, trusted, .. } = state.cache.lookup(&key, req.headers()).await {
         let r = entry.response();
@@ -165,7 +167,9 @@ async fn serve(
                         "gatehouse; hit; detail=stale-while-revalidate",
                     );
                     let (parts, _body) = req.into_parts();
-                    fetch::revalidate_in_background(state, parts, peer, tls, route, key, entry);
+                    fetch::revalidate_in_background(
+                        state, parts, peer, tls, route, key, entry, has_auth,
+                    );
                     return Ok(resp);
                 }
                 Reuse::Revalidate => stale = Some(entry),
@@ -181,7 +185,7 @@ async fn serve(
         ));
     }
     let (parts, _body) = req.into_parts();
-    fetch::fetch_for_cache(state, parts, peer, tls, route, key, stale).await
+    fetch::fetch_for_cache(state, parts, peer, tls, route, key, stale, has_auth).await
 }
 
 fn pass_status(reason: NoCacheReason) -> &'static str {

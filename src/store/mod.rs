@@ -412,6 +412,100 @@ impl Store {
             Backend::Redis(r) => r.shutdown(),
         }
     }
+
+    /// Records a revocation of `name` at `instant_ms` (a token's expiry, or a
+    /// subject's `issuedBefore`), kept for `keep`. Keeps the latest: the stored
+    /// instant only moves forward and the record's lifetime only grows. Answers the
+    /// instant stored after the call. One atomic operation (Lua on Redis).
+    pub async fn revocation_put(
+        &self,
+        kind: RevocationKind,
+        name: &str,
+        instant_ms: i64,
+        keep: Duration,
+    ) -> StoreResult<i64> {
+        let key = self.key(&kind.logical_key(name));
+        let keep_ms = keep.as_millis().clamp(1, i64::MAX as u128) as i64;
+        self.run("revocation_put", async {
+            match &self.inner.backend {
+                Backend::Memory(m) => Ok(m.with(|d| {
+                    let current = match d.get(&key).map(|e| &e.value) {
+                        Some(memory::Value::Int(i)) => Some(*i),
+                        _ => None,
+                    };
+                    let left = d.ttl(&key).map_or(0, |t| t.as_millis() as i64);
+                    let stored = current.map_or(instant_ms, |c| c.max(instant_ms));
+                    let keep = Duration::from_millis(keep_ms.max(left) as u64);
+                    d.insert(&key, memory::Value::Int(stored), Some(keep));
+                    stored
+                })),
+                Backend::Redis(r) => {
+                    static SCRIPT: std::sync::OnceLock<::redis::Script> =
+                        std::sync::OnceLock::new();
+                    let script = SCRIPT.get_or_init(|| {
+                        ::redis::Script::new(include_str!("../../lua/revocation_put.lua"))
+                    });
+                    let instant = instant_ms.to_string();
+                    let keep = keep_ms.to_string();
+                    r.script(script, &[&key], &[instant.as_bytes(), keep.as_bytes()])
+                        .await
+                }
+            }
+        })
+        .await
+    }
+
+    /// The instant recorded by `revocation_put` for `name`, or `None` when there is
+    /// no live record.
+    pub async fn revocation_get(
+        &self,
+        kind: RevocationKind,
+        name: &str,
+    ) -> StoreResult<Option<i64>> {
+        let key = self.key(&kind.logical_key(name));
+        self.run("revocation_get", async {
+            let raw = match &self.inner.backend {
+                Backend::Memory(m) => m.get(&key),
+                Backend::Redis(r) => r.get(&key).await?,
+            };
+            raw.map(|b| {
+                std::str::from_utf8(&b)
+                    .ok()
+                    .and_then(|t| t.parse::<i64>().ok())
+                    .ok_or_else(|| StoreError::Protocol("revocation record is not a number".into()))
+            })
+            .transpose()
+        })
+        .await
+    }
+}
+
+/// What a revocation record names; each kind has its own keyspace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RevocationKind {
+    /// A token's `jti`; the record holds the token's expiry.
+    Jti,
+    /// The SHA-256 hex of a token's signing input (a token without `jti`).
+    SigningInput,
+    /// A subject (`sub`); the record holds the `issuedBefore` instant.
+    Subject,
+}
+
+impl RevocationKind {
+    /// `revoked:<kind>:<sha256 hex of the name>`: names come from tokens and callers,
+    /// so they are hashed to bound the key's length and keep it printable.
+    fn logical_key(self, name: &str) -> String {
+        use sha2::{Digest, Sha256};
+        let kind = match self {
+            RevocationKind::Jti => "jti",
+            RevocationKind::SigningInput => "sig",
+            RevocationKind::Subject => "sub",
+        };
+        format!(
+            "revoked:{kind}:{}",
+            hex::encode(Sha256::digest(name.as_bytes()))
+        )
+    }
 }
 
 /// Splits a cache id `<path hash>:<entry hash>` into its two parts.
