@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
@@ -221,7 +221,10 @@ impl DemoHandler {
                 }),
             );
         }
-        state.checked_in.insert(id, rfc3339(SystemTime::now()));
+        state.checked_in.insert(
+            id,
+            crate::coordination::rfc3339_ms(crate::cache::entry::now_ms()),
+        );
         json_answer(StatusCode::CREATED, &participant_json(id, &state))
     }
 }
@@ -341,30 +344,6 @@ fn method_not_allowed(allow: &'static str) -> Response<Body> {
     resp.headers_mut()
         .insert(header::ALLOW, HeaderValue::from_static(allow));
     resp
-}
-
-/// `2025-06-12T09:00:00.123Z` for a time after the Unix epoch.
-fn rfc3339(t: SystemTime) -> String {
-    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's `civil_from_days`).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        since.subsec_millis()
-    )
 }
 
 /// Serves the demo origin on `listener` until `shutdown` completes, then stops
@@ -584,15 +563,6 @@ impl Prepared {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rfc3339_formats_utc_dates() {
-        let t = UNIX_EPOCH + Duration::from_millis(1_749_718_800_123);
-        assert_eq!(rfc3339(t), "2025-06-12T09:00:00.123Z");
-        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
-        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
-        assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000Z");
-    }
 
     #[test]
     fn only_canonical_ids_in_range_exist() {

@@ -122,28 +122,9 @@ pub enum Filled {
 
 /// A cacheable request that the cache could not answer: lead a fill, or wait for
 /// the one in flight. `stale` is the entry the request could not use as is.
-#[allow(clippy::too_many_arguments)]
-pub async fn fetch_for_cache(
-    state: &Arc<AppState>,
-    parts: Parts,
-    peer: SocketAddr,
-    tls: bool,
-    route: Option<Arc<Route>>,
-    key: CacheKey,
-    stale: Option<Arc<Entry>>,
-    credentials: bool,
-) -> Result<Response<Body>, Error> {
+pub async fn fetch_for_cache(ctx: Miss) -> Result<Response<Body>, Error> {
+    let state = ctx.state.clone();
     let cfg = state.runtime.load().config.cache.clone();
-    let ctx = Ctx {
-        credentials,
-        state: state.clone(),
-        parts: Arc::new(parts),
-        peer,
-        tls,
-        route,
-        key,
-        stale,
-    };
     // A request with credentials never shares a fill with other callers unless the
     // route is keyed per user: the answer may be for that caller alone.
     let shared = !ctx.credentials
@@ -209,30 +190,10 @@ pub async fn fetch_for_cache(
 
 /// Serves a stale entry in the background-refresh case: starts one refresh per key
 /// (per fleet with a shared store) unless one is already running.
-#[allow(clippy::too_many_arguments)]
-pub fn revalidate_in_background(
-    state: &Arc<AppState>,
-    parts: Parts,
-    peer: SocketAddr,
-    tls: bool,
-    route: Option<Arc<Route>>,
-    key: CacheKey,
-    stale: Arc<Entry>,
-    credentials: bool,
-) {
-    let cfg = state.runtime.load().config.cache.clone();
-    let Role::Leader(guard) = state.cache.coalescer.join(&key.id, cfg.lock_age) else {
+pub fn revalidate_in_background(ctx: Miss) {
+    let cfg = ctx.state.runtime.load().config.cache.clone();
+    let Role::Leader(guard) = ctx.state.cache.coalescer.join(&ctx.key.id, cfg.lock_age) else {
         return;
-    };
-    let ctx = Ctx {
-        credentials,
-        state: state.clone(),
-        parts: Arc::new(parts),
-        peer,
-        tls,
-        route,
-        key,
-        stale: Some(stale),
     };
     tokio::spawn(async move {
         let lease = if ctx.state.store.is_memory() {
@@ -258,17 +219,22 @@ fn lease_token() -> String {
     hex::encode(rand::random::<[u8; 16]>())
 }
 
-/// Everything one cacheable request carries through the fetch.
-struct Ctx {
+/// A cacheable request the cache could not answer as is: everything it carries
+/// through the fetch.
+pub struct Miss {
+    pub state: Arc<AppState>,
+    /// The request head (its body is never sent on a fill).
+    pub parts: Arc<Parts>,
+    pub peer: SocketAddr,
+    /// Whether the client reached us over TLS (`X-Forwarded-Proto`).
+    pub tls: bool,
+    pub route: Option<Arc<Route>>,
+    pub key: CacheKey,
+    /// The stored entry the request could not use as is: revalidated, and the
+    /// `stale-if-error` fallback.
+    pub stale: Option<Arc<Entry>>,
     /// The request carried credentials (see `cache_policy::storable`).
-    credentials: bool,
-    state: Arc<AppState>,
-    parts: Arc<Parts>,
-    peer: SocketAddr,
-    tls: bool,
-    route: Option<Arc<Route>>,
-    key: CacheKey,
-    stale: Option<Arc<Entry>>,
+    pub credentials: bool,
 }
 
 /// Whose turn it is to fetch, fleet-wide.
@@ -281,7 +247,7 @@ enum FleetTurn {
     Alone,
 }
 
-impl Ctx {
+impl Miss {
     fn head(&self) -> bool {
         self.parts.method == Method::HEAD
     }
@@ -467,8 +433,8 @@ impl Ctx {
         }
     }
 
-    fn clone_for_task(&self) -> Ctx {
-        Ctx {
+    fn clone_for_task(&self) -> Miss {
+        Miss {
             credentials: self.credentials,
             state: self.state.clone(),
             parts: self.parts.clone(),

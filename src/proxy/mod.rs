@@ -167,9 +167,16 @@ async fn serve(
                         "gatehouse; hit; detail=stale-while-revalidate",
                     );
                     let (parts, _body) = req.into_parts();
-                    fetch::revalidate_in_background(
-                        state, parts, peer, tls, route, key, entry, has_auth,
-                    );
+                    fetch::revalidate_in_background(fetch::Miss {
+                        state: state.clone(),
+                        parts: Arc::new(parts),
+                        peer,
+                        tls,
+                        route,
+                        key,
+                        stale: Some(entry),
+                        credentials: has_auth,
+                    });
                     return Ok(resp);
                 }
                 Reuse::Revalidate => stale = Some(entry),
@@ -185,7 +192,17 @@ async fn serve(
         ));
     }
     let (parts, _body) = req.into_parts();
-    fetch::fetch_for_cache(state, parts, peer, tls, route, key, stale, has_auth).await
+    fetch::fetch_for_cache(fetch::Miss {
+        state: state.clone(),
+        parts: Arc::new(parts),
+        peer,
+        tls,
+        route,
+        key,
+        stale,
+        credentials: has_auth,
+    })
+    .await
 }
 
 fn pass_status(reason: NoCacheReason) -> &'static str {
