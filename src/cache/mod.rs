@@ -19,6 +19,7 @@ pub mod entry;
 pub mod l1;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -140,8 +141,11 @@ pub fn vary_headers(entry: &Entry) -> Vec<String> {
     names
 }
 
+/// The `result` labels of `gatehouse_cache_lookups_total`.
+const LOOKUP_RESULTS: &[&str] = &["hit", "negative_hit", "miss", "vary_miss", "error"];
+
 /// Which tier answered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Tier {
     L1,
     L2,
@@ -199,8 +203,12 @@ pub struct Cache {
     recent: moka::sync::Cache<Arc<str>, Instant>,
     /// L1 inserts of fetches begun before this instant are refused.
     flushed_at: Mutex<Instant>,
-    /// Since when the invalidation feed is down (None: live).
-    lost_at: Mutex<Option<Instant>>,
+    /// Since when the invalidation feed is down, as ms after `epoch` (0: live).
+    /// An atomic, not a lock: every lookup reads it.
+    lost_at: AtomicU64,
+    epoch: Instant,
+    /// `cache_lookups_total` series resolved once (the hot path counts every lookup).
+    lookups: HashMap<(Tier, &'static str), prometheus::IntCounter>,
     /// URLs whose last answer was uncacheable: they skip coalescing for a while.
     hit_for_pass: moka::sync::Cache<Arc<str>, ()>,
     /// Waiters for another instance's fetch, woken by `Channel::Wake`.
@@ -215,6 +223,16 @@ fn tomb_ttl(cfg: &CacheConfig) -> Duration {
 
 impl Cache {
     pub fn new(cfg: &CacheConfig, store: Store, metrics: Arc<Metrics>) -> Cache {
+        let lookups = [Tier::L1, Tier::L2]
+            .into_iter()
+            .flat_map(|t| LOOKUP_RESULTS.iter().map(move |r| (t, *r)))
+            .map(|(t, r)| {
+                let c = metrics
+                    .cache_lookups_total
+                    .with_label_values(&[t.label(), r]);
+                ((t, r), c)
+            })
+            .collect();
         Cache {
             l1: L1::new(cfg.max_bytes),
             store,
@@ -225,7 +243,9 @@ impl Cache {
                 .time_to_live(tomb_ttl(cfg))
                 .build(),
             flushed_at: Mutex::new(Instant::now() - Duration::from_secs(1)),
-            lost_at: Mutex::new(None),
+            lost_at: AtomicU64::new(0),
+            epoch: Instant::now(),
+            lookups,
             hit_for_pass: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(cfg.hit_for_pass_ttl.max(Duration::from_millis(1)))
@@ -235,17 +255,24 @@ impl Cache {
         }
     }
 
-    fn count(&self, tier: Tier, result: &str) {
-        self.metrics
-            .cache_lookups_total
-            .with_label_values(&[tier.label(), result])
-            .inc();
+    fn count(&self, tier: Tier, result: &'static str) {
+        match self.lookups.get(&(tier, result)) {
+            Some(c) => c.inc(),
+            None => self
+                .metrics
+                .cache_lookups_total
+                .with_label_values(&[tier.label(), result])
+                .inc(),
+        }
     }
 
     fn trusted(&self) -> bool {
-        match *self.lost_at.lock().expect("lost_at lock") {
-            None => true,
-            Some(t) => t.elapsed() <= self.cfg.coherence_grace,
+        match self.lost_at.load(Ordering::Acquire) {
+            0 => true,
+            since => {
+                let lost = self.epoch + Duration::from_millis(since - 1);
+                lost.elapsed() <= self.cfg.coherence_grace
+            }
         }
     }
 
@@ -624,16 +651,17 @@ impl Cache {
     /// The invalidation feed is down: L1 entries stop counting as fresh after the
     /// coherence grace.
     pub fn feed_lost(&self) {
-        let mut lost = self.lost_at.lock().expect("lost_at lock");
-        if lost.is_none() {
-            *lost = Some(Instant::now());
-        }
+        // +1 so that a loss in the first millisecond is not read as "live".
+        let now = self.epoch.elapsed().as_millis() as u64 + 1;
+        let _ = self
+            .lost_at
+            .compare_exchange(0, now, Ordering::AcqRel, Ordering::Acquire);
     }
 
     /// The feed is back: drop every L1 entry (invalidations may have been missed)
     /// and refuse inserts from fetches begun before now.
     pub fn feed_restored(&self) {
-        let was_lost = self.lost_at.lock().expect("lost_at lock").take().is_some();
+        let was_lost = self.lost_at.swap(0, Ordering::AcqRel) != 0;
         if was_lost {
             self.clear_l1();
         }

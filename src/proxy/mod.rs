@@ -68,10 +68,9 @@ pub async fn handle(
         .router
         .find(req.method(), req.uri().path())
         .map(|(r, _)| r);
-    let label = route
-        .as_ref()
-        .map(|r| r.label().to_string())
-        .unwrap_or_else(|| "none".to_string());
+    // Held so the label borrows from it after `route` moves on.
+    let labelled = route.clone();
+    let label = labelled.as_deref().map_or("none", |r| r.label());
     let resp = match serve(state, &runtime, req, peer, tls, route).await {
         Ok(r) => r,
         Err(e) => {
@@ -86,7 +85,7 @@ pub async fn handle(
     state
         .metrics
         .requests_total
-        .with_label_values(&[&label, resp.status().as_str()])
+        .with_label_values(&[label, resp.status().as_str()])
         .inc();
     state
         .metrics
