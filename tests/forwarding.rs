@@ -528,3 +528,19 @@ async fn admin_serves_liveness_and_the_contract_metrics() {
     }
     gh.shutdown().await;
 }
+
+#[tokio::test]
+async fn native_endpoints_and_proxied_paths_never_cross_listeners() {
+    let origin = TestOrigin::start(|s| Reply::ok(format!("origin saw {}", s.path))).await;
+    let gh = Gatehouse::start(&cfg(&TestStore::memory(), "listeners", ""), &origin).await;
+    // /v1/... on the proxy listener is the app's own path: forwarded to the origin.
+    let r = gh.get("/v1/cache/purge").await;
+    assert_eq!(r.text().await.unwrap(), "origin saw /v1/cache/purge");
+    // An app path on the api listener is not proxied.
+    let r = gh.client.get(gh.api_url("/r/x")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "NO_ROUTE");
+    assert_eq!(origin.total(), 1);
+    gh.shutdown().await;
+}
