@@ -520,7 +520,7 @@ impl Demo {
         Ok(Prepared { config, origin })
     }
 
-    /// Prints-ready instructions: the addresses and `curl` lines that show a miss
+    /// Ready-to-print instructions: the addresses and `curl` lines that show a miss
     /// then a hit, a cached 404, coalescing and the metrics.
     pub fn guide(&self) -> String {
         let p = self.app.proxy_addr;
