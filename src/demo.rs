@@ -499,7 +499,7 @@ impl Demo {
         Ok(Prepared { config, origin })
     }
 
-    /// Prints-ready instructions: the addresses and `curl` lines that show a miss
+    /// Ready-to-print instructions: the addresses and `curl` lines that show a miss
     /// then a hit, a cached 404, coalescing and the metrics.
     pub fn guide(&self) -> String {
         let p = self.app.proxy_addr;
@@ -521,7 +521,7 @@ gatehouse demo is running (memory store). Ctrl-C stops it.
    curl -si {t} http://{p}/api/participants/7
 
 2. An unknown participant: the 404 is cached as a negative entry (15 s), so the
-   second answer comes from the cache (the metrics count it as a negative_hit).
+   second answer comes from the cache (Cache-Status: ...; detail=negative).
    curl -si http://{p}/api/participants/999
    curl -si http://{p}/api/participants/999
 
@@ -529,9 +529,10 @@ gatehouse demo is running (memory store). Ctrl-C stops it.
    k=$RANDOM; seq 20 | xargs -P20 -I{{}} curl -s -o /dev/null \"http://{p}/api/participants/8?fresh=$k\"
    curl -s http://{o}/__origin/stats
 
-4. A check-in goes to the origin (writes are never cached); sessions are cached 10 s.
+4. A check-in goes to the origin (writes are never cached) and, through the route's
+   invalidate_on, drops participant 7 from the cache: the next read is a miss.
    curl -si -X POST http://{p}/api/participants/7/check-in
-   curl -si http://{p}/api/sessions
+   curl -si http://{p}/api/participants/7
 
 5. Metrics: lookups by tier and result, origin requests, coalesced waiters.
    curl -s http://{m}/metrics | grep -E '^gatehouse_(cache_lookups|origin_requests|coalesced)'

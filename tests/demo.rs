@@ -164,6 +164,21 @@ async fn gatehouse_in_front_turns_a_miss_into_a_hit() {
     let s = stats(&c, origin.addr()).await;
     assert_eq!(count(&s, "GET /api/participants/7"), 1);
 
+    // A check-in invalidates the participant (the route's invalidate_on).
+    let check_in = format!("http://{}/api/participants/7/check-in", app.proxy_addr);
+    assert!(c
+        .post(&check_in)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .is_success());
+    let third = c.get(&url).send().await.unwrap();
+    let status = cache_status(&third);
+    assert!(status.contains("fwd=miss"), "{status}");
+    let s = stats(&c, origin.addr()).await;
+    assert_eq!(count(&s, "GET /api/participants/7"), 2);
+
     drop(c);
     app.shutdown().await;
     origin.shutdown().await;
@@ -180,7 +195,9 @@ async fn gatehouse_caches_the_404_and_coalesces_concurrent_misses() {
     assert!(cache_status(&first).contains("stored"));
     let second = c.get(&missing).send().await.unwrap();
     assert_eq!(second.status(), 404);
-    assert!(cache_status(&second).starts_with("gatehouse; hit"));
+    let status = cache_status(&second);
+    assert!(status.starts_with("gatehouse; hit"), "{status}");
+    assert!(status.ends_with("detail=negative"), "{status}");
 
     // 20 clients ask for one uncached participant at once: the 300 ms origin read is
     // made once, every client gets the answer.

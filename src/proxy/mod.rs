@@ -139,7 +139,11 @@ async fn serve(
         if !has_auth || r.flags.auth_ok {
             match cache_policy::reuse(r, &directives, trusted, now_ms()) {
                 Reuse::Fresh { remaining } => {
-                    let status = format!("gatehouse; hit; ttl={}", remaining / 1000);
+                    let status = if entry.is_negative() {
+                        format!("gatehouse; hit; ttl={}; detail=negative", remaining / 1000)
+                    } else {
+                        format!("gatehouse; hit; ttl={}", remaining / 1000)
+                    };
                     return Ok(respond::answer(
                         &entry,
                         req.headers(),
