@@ -679,3 +679,51 @@ async fn one_origin_fetch_per_fleet() {
     }
     assert_eq!(origin.hits("/fleet"), 1, "one fetch for both instances");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_on_one_instance_drops_the_old_copy_from_every_l1() {
+    let store = TestStore::redis();
+    let body = Arc::new(Mutex::new("v1".to_string()));
+    let b = body.clone();
+    let origin = TestOrigin::start(move |_| {
+        Reply::ok(b.lock().unwrap().clone()).header("cache-control", "max-age=600")
+    })
+    .await;
+    let text = cfg(&store, "refresh");
+    let a = Gatehouse::start(&text, &origin).await;
+    let b_gh = Gatehouse::start(&text, &origin).await;
+    let get = |gh: &Gatehouse, cc: Option<&'static str>| {
+        let mut r = gh
+            .client
+            .get(gh.url("/fresh"))
+            .header("host", "shared.example");
+        if let Some(cc) = cc {
+            r = r.header("cache-control", cc);
+        }
+        r.send()
+    };
+    get(&a, None).await.unwrap();
+    assert_eq!(get(&b_gh, None).await.unwrap().text().await.unwrap(), "v1");
+    assert!(status(&get(&b_gh, None).await.unwrap()).starts_with("gatehouse; hit"));
+    // A client forces A to refetch; A stores v2.
+    *body.lock().unwrap() = "v2".into();
+    assert_eq!(
+        get(&a, Some("no-cache"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "v2"
+    );
+    assert!(
+        eventually(Duration::from_secs(1), || async {
+            get(&b_gh, None).await.unwrap().text().await.unwrap() == "v2"
+        })
+        .await,
+        "B dropped its v1 copy and read v2 from L2"
+    );
+    assert_eq!(origin.total(), 2);
+    a.shutdown().await;
+    b_gh.shutdown().await;
+}

@@ -213,6 +213,8 @@ pub struct Cache {
     hit_for_pass: moka::sync::Cache<Arc<str>, ()>,
     /// Waiters for another instance's fetch, woken by `Channel::Wake`.
     wakes: Mutex<HashMap<Arc<str>, Arc<Notify>>>,
+    /// Names this instance in its invalidation messages.
+    instance: String,
     cfg: CacheConfig,
 }
 
@@ -251,6 +253,7 @@ impl Cache {
                 .time_to_live(cfg.hit_for_pass_ttl.max(Duration::from_millis(1)))
                 .build(),
             wakes: Mutex::new(HashMap::new()),
+            instance: hex::encode(rand::random::<[u8; 8]>()),
             cfg: cfg.clone(),
         }
     }
@@ -482,6 +485,15 @@ impl Cache {
             .index_add(&path_index, &[key.id.to_string()], ttl_d)
             .await;
         let _ = self.store.paths_add(&key.path, now + ttl).await;
+        if !self.store.is_memory() {
+            // A refresh here makes every other instance's L1 copy old: they drop it
+            // and read the new one from L2 when next asked (no read storm).
+            let mut ids = vec![target.to_string()];
+            if target != key.id {
+                ids.push(key.id.to_string());
+            }
+            self.publish_invalidation(&ids).await;
+        }
         true
     }
 
@@ -630,8 +642,10 @@ impl Cache {
         }
     }
 
+    /// Tells every other instance to drop `ids` from its L1. The first line names
+    /// this instance, which ignores its own messages.
     async fn publish_invalidation(&self, ids: &[String]) {
-        let payload = Bytes::from(ids.join("\n"));
+        let payload = Bytes::from(format!("@{}\n{}", self.instance, ids.join("\n")));
         match self.store.publish(Channel::Invalidate, payload).await {
             Ok(()) => self.metrics.invalidations_sent_total.inc(),
             Err(e) => {
@@ -640,11 +654,18 @@ impl Cache {
         }
     }
 
-    /// Applies an invalidation message from any instance (this one included).
+    /// Applies an invalidation message from another instance.
     pub fn apply_invalidation(&self, payload: &[u8]) {
-        self.metrics.invalidations_received_total.inc();
         let text = String::from_utf8_lossy(payload);
-        let ids: Vec<String> = text.lines().map(str::to_string).collect();
+        let mut lines = text.lines().peekable();
+        if let Some(from) = lines.peek().and_then(|l| l.strip_prefix('@')) {
+            if from == self.instance {
+                return;
+            }
+            lines.next();
+        }
+        self.metrics.invalidations_received_total.inc();
+        let ids: Vec<String> = lines.map(str::to_string).collect();
         self.invalidate_local(&ids);
     }
 
