@@ -36,6 +36,8 @@ on_exit() {
     printf '\n==> FAILED: %s (exit %s)\n' "$current_step" "$status" >&2
   else
     printf '\n==> all checks passed in %ss\n' "$((SECONDS - started_at))"
+    # The whole suite's count, as the last line.
+    printf 'tests: %s passed, %s failed\n' "${passed:-0}" "${failed:-0}"
   fi
 }
 trap on_exit EXIT
@@ -125,10 +127,20 @@ section "cargo clippy"
 cargo clippy --all-targets -- -D warnings
 
 section "cargo test"
-# --all-targets runs unit and integration tests and each bench once in test mode;
-# --doc adds the documentation examples, which --all-targets leaves out.
-cargo test --all-targets
-cargo test --doc
+# --all-targets runs unit and integration tests and each bench once in test mode.
+# (The crate has no Rust documentation examples: its doc code blocks are text.)
+test_log="$(mktemp)"
+if ! cargo test --all-targets 2>&1 | tee "$test_log"; then
+  rm -f "$test_log"
+  exit 1
+fi
+read -r passed failed < <(awk '/^test result: / {
+    for (i = 1; i < NF; i++) {
+      if ($(i + 1) ~ /^passed/) p += $i
+      if ($(i + 1) ~ /^failed/) f += $i
+    }
+  } END { print p + 0, f + 0 }' "$test_log")
+rm -f "$test_log"
 
 if has_charts; then
   section "helm charts"
