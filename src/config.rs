@@ -206,6 +206,8 @@ pub struct AuthConfig {
     pub public_key_files: Vec<PathBuf>,
     pub jwks_file: Option<PathBuf>,
     pub jwks_url: Option<String>,
+    /// PEM CA bundle verifying an `https://` `jwks_url` (default: system roots).
+    pub jwks_ca_file: Option<PathBuf>,
     pub jwks_refresh: Duration,
     pub claims_to_headers: Vec<(String, String)>,
     pub on_store_error: StoreErrorPolicy,
@@ -529,6 +531,14 @@ impl Config {
             if !f.is_file() {
                 err(
                     "auth.jwks_file",
+                    format!("file {} does not exist", f.display()),
+                );
+            }
+        }
+        if let Some(f) = &a.jwks_ca_file {
+            if !f.is_file() {
+                err(
+                    "auth.jwks_ca_file",
                     format!("file {} does not exist", f.display()),
                 );
             }
@@ -900,6 +910,7 @@ fn read(
             .collect(),
         jwks_file: s.opt_string("jwks_file").map(PathBuf::from),
         jwks_url: s.opt_string("jwks_url"),
+        jwks_ca_file: s.opt_string("jwks_ca_file").map(PathBuf::from),
         jwks_refresh: s.duration("jwks_refresh", DEFAULT_JWKS_REFRESH),
         claims_to_headers: s.string_map("claims_to_headers"),
         on_store_error,

@@ -1212,3 +1212,102 @@ forward_authorization = false
     assert_eq!(origin.hits("/hidden/x"), 2);
     gh.shutdown().await;
 }
+
+/// Serves `body` at any path over TLS with the test CA's server certificate;
+/// counts requests.
+async fn https_server(
+    certs: &Path,
+    body: String,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(certs.join("server.crt"))
+            .unwrap()
+            .map(|c| c.unwrap())
+            .collect();
+    let key = PrivateKeyDer::from_pem_file(certs.join("server.key")).unwrap();
+    let cfg = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(cfg));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let h = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, body, h) = (acceptor.clone(), body.clone(), h.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(move |_req| {
+                    h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let body = body.clone();
+                    async move {
+                        Ok::<_, std::convert::Infallible>(http::Response::new(
+                            http_body_util::Full::new(bytes::Bytes::from(body)),
+                        ))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, hits)
+}
+
+#[tokio::test]
+async fn a_jwks_url_over_https_is_fetched_with_the_configured_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    make_certs(dir.path());
+    let p256 = ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"];
+    let (ec_priv, _) = genkey(dir.path(), "jwks-p256", &p256);
+    let key = EncodingKey::from_ec_pem(&ec_priv).unwrap();
+    let mut jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&key, Algorithm::ES256).unwrap();
+    jwk.common.key_id = Some("k1".into());
+    let set = serde_json::to_string(&jsonwebtoken::jwk::JwkSet { keys: vec![jwk] }).unwrap();
+    let (addr, fetches) = https_server(dir.path(), set).await;
+    let origin = user_origin().await;
+    let text = format!(
+        r#"{}
+[auth]
+issuer = "{ISSUER}"
+audiences = ["{AUDIENCE}"]
+algorithms = ["ES256"]
+jwks_url = "https://127.0.0.1:{}/.well-known/jwks.json"
+jwks_ca_file = "{}"
+claims_to_headers = {{ sub = "x-user-id" }}
+
+[[routes]]
+path = "/req"
+auth = "required"
+cache = false
+"#,
+        TestStore::memory().toml(&prefix("jwks-https")),
+        addr.port(),
+        dir.path().join("ca.crt").display()
+    );
+    let gh = Gatehouse::start(&text, &origin).await;
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some("k1".into());
+    let token = encode(&header, &claims("carol", None), &key).unwrap();
+    let r = call(&gh, "/req", Some(&token)).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "carol");
+    assert!(fetches.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    assert!(
+        gh.metric(r#"gatehouse_jwks_fetches_total{result="ok"}"#)
+            .await
+            >= 1.0
+    );
+    gh.shutdown().await;
+}

@@ -41,29 +41,119 @@ pub type FetchHook = Arc<dyn Fn(&'static str) + Send + Sync>;
 /// A boxed, sendable future (what `JwksFetcher::fetch` returns).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Fetches a JWKS document. The built-in `HttpFetcher` speaks plain `http://`; a caller
-/// with a TLS client supplies its own for `https://` URLs.
+/// Fetches a JWKS document. The built-in `HttpFetcher` speaks `http://` and `https://`
+/// (rustls, verifying against `auth.jwks_ca_file` or the system roots).
 pub trait JwksFetcher: Send + Sync {
     /// The body of a 200 answer to `GET url`, or why there is none.
     fn fetch<'a>(&'a self, url: &'a str) -> BoxFuture<'a, Result<Bytes, String>>;
 }
 
-/// `JwksFetcher` over hyper's plain-HTTP client, with a whole-fetch timeout and a body
+/// `JwksFetcher` over hyper: pooled plain HTTP, and one TLS connection per fetch for
+/// `https://` (fetches are minutes apart), with a whole-fetch timeout and a body
 /// size limit.
 pub struct HttpFetcher {
     client: Client<HttpConnector, Empty<Bytes>>,
     timeout: Duration,
+    /// TLS for `https://`; `Err` says why it is unavailable (no roots, bad CA file).
+    tls: Result<Arc<rustls::ClientConfig>, String>,
 }
 
 impl HttpFetcher {
+    /// Verifies `https://` servers against the system's root certificates.
     pub fn new(timeout: Duration) -> HttpFetcher {
+        HttpFetcher::with_roots(timeout, None)
+    }
+
+    /// Verifies `https://` servers against the CA certificates in `ca_pem` (a PEM
+    /// file's path), or the system roots when `None`.
+    pub fn with_roots(timeout: Duration, ca_pem: Option<&std::path::Path>) -> HttpFetcher {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(timeout));
         HttpFetcher {
             client: Client::builder(TokioExecutor::new()).build(connector),
             timeout,
+            tls: tls_config(ca_pem),
         }
     }
+
+    async fn fetch_https(&self, uri: &http::Uri) -> Result<Bytes, String> {
+        use rustls_pki_types::ServerName;
+        let tls = self.tls.clone()?;
+        let host = uri.host().ok_or("the URL has no host")?;
+        let port = uri.port_u16().unwrap_or(443);
+        let tcp = tokio::net::TcpStream::connect((host, port))
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let name =
+            ServerName::try_from(host.to_string()).map_err(|e| format!("server name: {e}"))?;
+        let stream = tokio_rustls::TlsConnector::from(tls)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("TLS: {e}"))?;
+        let (mut send, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| format!("handshake: {e}"))?;
+        let driver = tokio::spawn(conn);
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        let authority = uri.authority().map_or(host, |a| a.as_str());
+        let req = http::Request::get(path)
+            .header(http::header::HOST, authority)
+            .header(
+                http::header::ACCEPT,
+                "application/jwk-set+json, application/json",
+            )
+            .header(http::header::USER_AGENT, "gatehouse")
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| e.to_string())?;
+        let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
+        let out = if resp.status() != http::StatusCode::OK {
+            Err(format!("status {}", resp.status().as_u16()))
+        } else {
+            Limited::new(resp.into_body(), MAX_JWKS_BYTES)
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .map_err(|e| format!("reading body: {e}"))
+        };
+        driver.abort();
+        out
+    }
+}
+
+/// The rustls client configuration for `https://` JWKS URLs.
+fn tls_config(ca_pem: Option<&std::path::Path>) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::CertificateDer;
+    crate::server::tls::install_crypto_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_pem {
+        Some(path) => {
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("auth.jwks_ca_file {}: {e}", path.display()))?;
+            for c in certs {
+                let c = c.map_err(|e| format!("auth.jwks_ca_file {}: {e}", path.display()))?;
+                roots
+                    .add(c)
+                    .map_err(|e| format!("auth.jwks_ca_file {}: {e}", path.display()))?;
+            }
+        }
+        None => {
+            for c in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(c);
+            }
+        }
+    }
+    if roots.is_empty() {
+        return Err(
+            "no root certificates to verify https:// JWKS servers (set auth.jwks_ca_file)".into(),
+        );
+    }
+    let mut cfg = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
 }
 
 impl Default for HttpFetcher {
@@ -76,8 +166,14 @@ impl JwksFetcher for HttpFetcher {
     fn fetch<'a>(&'a self, url: &'a str) -> BoxFuture<'a, Result<Bytes, String>> {
         Box::pin(async move {
             let uri: http::Uri = url.parse().map_err(|_| "invalid URL".to_string())?;
-            if uri.scheme_str() != Some("http") {
-                return Err("the built-in JWKS fetcher speaks http:// only".into());
+            match uri.scheme_str() {
+                Some("http") => {}
+                Some("https") => {
+                    return tokio::time::timeout(self.timeout, self.fetch_https(&uri))
+                        .await
+                        .map_err(|_| format!("timed out after {:?}", self.timeout))?;
+                }
+                _ => return Err("the JWKS URL must be http:// or https://".into()),
             }
             let req = http::Request::get(uri)
                 .header(

@@ -153,7 +153,7 @@ pub struct VerifierOptions {
     pub clock: Clock,
     /// Counts JWKS fetches (`"ok"` / `"error"`).
     pub on_jwks_fetch: Option<FetchHook>,
-    /// How the JWKS URL is fetched; the plain-HTTP `HttpFetcher` when `None`.
+    /// How the JWKS URL is fetched; `HttpFetcher` (http and https) when `None`.
     pub fetcher: Option<Arc<dyn JwksFetcher>>,
     /// Bound of the verified-token cache, in entries.
     pub cache_capacity: u64,
@@ -239,7 +239,7 @@ impl std::fmt::Debug for Verifier {
 }
 
 impl Verifier {
-    /// A verifier with the system clock, the plain-HTTP JWKS fetcher and default bounds.
+    /// A verifier with the system clock, the built-in JWKS fetcher and default bounds.
     pub fn new(cfg: &AuthConfig) -> Result<Verifier, AuthError> {
         Verifier::with_options(cfg, VerifierOptions::default())
     }
@@ -318,10 +318,12 @@ impl Verifier {
             local.keys.extend(usable);
         }
         let remote = cfg.jwks_url.as_ref().map(|url| {
-            let fetcher = opts
-                .fetcher
-                .clone()
-                .unwrap_or_else(|| Arc::new(HttpFetcher::default()));
+            let fetcher = opts.fetcher.clone().unwrap_or_else(|| {
+                Arc::new(HttpFetcher::with_roots(
+                    super::jwks::DEFAULT_FETCH_TIMEOUT,
+                    cfg.jwks_ca_file.as_deref(),
+                ))
+            });
             Arc::new(RemoteJwks::new(
                 url.clone(),
                 fetcher,

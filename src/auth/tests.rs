@@ -1076,8 +1076,19 @@ async fn the_periodic_refresh_runs_and_ends_with_the_verifier() {
 }
 
 #[tokio::test]
-async fn the_built_in_fetcher_refuses_https_without_panicking() {
-    let fetcher = HttpFetcher::default();
-    let err = fetcher.fetch("https://idp.example/jwks").await.unwrap_err();
-    assert!(err.contains("http://"), "{err}");
+async fn the_built_in_fetcher_says_why_it_cannot_fetch() {
+    let unusable_ca = HttpFetcher::with_roots(
+        Duration::from_secs(1),
+        Some(std::path::Path::new("/nonexistent/ca.pem")),
+    );
+    let err = unusable_ca
+        .fetch("https://127.0.0.1:1/jwks")
+        .await
+        .unwrap_err();
+    assert!(err.contains("auth.jwks_ca_file"), "{err}");
+    let err = HttpFetcher::default()
+        .fetch("ftp://idp.example/jwks")
+        .await
+        .unwrap_err();
+    assert!(err.contains("http:// or https://"), "{err}");
 }
