@@ -134,6 +134,7 @@ async fn serve(
     // or a token from a cookie): the answer may be personalised through claim headers.
     let has_auth = req.headers().contains_key(http::header::AUTHORIZATION) || who.claims.is_some();
     let mut stale = None;
+    let mut served_stale = None;
     if let Lookup::Hit { entry, trusted, .. } = state.cache.lookup(&key, req.headers()).await {
         let r = entry.response();
         if !has_auth || r.flags.auth_ok {
@@ -162,31 +163,20 @@ async fn serve(
                     ));
                 }
                 Reuse::StaleWhileRevalidate => {
-                    let resp = respond::answer(
+                    served_stale = Some(respond::answer(
                         &entry,
                         req.headers(),
                         head,
                         version,
                         "gatehouse; hit; detail=stale-while-revalidate",
-                    );
-                    let (parts, _body) = req.into_parts();
-                    fetch::revalidate_in_background(fetch::Miss {
-                        state: state.clone(),
-                        parts: Arc::new(parts),
-                        peer,
-                        tls,
-                        route,
-                        key,
-                        stale: Some(entry),
-                        credentials: has_auth,
-                    });
-                    return Ok(resp);
+                    ));
+                    stale = Some(entry);
                 }
                 Reuse::Revalidate => stale = Some(entry),
             }
         }
     }
-    if directives.only_if_cached {
+    if served_stale.is_none() && directives.only_if_cached {
         return Err(Error::new(
             http::StatusCode::GATEWAY_TIMEOUT,
             "NOT_CACHED",
@@ -195,7 +185,7 @@ async fn serve(
         ));
     }
     let (parts, _body) = req.into_parts();
-    fetch::fetch_for_cache(fetch::Miss {
+    let miss = fetch::Miss {
         state: state.clone(),
         parts: Arc::new(parts),
         peer,
@@ -204,8 +194,12 @@ async fn serve(
         key,
         stale,
         credentials: has_auth,
-    })
-    .await
+    };
+    if let Some(resp) = served_stale {
+        fetch::revalidate_in_background(miss);
+        return Ok(resp);
+    }
+    fetch::fetch_for_cache(miss).await
 }
 
 fn pass_status(reason: NoCacheReason) -> &'static str {
