@@ -600,6 +600,9 @@ impl Config {
         if self.cache.max_bytes != new.cache.max_bytes {
             keys.push("cache.max_bytes");
         }
+        if self.cache.hit_for_pass_ttl != new.cache.hit_for_pass_ttl {
+            keys.push("cache.hit_for_pass_ttl");
+        }
         if self.api != new.api {
             keys.push("api");
         }

@@ -215,7 +215,9 @@ pub struct Cache {
     wakes: Mutex<HashMap<Arc<str>, Arc<Notify>>>,
     /// Names this instance in its invalidation messages.
     instance: String,
-    cfg: CacheConfig,
+    /// `[cache]` as last (re)loaded; `max_bytes` and `hit_for_pass_ttl` are fixed at
+    /// start (they size structures built once).
+    cfg: arc_swap::ArcSwap<CacheConfig>,
 }
 
 /// Tombstones outlive any fetch that could race the purge.
@@ -254,7 +256,7 @@ impl Cache {
                 .build(),
             wakes: Mutex::new(HashMap::new()),
             instance: hex::encode(rand::random::<[u8; 8]>()),
-            cfg: cfg.clone(),
+            cfg: arc_swap::ArcSwap::from_pointee(cfg.clone()),
         }
     }
 
@@ -274,7 +276,7 @@ impl Cache {
             0 => true,
             since => {
                 let lost = self.epoch + Duration::from_millis(since - 1);
-                lost.elapsed() <= self.cfg.coherence_grace
+                lost.elapsed() <= self.cfg.load().coherence_grace
             }
         }
     }
@@ -468,7 +470,7 @@ impl Cache {
                 )
                 .await
             {
-                if n > self.cfg.max_variants {
+                if n > self.cfg.load().max_variants {
                     self.trim_variants(&variants, &target).await;
                 }
             }
@@ -503,7 +505,9 @@ impl Cache {
         let Ok(members) = self.store.index_members(variants).await else {
             return;
         };
-        let excess = members.len().saturating_sub(self.cfg.max_variants as usize);
+        let excess = members
+            .len()
+            .saturating_sub(self.cfg.load().max_variants as usize);
         let victims: Vec<String> = members
             .into_iter()
             .filter(|m| m.as_str() != &**keep)
@@ -538,7 +542,7 @@ impl Cache {
             self.soften(&all).await?
         } else {
             self.store
-                .cache_purge(&all, now_ms(), tomb_ttl(&self.cfg))
+                .cache_purge(&all, now_ms(), tomb_ttl(&self.cfg.load()))
                 .await?
         };
         self.publish_invalidation(&all).await;
@@ -721,12 +725,9 @@ impl Cache {
         self.hit_for_pass.invalidate(id);
     }
 
-    pub fn store_handle(&self) -> &Store {
-        &self.store
-    }
-
-    pub fn config(&self) -> &CacheConfig {
-        &self.cfg
+    /// Applies a reloaded `[cache]` (all but `max_bytes` and `hit_for_pass_ttl`).
+    pub fn reconfigure(&self, cfg: &CacheConfig) {
+        self.cfg.store(Arc::new(cfg.clone()));
     }
 
     pub fn l1(&self) -> &L1 {

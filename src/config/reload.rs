@@ -98,6 +98,7 @@ pub fn reload(state: &AppState) -> Result<(), ReloadError> {
                 api: current.config.api.clone(),
                 cache: crate::config::CacheConfig {
                     max_bytes: current.config.cache.max_bytes,
+                    hit_for_pass_ttl: current.config.cache.hit_for_pass_ttl,
                     ..cfg.cache.clone()
                 },
                 ..cfg
@@ -108,6 +109,7 @@ pub fn reload(state: &AppState) -> Result<(), ReloadError> {
         });
     match result {
         Ok(runtime) => {
+            state.cache.reconfigure(&runtime.config.cache);
             state.runtime.store(Arc::new(runtime));
             state
                 .metrics
