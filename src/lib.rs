@@ -25,13 +25,22 @@
 //! ```text
 //! client ─► server ─► proxy::handle
 //!             route = router.find(method, path)
+//!             authorize: JWT (verified-token cache) + revocation view ── 401/403/503
 //!             request cacheable? ── no ─► fetch::pass ─► origin (streamed both ways)
+//!                                         successful write ─► invalidate::Write (purge)
 //!             key = cache_key::for_request
-//!             cache.lookup(key): L1 ─► L2 ─► fresh? ─► answer (Cache-Status: hit)
-//!             coalescer.join(key): leader ─► detached fill ─► origin
+//!             cache.lookup(key, headers): L1 ─► L2 ─► Vary index ─► variant
+//!             cache_policy::reuse: fresh ─► answer (304 on matching validators)
+//!                                  stale-while-revalidate ─► answer + background refresh
+//!             coalescer.join(key): leader ─► fleet lease ─► detached fill ─► origin
 //!                                  waiters ◄─ Stored / Uncacheable / Failed (handover)
-//!             cache_policy::storable? ─► cache.store (L1 + L2) : pass through
+//!             cache_policy::storable? ─► cache.store (L1 + L2, indexes, announce)
+//!                                        : pass through; stale-if-error on failure
 //! ```
+//!
+//! The api listener: `api::ROUTES` ─► `coordination` ─► `store` (one Lua script per
+//! operation). The store's one subscription feeds `cache::coherence` (invalidations,
+//! wake-ups, a lost feed) and `coordination::revocation` (the revocation view).
 //!
 //! Dependencies point one way: `app` → `server`, `proxy`, `api`, `admin`;
 //! `proxy` → `cache`, `auth`, `coordination`; `api` → `coordination`; `cache`,
