@@ -194,6 +194,43 @@ pub struct RouteConfig {
     pub revoke_on_success: bool,
     pub forward_authorization: bool,
     pub on_store_error: Option<StoreErrorPolicy>,
+    /// `[routes.capacity]`: admit the caller to a capacity counter before forwarding.
+    pub capacity: Option<CapacityGate>,
+    /// `[routes.lock]`: hold a lock for the length of the request.
+    pub lock: Option<LockGate>,
+}
+
+/// Where a capacity gate takes the member id from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MemberFrom {
+    /// The verified `sub` claim.
+    Sub,
+    /// A request header (`"header:x-participant-id"`).
+    Header(String),
+    /// A path parameter (`"{id}"`).
+    Param(String),
+}
+
+/// A route's capacity gate: `ns` / `id` (templated from path parameters) name the
+/// counter, `member` who is admitted. Full → 409 `CAPACITY_FULL`, nothing forwarded.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CapacityGate {
+    pub ns: String,
+    pub id: String,
+    pub member: MemberFrom,
+    /// Free the place again when the origin does not answer 2xx (for a member this
+    /// request admitted; a member admitted before keeps its place).
+    pub release_on_failure: bool,
+}
+
+/// A route's lock gate: the request is forwarded only while it holds lock `ns/id`
+/// (released when the origin's answer arrives); held by another → 409 `LOCK_HELD`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LockGate {
+    pub ns: String,
+    pub id: String,
+    pub ttl: Duration,
+    pub wait: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -464,6 +501,69 @@ impl Config {
                     );
                 }
             }
+            let params = crate::routes::PathPattern::parse(&r.path)
+                .map(|p| p.param_names())
+                .unwrap_or_default();
+            let gates: [(&str, Option<(&str, &str)>); 2] = [
+                (
+                    "capacity",
+                    r.capacity.as_ref().map(|g| (g.ns.as_str(), g.id.as_str())),
+                ),
+                (
+                    "lock",
+                    r.lock.as_ref().map(|g| (g.ns.as_str(), g.id.as_str())),
+                ),
+            ];
+            for (gate, names) in gates {
+                let Some((ns, id)) = names else { continue };
+                if !valid_gate_name(ns, &[]) {
+                    err(
+                        &format!("routes[{i}].{gate}.ns"),
+                        "must match [A-Za-z0-9._:-]{1,200}".into(),
+                    );
+                }
+                if !valid_gate_name(id, &params) {
+                    err(
+                        &format!("routes[{i}].{gate}.id"),
+                        format!("must match [A-Za-z0-9._:-]{{1,200}} once the route's parameters {params:?} are filled in"),
+                    );
+                }
+            }
+            if let Some(g) = &r.capacity {
+                match &g.member {
+                    MemberFrom::Sub if r.auth == AuthMode::Off => err(
+                        &format!("routes[{i}].capacity.member"),
+                        "\"sub\" needs auth = \"optional\" or \"required\" on the route".into(),
+                    ),
+                    MemberFrom::Param(p) if !params.contains(p) => err(
+                        &format!("routes[{i}].capacity.member"),
+                        format!("the route's path has no {{{p}}}"),
+                    ),
+                    MemberFrom::Header(h)
+                        if http::HeaderName::from_bytes(h.as_bytes()).is_err() =>
+                    {
+                        err(
+                            &format!("routes[{i}].capacity.member"),
+                            format!("{h:?} is not a header name"),
+                        )
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(g) = &r.lock {
+                if g.ttl.is_zero() || g.ttl > self.locks.max_ttl {
+                    err(
+                        &format!("routes[{i}].lock.ttl"),
+                        "must be greater than 0s and at most locks.max_ttl".into(),
+                    );
+                }
+                if g.wait > self.locks.max_wait {
+                    err(
+                        &format!("routes[{i}].lock.wait"),
+                        "must be at most locks.max_wait".into(),
+                    );
+                }
+            }
             if r.key_by == KeyBy::Sub && r.auth == AuthMode::Off {
                 err(
                     &format!("routes[{i}].key_by"),
@@ -630,6 +730,8 @@ impl RouteConfig {
             revoke_on_success: false,
             forward_authorization: true,
             on_store_error: None,
+            capacity: None,
+            lock: None,
         }
     }
 }
@@ -646,6 +748,20 @@ impl AuthConfig {
     pub fn has_keys(&self) -> bool {
         self.hs_secret.is_some() || self.has_asymmetric_keys()
     }
+}
+
+/// Whether a gate's `ns` / `id` template gives an identifier of the contract's
+/// pattern for any value of the named parameters.
+fn valid_gate_name(template: &str, params: &[String]) -> bool {
+    let mut rest = template.to_string();
+    for p in params {
+        rest = rest.replace(&format!("{{{p}}}"), "x");
+    }
+    !rest.is_empty()
+        && rest.len() <= 200
+        && rest
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
 fn check_redis_url(u: &str) -> Result<(), String> {
@@ -1064,6 +1180,39 @@ fn read_route(s: &mut Section<'_>) -> RouteConfig {
         revoke_on_success: s.bool("revoke_on_success", false),
         forward_authorization: s.bool("forward_authorization", true),
         on_store_error: read_store_error_policy(s, "on_store_error"),
+        capacity: s.sub_opt("capacity", |g| {
+            let member_text = g.string("member", "sub");
+            let member = if member_text == "sub" {
+                MemberFrom::Sub
+            } else if let Some(h) = member_text.strip_prefix("header:") {
+                MemberFrom::Header(h.trim().to_ascii_lowercase())
+            } else if let Some(p) = member_text
+                .strip_prefix('{')
+                .and_then(|p| p.strip_suffix('}'))
+            {
+                MemberFrom::Param(p.to_string())
+            } else {
+                g.error(
+                    "member",
+                    format!(
+                        "expected \"sub\", \"header:<name>\" or \"{{param}}\", got {member_text:?}"
+                    ),
+                );
+                MemberFrom::Sub
+            };
+            CapacityGate {
+                ns: g.string("ns", ""),
+                id: g.string("id", ""),
+                member,
+                release_on_failure: g.bool("release_on_failure", true),
+            }
+        }),
+        lock: s.sub_opt("lock", |g| LockGate {
+            ns: g.string("ns", ""),
+            id: g.string("id", ""),
+            ttl: g.duration("ttl", Duration::from_secs(30)),
+            wait: g.duration("wait", Duration::ZERO),
+        }),
     }
 }
 

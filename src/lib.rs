@@ -26,6 +26,7 @@
 //! client ─► server ─► proxy::handle
 //!             route = router.find(method, path)
 //!             authorize: JWT (verified-token cache) + revocation view ── 401/403/503
+//!             gates: route capacity admission, route lock ── 409/503 (freed after)
 //!             request cacheable? ── no ─► fetch::pass ─► origin (streamed both ways)
 //!                                         successful write ─► invalidate::Write (purge)
 //!             key = cache_key::for_request

@@ -70,6 +70,18 @@ impl PathPattern {
         &self.text
     }
 
+    /// The names of the `{name}` / `{*name}` parameters.
+    pub fn param_names(&self) -> Vec<String> {
+        self.segments
+            .iter()
+            .flatten()
+            .filter_map(|s| match s {
+                Segment::Param(n) | Segment::Rest(n) => Some(n.clone()),
+                Segment::Literal(_) => None,
+            })
+            .collect()
+    }
+
     /// Matches a request path (without query); returns the captured parameters.
     pub fn matches(&self, path: &str) -> Option<Params> {
         let Some(segments) = &self.segments else {

@@ -23,6 +23,9 @@ fn documented_keys(text: &str) -> BTreeSet<String> {
             let name = l.trim_start_matches('[').split(']').next().unwrap_or("");
             section = if l.starts_with("[[") {
                 format!("{name}[]")
+            } else if let Some(sub) = name.strip_prefix("routes.") {
+                // A table inside a [[routes]] entry.
+                format!("routes[].{sub}")
             } else {
                 name.to_string()
             };
@@ -171,4 +174,15 @@ fn version_is_printed() {
     let out = gatehouse().arg("--version").output().unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("gatehouse "));
+}
+
+#[test]
+fn the_readme_config_example_is_valid() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme.find("```toml\n").expect("README has a TOML example") + 8;
+    let end = start + readme[start..].find("```").unwrap();
+    if let Err(errs) = Config::from_toml_str(&readme[start..end], &HashMap::new()) {
+        panic!("README's config example is invalid: {errs:?}");
+    }
 }

@@ -3,6 +3,7 @@
 //! ```text
 //! route = router.find(method, path)                 routes.rs
 //! authorize(route, headers)?                        authorize.rs      (401/403)
+//! gates: capacity admission, lock (route-declared)   gates.rs          (409/503)
 //! request_cacheable(method, headers, route)?        cache_policy.rs   (else: pass)
 //! key = cache_key::for_request(uri, headers, route) cache_key.rs
 //! cache.lookup(key)  -> reuse? fresh: answer (304 when the client's validators match)
@@ -22,6 +23,7 @@ pub mod authorize;
 pub mod cache_key;
 pub mod cache_policy;
 pub mod fetch;
+pub mod gates;
 pub mod invalidate;
 pub mod origin;
 pub mod respond;
@@ -39,7 +41,7 @@ use crate::cache::entry::now_ms;
 use crate::cache::Lookup;
 use crate::config::reload::Runtime;
 use crate::error::Error;
-use crate::routes::Route;
+use crate::routes::{Params, Route};
 use cache_policy::{NoCacheReason, Reuse};
 
 /// The proxy listener's handler.
@@ -64,14 +66,14 @@ pub async fn handle(
 ) -> Response<Body> {
     let started = Instant::now();
     let runtime = state.runtime.load_full();
-    let route = runtime
-        .router
-        .find(req.method(), req.uri().path())
-        .map(|(r, _)| r);
+    let (route, params) = match runtime.router.find(req.method(), req.uri().path()) {
+        Some((r, p)) => (Some(r), p),
+        None => (None, Vec::new()),
+    };
     // Held so the label borrows from it after `route` moves on.
     let labelled = route.clone();
     let label = labelled.as_deref().map_or("none", |r| r.label());
-    let resp = match serve(state, &runtime, req, peer, tls, route).await {
+    let resp = match serve(state, &runtime, req, peer, tls, route, &params).await {
         Ok(r) => r,
         Err(e) => {
             let mut r = e.into_response();
@@ -101,8 +103,31 @@ async fn serve(
     peer: SocketAddr,
     tls: bool,
     route: Option<Arc<Route>>,
+    params: &Params,
 ) -> Result<Response<Body>, Error> {
     let who = authorize::authorize(state, runtime, route.as_deref(), req.headers_mut()).await?;
+    let has_gates = route
+        .as_deref()
+        .is_some_and(|r| r.config.capacity.is_some() || r.config.lock.is_some());
+    if !has_gates {
+        return forward(state, runtime, req, peer, tls, route, who).await;
+    }
+    let passed = gates::enter(state, route.as_deref(), params, &who, req.headers_mut()).await?;
+    let result = forward(state, runtime, req, peer, tls, route, who).await;
+    gates::leave(state, passed, result.as_ref().ok().map(|r| r.status())).await;
+    result
+}
+
+/// Everything after the gates: pass-through or the cache.
+async fn forward(
+    state: &Arc<AppState>,
+    runtime: &Runtime,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    tls: bool,
+    route: Option<Arc<Route>>,
+    who: authorize::Authorized,
+) -> Result<Response<Body>, Error> {
     if let Err(reason) =
         cache_policy::request_cacheable(req.method(), req.headers(), route.as_deref())
     {
