@@ -246,7 +246,11 @@ impl Cache {
                 .max_capacity(100_000)
                 .time_to_live(tomb_ttl(cfg))
                 .build(),
-            flushed_at: Mutex::new(Instant::now() - Duration::from_secs(1)),
+            flushed_at: Mutex::new(
+                Instant::now()
+                    .checked_sub(Duration::from_secs(1))
+                    .unwrap_or_else(Instant::now),
+            ),
             lost_at: AtomicU64::new(0),
             epoch: Instant::now(),
             lookups,
