@@ -190,10 +190,4 @@ impl App {
         }
         self.state.store.shutdown();
     }
-
-    /// Marks the instance not ready without closing listeners (the first step of a
-    /// drain, so load balancers stop sending before connections close).
-    pub fn begin_drain(&self) {
-        self.state.shutting_down.store(true, Ordering::SeqCst);
-    }
 }

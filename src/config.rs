@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use parse::Section;
-pub use parse::{format_duration, format_size, parse_duration, parse_size, ConfigError};
+pub use parse::{format_size, parse_duration, parse_size, ConfigError};
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:7070";

@@ -7,6 +7,9 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+/// The `result` labels of `gatehouse_cache_lookups_total`.
+pub const LOOKUP_RESULTS: &[&str] = &["hit", "negative_hit", "miss", "vary_miss", "error"];
+
 pub struct Metrics {
     registry: Registry,
     pub requests_total: IntCounterVec,
@@ -229,7 +232,7 @@ impl Metrics {
     /// seen by `rate()` / `increase()` rather than appearing out of nowhere.
     fn init_series(&self) {
         for tier in ["l1", "l2"] {
-            for result in ["hit", "negative_hit", "miss", "vary_miss", "error"] {
+            for result in LOOKUP_RESULTS {
                 self.cache_lookups_total.with_label_values(&[tier, result]);
             }
         }

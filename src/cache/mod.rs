@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 
 use crate::config::CacheConfig;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, LOOKUP_RESULTS};
 use crate::store::{Channel, Index, Store, StoreError};
 use coalesce::Coalescer;
 use entry::{now_ms, Entry, Record, VaryIndex};
@@ -72,12 +72,6 @@ pub fn path_hash(path: &str) -> String {
 fn entry_id(path_hash: &str, bytes: &[u8]) -> Arc<str> {
     let digest = Sha256::digest(bytes);
     Arc::from(format!("{path_hash}:{}", hex::encode(&digest[..16])))
-}
-
-/// 128 bits of SHA-256 in hex.
-pub fn hash_id(bytes: &[u8]) -> Arc<str> {
-    let digest = Sha256::digest(bytes);
-    Arc::from(hex::encode(&digest[..16]))
 }
 
 /// Normalizes a request header for variant selection: field lines joined, spaces
@@ -141,9 +135,6 @@ pub fn vary_headers(entry: &Entry) -> Vec<String> {
     names
 }
 
-/// The `result` labels of `gatehouse_cache_lookups_total`.
-const LOOKUP_RESULTS: &[&str] = &["hit", "negative_hit", "miss", "vary_miss", "error"];
-
 /// Which tier answered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Tier {
@@ -171,8 +162,9 @@ pub enum Lookup {
         tier: Tier,
         trusted: bool,
     },
-    /// Nothing stored; `vary_miss` when the URL is cached but not for this variant.
-    Miss { vary_miss: bool },
+    /// Nothing stored for this request (a URL cached only for other variants
+    /// counts as `vary_miss` in the lookup metric).
+    Miss,
 }
 
 /// When a fetch began, for the purge-race guards of both tiers.
@@ -190,9 +182,6 @@ impl Began {
         }
     }
 }
-
-/// How many entries a purge removed.
-pub type Purged = u64;
 
 pub struct Cache {
     l1: L1,
@@ -339,15 +328,15 @@ impl Cache {
                             tier: Tier::L1,
                             trusted: false,
                         },
-                        Record::Vary(_) => Lookup::Miss { vary_miss: false },
+                        Record::Vary(_) => Lookup::Miss,
                     },
-                    None => Lookup::Miss { vary_miss: false },
+                    None => Lookup::Miss,
                 };
             }
         };
         let (record, tier) = match first {
             Some(x) => x,
-            None => return Lookup::Miss { vary_miss: false },
+            None => return Lookup::Miss,
         };
         let (record, tier) = match &*record {
             Record::Entry(_) => (record, tier),
@@ -357,13 +346,13 @@ impl Cache {
                     Ok(Some((r, t))) if matches!(&*r, Record::Entry(_)) => (r, t),
                     _ => {
                         self.count(tier, "vary_miss");
-                        return Lookup::Miss { vary_miss: true };
+                        return Lookup::Miss;
                     }
                 }
             }
         };
         let Record::Entry(e) = &*record else {
-            return Lookup::Miss { vary_miss: true };
+            return Lookup::Miss;
         };
         self.count(
             tier,
@@ -523,7 +512,7 @@ impl Cache {
 
     /// Purges ids (and the variants of any URL among them) everywhere. `soft`
     /// marks entries stale instead of removing them.
-    pub async fn purge_ids(&self, ids: Vec<String>, soft: bool) -> Result<Purged, StoreError> {
+    pub async fn purge_ids(&self, ids: Vec<String>, soft: bool) -> Result<u64, StoreError> {
         if ids.is_empty() {
             return Ok(0);
         }
@@ -555,7 +544,7 @@ impl Cache {
 
     /// Marks entries stale in L2 (kept as long as before, so they can be
     /// revalidated or served under stale rules).
-    async fn soften(&self, ids: &[String]) -> Result<Purged, StoreError> {
+    async fn soften(&self, ids: &[String]) -> Result<u64, StoreError> {
         let now = now_ms();
         let mut n = 0;
         for id in ids {
@@ -584,7 +573,7 @@ impl Cache {
     /// Purges every cached entry of a path (with query) for every host and variant;
     /// a hard purge also tombstones the path, so fetches of it already on their way
     /// are not stored.
-    pub async fn purge_path(&self, path: &str, soft: bool) -> Result<Purged, StoreError> {
+    pub async fn purge_path(&self, path: &str, soft: bool) -> Result<u64, StoreError> {
         let ph = path_hash(path);
         let index = Index::Path(ph.clone());
         let ids = self.store.index_members(&index).await?;
@@ -600,7 +589,7 @@ impl Cache {
     }
 
     /// Purges every entry whose path starts with `prefix`.
-    pub async fn purge_prefix(&self, prefix: &str, soft: bool) -> Result<Purged, StoreError> {
+    pub async fn purge_prefix(&self, prefix: &str, soft: bool) -> Result<u64, StoreError> {
         const BATCH: usize = 1000;
         let mut total = 0;
         let mut seen = std::collections::HashSet::new();
@@ -627,7 +616,7 @@ impl Cache {
     }
 
     /// Purges every entry carrying a tag.
-    pub async fn purge_tag(&self, tag: &str, soft: bool) -> Result<Purged, StoreError> {
+    pub async fn purge_tag(&self, tag: &str, soft: bool) -> Result<u64, StoreError> {
         let index = Index::Tag(tag.to_string());
         let ids = self.store.index_members(&index).await?;
         let n = self.purge_ids(ids.clone(), soft).await?;

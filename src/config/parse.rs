@@ -70,24 +70,6 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_millis(ms))
 }
 
-/// Formats a duration the way the config file writes it ("250ms", "30s", "10m").
-pub fn format_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms == 0 {
-        "0s".into()
-    } else if ms.is_multiple_of(86_400_000) {
-        format!("{}d", ms / 86_400_000)
-    } else if ms.is_multiple_of(3_600_000) {
-        format!("{}h", ms / 3_600_000)
-    } else if ms.is_multiple_of(60_000) {
-        format!("{}m", ms / 60_000)
-    } else if ms.is_multiple_of(1000) {
-        format!("{}s", ms / 1000)
-    } else {
-        format!("{ms}ms")
-    }
-}
-
 /// Parses "256MiB", "8MiB", "64KiB", "1GiB", "100kB", "512B" or a plain byte count.
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let s = text.trim();
@@ -396,8 +378,6 @@ mod tests {
         assert!(parse_duration("10").unwrap_err().contains("no unit"));
         assert!(parse_duration("10x").unwrap_err().contains("unknown unit"));
         assert!(parse_duration("abc").is_err());
-        assert_eq!(format_duration(Duration::from_millis(250)), "250ms");
-        assert_eq!(format_duration(Duration::from_secs(600)), "10m");
     }
 
     #[test]

@@ -87,14 +87,6 @@ impl Data {
         let now = Instant::now();
         self.map.retain(|_, e| e.expires.is_none_or(|t| t > now));
     }
-
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
 }
 
 pub struct MemoryStore {

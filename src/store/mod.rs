@@ -184,16 +184,6 @@ impl Store {
         out
     }
 
-    pub async fn ping(&self) -> StoreResult<()> {
-        self.run("ping", async {
-            match &self.inner.backend {
-                Backend::Memory(_) => Ok(()),
-                Backend::Redis(r) => r.ping().await,
-            }
-        })
-        .await
-    }
-
     /// Reads a cache record's bytes (L2) by cache id.
     pub async fn cache_get(&self, id: &str) -> StoreResult<Option<Bytes>> {
         let key = self.key(&cache_key(id));

@@ -188,11 +188,6 @@ impl RedisStore {
         inv.invoke_async(&mut conn).await.map_err(map_err)
     }
 
-    pub async fn ping(&self) -> StoreResult<()> {
-        let _: String = self.query(&redis::cmd("PING")).await?;
-        Ok(())
-    }
-
     pub async fn get(&self, key: &str) -> StoreResult<Option<Bytes>> {
         let v: Option<Vec<u8>> = self.query(redis::cmd("GET").arg(key)).await?;
         Ok(v.map(Bytes::from))
