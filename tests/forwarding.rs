@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const ROUTES: &str = r#"
 [[routes]]
@@ -121,6 +122,24 @@ async fn oversized_bodies_are_413_and_oversized_heads_431() {
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["error"], "BODY_TOO_LARGE");
     assert_eq!(origin.total(), 0, "nothing reached the origin");
+
+    // A chunked body (no Content-Length) is cut off where it crosses the limit.
+    let mut tcp = tokio::net::TcpStream::connect(gh.proxy).await.unwrap();
+    let chunk = "a".repeat(600);
+    let head =
+        "POST /r HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n";
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    for _ in 0..4 {
+        let piece = format!("{:x}\r\n{chunk}\r\n", chunk.len());
+        if tcp.write_all(piece.as_bytes()).await.is_err() {
+            break;
+        }
+    }
+    let _ = tcp.write_all(b"0\r\n\r\n").await;
+    let mut answer = String::new();
+    let _ = tcp.read_to_string(&mut answer).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("BODY_TOO_LARGE"), "{answer}");
 
     let r = gh
         .client

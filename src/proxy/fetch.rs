@@ -72,9 +72,7 @@ pub async fn pass(
             }
             Ok(respond::from_origin(resp, version, cache_status))
         }
-        Err(OriginError::Unreachable(d)) if d.contains("length limit") => {
-            Err(Error::body_too_large(max_body))
-        }
+        Err(OriginError::BodyTooLarge) => Err(Error::body_too_large(max_body)),
         Err(e) => {
             count_origin(state, origin_label(&e));
             Err(e.into_error())
@@ -105,6 +103,7 @@ fn origin_label(e: &OriginError) -> &'static str {
     match e {
         OriginError::Timeout => "timeout",
         OriginError::Unreachable(_) => "unreachable",
+        OriginError::BodyTooLarge => "body_too_large",
     }
 }
 

@@ -22,6 +22,8 @@ pub enum OriginError {
     Unreachable(String),
     /// No response head within `origin.timeout`: 504 `ORIGIN_TIMEOUT`.
     Timeout,
+    /// The client's body went past `server.max_body_bytes` while being streamed.
+    BodyTooLarge,
 }
 
 impl OriginError {
@@ -29,6 +31,12 @@ impl OriginError {
         match self {
             OriginError::Unreachable(d) => crate::error::Error::origin_unreachable(&d),
             OriginError::Timeout => crate::error::Error::origin_timeout(),
+            OriginError::BodyTooLarge => crate::error::Error::new(
+                http::StatusCode::PAYLOAD_TOO_LARGE,
+                "BODY_TOO_LARGE",
+                "the request body is larger than server.max_body_bytes",
+                crate::error::Source::Client,
+            ),
         }
     }
 }
@@ -92,6 +100,13 @@ impl Origin {
             Err(_) => Err(OriginError::Timeout),
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(e)) => {
+                let mut src: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+                while let Some(err) = src {
+                    if err.is::<http_body_util::LengthLimitError>() {
+                        return Err(OriginError::BodyTooLarge);
+                    }
+                    src = err.source();
+                }
                 let detail = if e.is_connect() {
                     let mut src: Option<&(dyn std::error::Error + 'static)> = Some(&e);
                     let mut last = e.to_string();
