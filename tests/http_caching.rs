@@ -727,3 +727,49 @@ async fn a_refresh_on_one_instance_drops_the_old_copy_from_every_l1() {
     a.shutdown().await;
     b_gh.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_drops_every_variant_from_l1_even_with_the_store_down() {
+    let mut store = TestStore::redis();
+    let n = Arc::new(AtomicUsize::new(0));
+    let c = n.clone();
+    let origin = TestOrigin::start(move |s| {
+        let i = c.fetch_add(1, Ordering::SeqCst);
+        if s.method == "POST" {
+            return Reply::ok("saved");
+        }
+        Reply::ok(format!("v{i}"))
+            .header("cache-control", "max-age=600")
+            .header("vary", "accept-language")
+    })
+    .await;
+    // A long grace keeps L1 trusted through the outage: only the write may drop it.
+    let text = format!(
+        "{}\n[cache]\ncoherence_grace = \"1h\"\n",
+        store.toml(&prefix("downwrite"))
+    );
+    let gh = Gatehouse::start(&text, &origin).await;
+    for lang in ["en", "fr"] {
+        get_with(&gh, "/w", &[("accept-language", lang)]).await;
+        let r = get_with(&gh, "/w", &[("accept-language", lang)]).await;
+        assert!(status(&r).starts_with("gatehouse; hit"), "{lang}");
+    }
+    store.redis_server().unwrap().stop();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            gh.metric("gatehouse_store_up").await == 0.0
+        })
+        .await
+    );
+    let r = gh.client.post(gh.url("/w")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    for lang in ["en", "fr"] {
+        let r = get_with(&gh, "/w", &[("accept-language", lang)]).await;
+        assert!(
+            !status(&r).starts_with("gatehouse; hit"),
+            "{lang}: {}",
+            status(&r)
+        );
+    }
+    gh.shutdown().await;
+}

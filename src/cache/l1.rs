@@ -46,6 +46,7 @@ impl L1 {
             .max_capacity(max_bytes)
             .weigher(|k: &Arc<str>, s: &Slot| s.record.weight().saturating_add(k.len() as u32))
             .expire_after(Expiry)
+            .support_invalidation_closures()
             .build();
         L1 { cache }
     }
@@ -66,6 +67,18 @@ impl L1 {
 
     pub fn remove(&self, key: &str) {
         self.cache.invalidate(key);
+    }
+
+    /// Drops every entry of a path (ids are `<path hash>:<entry hash>`); moka
+    /// applies it to the entries present now, lazily.
+    pub fn invalidate_path(&self, path_hash: &str) {
+        let prefix = format!("{path_hash}:");
+        if let Err(e) = self
+            .cache
+            .invalidate_entries_if(move |k: &Arc<str>, _| k.starts_with(&prefix))
+        {
+            tracing::warn!(error = %e, "path invalidation not registered");
+        }
     }
 
     /// Drops every entry (moka drops entries inserted before this call).

@@ -575,12 +575,19 @@ impl Cache {
     /// are not stored.
     pub async fn purge_path(&self, path: &str, soft: bool) -> Result<u64, StoreError> {
         let ph = path_hash(path);
+        // The path marker drops the path's L1 entries (every host and variant) here
+        // at once, store or no store, and on every instance the purge reaches.
+        let marker = format!("{ph}:-");
         let index = Index::Path(ph.clone());
-        let ids = self.store.index_members(&index).await?;
+        let ids = match self.store.index_members(&index).await {
+            Ok(ids) => ids,
+            Err(e) => {
+                self.invalidate_local(&[marker]);
+                return Err(e);
+            }
+        };
         let mut all = ids.clone();
-        if !soft {
-            all.push(format!("{ph}:-"));
-        }
+        all.push(marker);
         let n = self.purge_ids(all, soft).await?;
         if !soft {
             let _ = self.store.index_remove(&index, &ids).await;
@@ -627,11 +634,15 @@ impl Cache {
     }
 
     /// Drops ids from this L1 and remembers when, so racing fills do not re-insert.
+    /// A path marker (`<path hash>:-`) drops every entry of the path.
     pub fn invalidate_local(&self, ids: &[String]) {
         let now = Instant::now();
         for id in ids {
-            if let Some((path, _)) = id.split_once(':') {
+            if let Some((path, entry)) = id.split_once(':') {
                 self.recent.insert(Arc::from(path), now);
+                if entry == "-" {
+                    self.l1.invalidate_path(path);
+                }
             }
             let id: Arc<str> = Arc::from(id.as_str());
             self.recent.insert(id.clone(), now);

@@ -62,10 +62,6 @@ impl Write {
     /// cleared regardless).
     pub async fn invalidate(&self, state: &AppState, runtime: &Runtime, response: &HeaderMap) {
         for path in self.targets(runtime, response) {
-            // This host's plain key is dropped locally even when the store (and with
-            // it the path index) cannot be reached.
-            let local = crate::cache::CacheKey::new(format!("{}{path}", self.host), path.clone());
-            state.cache.invalidate_local(&[local.id.to_string()]);
             if let Err(e) = state.cache.purge_path(&path, false).await {
                 tracing::warn!(path = %path, error = %e, "invalidation after a write did not reach the store");
             }
