@@ -6,7 +6,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
@@ -336,32 +336,6 @@ async fn route_modes_answer_401_and_403_as_json_with_www_authenticate() {
         assert!(n >= at_least, "{reason}: {n}");
     }
     gh.shutdown().await;
-}
-
-/// Generates a key pair with the `openssl` CLI; returns (private PEM, public PEM path).
-fn genkey(dir: &Path, name: &str, args: &[&str]) -> (Vec<u8>, PathBuf) {
-    let private = dir.join(format!("{name}.pem"));
-    let public = dir.join(format!("{name}.pub.pem"));
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new("openssl")
-            .args(args)
-            .output()
-            .expect("openssl runs");
-        assert!(out.status.success(), "openssl {args:?} failed");
-    };
-    let mut gen = vec!["genpkey"];
-    gen.extend_from_slice(args);
-    gen.extend_from_slice(&["-out", private.to_str().unwrap()]);
-    run(&gen);
-    run(&[
-        "pkey",
-        "-in",
-        private.to_str().unwrap(),
-        "-pubout",
-        "-out",
-        public.to_str().unwrap(),
-    ]);
-    (std::fs::read(&private).unwrap(), public)
 }
 
 #[tokio::test]

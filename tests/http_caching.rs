@@ -531,8 +531,17 @@ both_stores!(
     }
 );
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_purge_reaches_every_instance_l1_within_a_second() {
+/// Two instances on one real Redis in front of an origin whose body (cacheable for
+/// 10 minutes) the test changes: (redis, body, origin, A, B).
+async fn two_instances(
+    name: &str,
+) -> (
+    TestStore,
+    Arc<Mutex<String>>,
+    TestOrigin,
+    Gatehouse,
+    Gatehouse,
+) {
     let store = TestStore::redis();
     let body = Arc::new(Mutex::new("v1".to_string()));
     let b = body.clone();
@@ -540,9 +549,15 @@ async fn a_purge_reaches_every_instance_l1_within_a_second() {
         Reply::ok(b.lock().unwrap().clone()).header("cache-control", "max-age=600")
     })
     .await;
-    let text = cfg(&store, "coherence");
+    let text = cfg(&store, name);
     let a = Gatehouse::start(&text, &origin).await;
     let b_gh = Gatehouse::start(&text, &origin).await;
+    (store, body, origin, a, b_gh)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_reaches_every_instance_l1_within_a_second() {
+    let (_store, body, _origin, a, b_gh) = two_instances("coherence").await;
     let get = |gh: &Gatehouse| {
         gh.client
             .get(gh.url("/c"))
@@ -682,16 +697,7 @@ async fn one_origin_fetch_per_fleet() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refresh_on_one_instance_drops_the_old_copy_from_every_l1() {
-    let store = TestStore::redis();
-    let body = Arc::new(Mutex::new("v1".to_string()));
-    let b = body.clone();
-    let origin = TestOrigin::start(move |_| {
-        Reply::ok(b.lock().unwrap().clone()).header("cache-control", "max-age=600")
-    })
-    .await;
-    let text = cfg(&store, "refresh");
-    let a = Gatehouse::start(&text, &origin).await;
-    let b_gh = Gatehouse::start(&text, &origin).await;
+    let (_store, body, origin, a, b_gh) = two_instances("refresh").await;
     let get = |gh: &Gatehouse, cc: Option<&'static str>| {
         let mut r = gh
             .client
