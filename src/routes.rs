@@ -84,38 +84,50 @@ impl PathPattern {
 
     /// Matches a request path (without query); returns the captured parameters.
     pub fn matches(&self, path: &str) -> Option<Params> {
+        let mut params = Vec::new();
+        self.walk(path, |name, value| {
+            params.push((name.to_string(), value.to_string()))
+        })
+        .then_some(params)
+    }
+
+    /// Whether the path matches, without capturing (the per-request route lookup).
+    pub fn is_match(&self, path: &str) -> bool {
+        self.walk(path, |_, _| {})
+    }
+
+    /// Matches `path`, handing each captured parameter to `capture`.
+    fn walk<'p>(&self, path: &'p str, mut capture: impl FnMut(&str, &'p str)) -> bool {
         let Some(segments) = &self.segments else {
             let prefix = self.text.trim_end_matches('/');
-            if prefix.is_empty() {
-                return Some(Vec::new());
-            }
-            let rest = path.strip_prefix(prefix)?;
-            return (rest.is_empty() || rest.starts_with('/')).then(Vec::new);
+            return match path.strip_prefix(prefix) {
+                _ if prefix.is_empty() => true,
+                Some(rest) => rest.is_empty() || rest.starts_with('/'),
+                None => false,
+            };
         };
-        let path = path.strip_prefix('/')?;
+        let Some(path) = path.strip_prefix('/') else {
+            return false;
+        };
         let mut offset = 0;
-        let mut params = Vec::new();
         for seg in segments {
             if let Segment::Rest(name) = seg {
-                params.push((name.clone(), path.get(offset..).unwrap_or("").to_string()));
-                return Some(params);
+                capture(name, path.get(offset..).unwrap_or(""));
+                return true;
             }
             if offset > path.len() {
-                return None;
+                return false;
             }
-            let rest = &path[offset..];
-            let part = rest.split('/').next().unwrap_or("");
+            let part = path[offset..].split('/').next().unwrap_or("");
             match seg {
                 Segment::Literal(l) if part == l => {}
-                Segment::Param(name) if !part.is_empty() => {
-                    params.push((name.clone(), part.to_string()));
-                }
-                _ => return None,
+                Segment::Param(name) if !part.is_empty() => capture(name, part),
+                _ => return false,
             }
             offset += part.len() + 1;
         }
         // Every segment consumed exactly the path.
-        (offset == path.len() + 1).then_some(params)
+        offset == path.len() + 1
     }
 
     /// Fills `{name}` segments from params; None when a parameter is missing.
@@ -210,14 +222,13 @@ impl Router {
         Ok(Router { routes })
     }
 
-    /// The first route whose methods and path match.
-    pub fn find(&self, method: &http::Method, path: &str) -> Option<(Arc<Route>, Params)> {
-        self.routes.iter().find_map(|r| {
-            if !r.config.methods.contains(method) {
-                return None;
-            }
-            r.pattern.matches(path).map(|p| (r.clone(), p))
-        })
+    /// The first route whose methods and path match (no parameters captured: the
+    /// steps that need them ask `route.pattern.matches`).
+    pub fn find(&self, method: &http::Method, path: &str) -> Option<Arc<Route>> {
+        self.routes
+            .iter()
+            .find(|r| r.config.methods.contains(method) && r.pattern.is_match(path))
+            .cloned()
     }
 
     /// Read routes whose `invalidate_on` names this write; with the paths to purge.
@@ -276,6 +287,11 @@ mod tests {
         assert_eq!(r.matches("/files/a/b/c").unwrap()[0].1, "a/b/c");
         assert!(PathPattern::parse("/files/{*rest}/x").is_err());
         assert!(PathPattern::parse("/a{b}").is_err());
+        for path in ["/files/a/b", "/api/participants/17", "/api/participants/17/x", "/x"] {
+            for pat in [&p, &r] {
+                assert_eq!(pat.is_match(path), pat.matches(path).is_some(), "{path}");
+            }
+        }
         assert!(PathPattern::parse("nope").is_err());
     }
 

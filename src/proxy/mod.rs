@@ -41,7 +41,7 @@ use crate::cache::entry::now_ms;
 use crate::cache::Lookup;
 use crate::config::reload::Runtime;
 use crate::error::Error;
-use crate::routes::{Params, Route};
+use crate::routes::Route;
 use cache_policy::{NoCacheReason, Reuse};
 
 /// The proxy listener's handler.
@@ -66,14 +66,11 @@ pub async fn handle(
 ) -> Response<Body> {
     let started = Instant::now();
     let runtime = state.runtime.load_full();
-    let (route, params) = match runtime.router.find(req.method(), req.uri().path()) {
-        Some((r, p)) => (Some(r), p),
-        None => (None, Vec::new()),
-    };
+    let route = runtime.router.find(req.method(), req.uri().path());
     // Held so the label borrows from it after `route` moves on.
     let labelled = route.clone();
     let label = labelled.as_deref().map_or("none", |r| r.label());
-    let resp = match serve(state, &runtime, req, peer, tls, route, &params).await {
+    let resp = match serve(state, &runtime, req, peer, tls, route).await {
         Ok(r) => r,
         Err(e) => {
             let mut r = e.into_response();
@@ -103,7 +100,6 @@ async fn serve(
     peer: SocketAddr,
     tls: bool,
     route: Option<Arc<Route>>,
-    params: &Params,
 ) -> Result<Response<Body>, Error> {
     let who = authorize::authorize(state, runtime, route.as_deref(), req.headers_mut()).await?;
     let has_gates = route
@@ -112,7 +108,11 @@ async fn serve(
     if !has_gates {
         return forward(state, runtime, req, peer, tls, route, who).await;
     }
-    let passed = gates::enter(state, route.as_deref(), params, &who, req.headers_mut()).await?;
+    let params = route
+        .as_deref()
+        .and_then(|r| r.pattern.matches(req.uri().path()))
+        .unwrap_or_default();
+    let passed = gates::enter(state, route.as_deref(), &params, &who, req.headers_mut()).await?;
     let result = forward(state, runtime, req, peer, tls, route, who).await;
     gates::leave(state, passed, result.as_ref().ok().map(|r| r.status())).await;
     result
