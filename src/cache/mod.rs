@@ -429,21 +429,15 @@ impl Cache {
         }
         self.l1_insert(&target, entry, began.at);
         if !vary.is_empty() {
-            let index = Record::Vary(VaryIndex {
-                headers: vary,
-                expires_at: now + ttl,
-            });
-            let index_ttl = match self.l1.get(&key.id).map(|s| s.record) {
-                Some(r) => r.hard_ttl_at(now).max(ttl),
+            // The index lives as long as its longest-lived variant.
+            let index_ttl = match self.l1.get(&key.id) {
+                Some(slot) => slot.record.hard_ttl_at(now).max(ttl),
                 None => ttl,
             };
-            let index = match index {
-                Record::Vary(mut v) => {
-                    v.expires_at = now + index_ttl;
-                    Record::Vary(v)
-                }
-                other => other,
-            };
+            let index = Record::Vary(VaryIndex {
+                headers: vary,
+                expires_at: now + index_ttl,
+            });
             let _ = self
                 .store
                 .cache_put(
