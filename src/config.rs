@@ -943,17 +943,14 @@ fn read(
 
     let t = take(&mut table, "store", errors);
     let mut s = Section::new("store", "store", t, errors, known);
-    let backend = match s.string("backend", "memory").as_str() {
-        "memory" => StoreBackend::Memory,
-        "redis" => StoreBackend::Redis,
-        other => {
-            s.error(
-                "backend",
-                format!("expected \"memory\" or \"redis\", got {other:?}"),
-            );
-            StoreBackend::Memory
-        }
-    };
+    let backend = s.choice(
+        "backend",
+        StoreBackend::Memory,
+        &[
+            ("memory", StoreBackend::Memory),
+            ("redis", StoreBackend::Redis),
+        ],
+    );
     let store = StoreConfig {
         backend,
         url: s.string("url", DEFAULT_STORE_URL),
@@ -1104,18 +1101,13 @@ fn read(
 }
 
 fn read_store_error_policy(s: &mut Section<'_>, key: &str) -> Option<StoreErrorPolicy> {
-    let v = s.opt_string(key)?;
-    match v.as_str() {
-        "deny" => Some(StoreErrorPolicy::Deny),
-        "allow" => Some(StoreErrorPolicy::Allow),
-        other => {
-            s.error(
-                key,
-                format!("expected \"deny\" or \"allow\", got {other:?}"),
-            );
-            None
-        }
-    }
+    s.opt_choice(
+        key,
+        &[
+            ("deny", StoreErrorPolicy::Deny),
+            ("allow", StoreErrorPolicy::Allow),
+        ],
+    )
 }
 
 fn read_route(s: &mut Section<'_>) -> RouteConfig {
@@ -1136,29 +1128,20 @@ fn read_route(s: &mut Section<'_>) -> RouteConfig {
             },
         )
         .collect();
-    let auth = match s.string("auth", "off").as_str() {
-        "off" => AuthMode::Off,
-        "optional" => AuthMode::Optional,
-        "required" => AuthMode::Required,
-        other => {
-            s.error(
-                "auth",
-                format!("expected \"off\", \"optional\" or \"required\", got {other:?}"),
-            );
-            AuthMode::Off
-        }
-    };
-    let key_by = match s.string("key_by", "shared").as_str() {
-        "shared" => KeyBy::Shared,
-        "sub" => KeyBy::Sub,
-        other => {
-            s.error(
-                "key_by",
-                format!("expected \"shared\" or \"sub\", got {other:?}"),
-            );
-            KeyBy::Shared
-        }
-    };
+    let auth = s.choice(
+        "auth",
+        AuthMode::Off,
+        &[
+            ("off", AuthMode::Off),
+            ("optional", AuthMode::Optional),
+            ("required", AuthMode::Required),
+        ],
+    );
+    let key_by = s.choice(
+        "key_by",
+        KeyBy::Shared,
+        &[("shared", KeyBy::Shared), ("sub", KeyBy::Sub)],
+    );
     RouteConfig {
         path,
         methods,

@@ -287,7 +287,12 @@ mod tests {
         assert_eq!(r.matches("/files/a/b/c").unwrap()[0].1, "a/b/c");
         assert!(PathPattern::parse("/files/{*rest}/x").is_err());
         assert!(PathPattern::parse("/a{b}").is_err());
-        for path in ["/files/a/b", "/api/participants/17", "/api/participants/17/x", "/x"] {
+        for path in [
+            "/files/a/b",
+            "/api/participants/17",
+            "/api/participants/17/x",
+            "/x",
+        ] {
             for pat in [&p, &r] {
                 assert_eq!(pat.is_match(path), pat.matches(path).is_some(), "{path}");
             }

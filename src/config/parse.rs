@@ -196,6 +196,28 @@ impl<'e> Section<'e> {
         })
     }
 
+    /// One of a fixed set of words (`backend = "redis"`), as its typed value; a
+    /// word outside the set is an error naming the choices. None when absent.
+    pub fn opt_choice<T: Clone>(&mut self, key: &str, choices: &[(&str, T)]) -> Option<T> {
+        let word = self.opt_string(key)?;
+        match choices.iter().find(|(w, _)| *w == word) {
+            Some((_, v)) => Some(v.clone()),
+            None => {
+                let names: Vec<String> = choices.iter().map(|(w, _)| format!("{w:?}")).collect();
+                self.error(
+                    key,
+                    format!("expected one of {}, got {word:?}", names.join(", ")),
+                );
+                None
+            }
+        }
+    }
+
+    /// Like `opt_choice`, with the value used when the key is absent or wrong.
+    pub fn choice<T: Clone>(&mut self, key: &str, default: T, choices: &[(&str, T)]) -> T {
+        self.opt_choice(key, choices).unwrap_or(default)
+    }
+
     pub fn bool(&mut self, key: &str, default: bool) -> bool {
         self.parse(key, default, |v| match v {
             toml::Value::Boolean(b) => Ok(*b),
