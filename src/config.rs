@@ -93,6 +93,58 @@ pub struct ServerConfig {
     /// Request bodies larger than this are answered 413 `BODY_TOO_LARGE`.
     pub max_body_bytes: u64,
     pub tls: Option<TlsConfig>,
+    /// What the canonical request target does with ambiguous path spellings.
+    pub path: PathPolicy,
+    /// Authorities the proxy answers for (`app.example`, `*.example`, `host:port`);
+    /// empty: any. Others get 421 `HOST_NOT_ALLOWED` and are never cached.
+    pub hosts: Vec<String>,
+}
+
+/// `%2F` in a path: refused, kept as data inside its segment, or a separator.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EscapedSlash {
+    #[default]
+    Reject,
+    Keep,
+    Decode,
+}
+
+/// `\` or `%5C` in a path: refused, kept as data (`%5C`), or a separator (as
+/// browsers and IIS read it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Backslash {
+    #[default]
+    Reject,
+    Keep,
+    Slash,
+}
+
+/// `//` in a path: refused, merged into one (nginx's `merge_slashes`), or kept.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DuplicateSlashes {
+    #[default]
+    Reject,
+    Merge,
+    Keep,
+}
+
+/// `%` without two hex digits, or percent-encoded bytes that are not UTF-8:
+/// refused, or kept as data (`%` becomes `%25`; the bytes stay encoded).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum InvalidEncoding {
+    #[default]
+    Reject,
+    Escape,
+}
+
+/// The answers for request-target spellings that stay ambiguous after
+/// canonicalisation (`crate::target`); by default each is 400.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PathPolicy {
+    pub escaped_slash: EscapedSlash,
+    pub backslash: Backslash,
+    pub duplicate_slashes: DuplicateSlashes,
+    pub invalid_encoding: InvalidEncoding,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -179,6 +231,9 @@ pub enum KeyBy {
 pub struct RouteConfig {
     pub path: String,
     pub methods: Vec<http::Method>,
+    /// The route matches only requests for these authorities (patterns as in
+    /// `server.hosts`); empty: any.
+    pub hosts: Vec<String>,
     pub ttl: Option<Duration>,
     pub override_ttl: bool,
     pub negative_ttl: Option<Duration>,
@@ -716,6 +771,7 @@ impl RouteConfig {
         RouteConfig {
             path: path.to_string(),
             methods: vec![http::Method::GET, http::Method::HEAD],
+            hosts: Vec::new(),
             ttl: None,
             override_ttl: false,
             negative_ttl: None,
@@ -918,6 +974,44 @@ fn read(
                 }
             }
         }),
+        path: PathPolicy {
+            escaped_slash: s.choice(
+                "escaped_slash",
+                EscapedSlash::Reject,
+                &[
+                    ("reject", EscapedSlash::Reject),
+                    ("keep", EscapedSlash::Keep),
+                    ("decode", EscapedSlash::Decode),
+                ],
+            ),
+            backslash: s.choice(
+                "backslash",
+                Backslash::Reject,
+                &[
+                    ("reject", Backslash::Reject),
+                    ("keep", Backslash::Keep),
+                    ("slash", Backslash::Slash),
+                ],
+            ),
+            duplicate_slashes: s.choice(
+                "duplicate_slashes",
+                DuplicateSlashes::Reject,
+                &[
+                    ("reject", DuplicateSlashes::Reject),
+                    ("merge", DuplicateSlashes::Merge),
+                    ("keep", DuplicateSlashes::Keep),
+                ],
+            ),
+            invalid_encoding: s.choice(
+                "invalid_encoding",
+                InvalidEncoding::Reject,
+                &[
+                    ("reject", InvalidEncoding::Reject),
+                    ("escape", InvalidEncoding::Escape),
+                ],
+            ),
+        },
+        hosts: read_hosts(&mut s, "hosts"),
     };
     s.finish();
 
@@ -1100,6 +1194,24 @@ fn read(
     }
 }
 
+/// A list of host patterns (`server.hosts`, `routes[].hosts`), lower-cased; each
+/// must be a host name, `*.` and a host name, or either with a port.
+fn read_hosts(s: &mut Section<'_>, key: &str) -> Vec<String> {
+    let mut hosts = Vec::new();
+    for h in s.strings(key, &[]) {
+        let lower = h.trim().to_ascii_lowercase();
+        let name = lower.strip_prefix("*.").unwrap_or(&lower);
+        match crate::target::canonical_authority(name, 0) {
+            Ok(c) if c == name => hosts.push(lower),
+            _ => s.error(
+                key,
+                format!("{h:?} is not a host name, \"*.\" and a host name, or either with a port"),
+            ),
+        }
+    }
+    hosts
+}
+
 fn read_store_error_policy(s: &mut Section<'_>, key: &str) -> Option<StoreErrorPolicy> {
     s.opt_choice(
         key,
@@ -1145,6 +1257,7 @@ fn read_route(s: &mut Section<'_>) -> RouteConfig {
     RouteConfig {
         path,
         methods,
+        hosts: read_hosts(s, "hosts"),
         ttl: s.opt_duration("ttl"),
         override_ttl: s.bool("override", false),
         negative_ttl: s.opt_duration("negative_ttl"),

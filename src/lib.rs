@@ -6,7 +6,8 @@
 //! |---|---|
 //! | [`app`] | the one shared `AppState`; binds the proxy, api and admin listeners; drain |
 //! | [`config`] | typed config with named defaults, env overrides, validation naming the key; [`config::reload`] |
-//! | [`routes`] | `[[routes]]` compiled to path patterns; first match wins |
+//! | [`target`] | the canonical request target (path, query, authority): one spelling per request, used by every rule and sent to the origin |
+//! | [`routes`] | `[[routes]]` compiled to path patterns (and host lists); first match wins |
 //! | [`error`] | the one error type per HTTP boundary and its single mapping to a JSON answer |
 //! | [`body`] | the boxed streaming body every listener uses |
 //! | [`server`] | transport only: accept loop, HTTP/1.1 + h2c, TLS, graceful drain |
@@ -24,7 +25,9 @@
 //!
 //! ```text
 //! client ─► server ─► proxy::handle
-//!             route = router.find(method, path)
+//!             inbound: canonical target + authority, hop-by-hop and spoofable
+//!                      headers removed ── 400/421 (one meaning per request)
+//!             route = router.find(method, host, canonical path)
 //!             authorize: JWT (verified-token cache) + revocation view ── 401/403/503
 //!             gates: route capacity admission, route lock ── 409/503 (freed after)
 //!             request cacheable? ── no ─► fetch::pass ─► origin (streamed both ways)
@@ -62,6 +65,7 @@ pub mod proxy;
 pub mod routes;
 pub mod server;
 pub mod store;
+pub mod target;
 
 pub use app::App;
 pub use config::Config;

@@ -13,6 +13,7 @@ pub const LOOKUP_RESULTS: &[&str] = &["hit", "negative_hit", "miss", "vary_miss"
 pub struct Metrics {
     registry: Registry,
     pub requests_total: IntCounterVec,
+    pub request_rejections_total: IntCounterVec,
     pub request_duration_seconds: Histogram,
     pub cache_lookups_total: IntCounterVec,
     pub cache_stores_total: IntCounterVec,
@@ -99,6 +100,12 @@ impl Metrics {
                 "gatehouse_requests_total",
                 "Proxied requests by route and status",
                 &["route", "status"],
+            ),
+            request_rejections_total: counter_vec(
+                &r,
+                "gatehouse_request_rejections_total",
+                "Requests refused before routing because their target, host or headers had no single meaning, by reason",
+                &["reason"],
             ),
             request_duration_seconds,
             cache_lookups_total: counter_vec(

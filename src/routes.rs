@@ -222,12 +222,17 @@ impl Router {
         Ok(Router { routes })
     }
 
-    /// The first route whose methods and path match (no parameters captured: the
-    /// steps that need them ask `route.pattern.matches`).
-    pub fn find(&self, method: &http::Method, path: &str) -> Option<Arc<Route>> {
+    /// The first route whose methods, hosts and path match a canonical request
+    /// (`crate::target`); no parameters captured: the steps that need them ask
+    /// `route.pattern.matches`.
+    pub fn find(&self, method: &http::Method, host: &str, path: &str) -> Option<Arc<Route>> {
         self.routes
             .iter()
-            .find(|r| r.config.methods.contains(method) && r.pattern.is_match(path))
+            .find(|r| {
+                r.config.methods.contains(method)
+                    && crate::target::host_allowed(host, &r.config.hosts)
+                    && r.pattern.is_match(path)
+            })
             .cloned()
     }
 

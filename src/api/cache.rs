@@ -3,7 +3,10 @@
 //! A URL given as a path alone (`/api/participants/1`) purges that path (with its
 //! query, if given) for every host, with all its variants; a full URL
 //! (`http://host/path`) is purged the same way — the path for every host — since
-//! instances behind one load balancer share hosts anyway. `soft: true` marks the
+//! instances behind one load balancer share hosts anyway. Paths and prefixes are
+//! taken in the canonical form the proxy listener gives request targets
+//! (`crate::target`, under `server.*` path policy), so `/api/p/%31` purges what
+//! `/api/p/1` cached; a spelling the policy refuses is 400. `soft: true` marks the
 //! entries stale (revalidated, or served under stale rules) instead of dropping them.
 
 use std::sync::Arc;
@@ -14,6 +17,7 @@ use serde_json::json;
 
 use super::{ApiRequest, HandlerFuture};
 use crate::app::AppState;
+use crate::config::PathPolicy;
 use crate::error::{json_response, Error};
 
 #[derive(Deserialize)]
@@ -29,19 +33,19 @@ struct PurgeBody {
     soft: bool,
 }
 
-/// The normalized path and query of a purge URL (path alone or absolute URL).
-fn purge_path(url: &str) -> Result<String, Error> {
-    let uri: http::Uri = url
-        .trim()
-        .parse()
-        .map_err(|_| Error::bad_request("urls", format!("{url:?} is not a URL or path")))?;
-    if !uri.path().starts_with('/') {
-        return Err(Error::bad_request(
-            "urls",
-            format!("{url:?} must be a path (/...) or an absolute URL"),
-        ));
-    }
-    Ok(crate::proxy::cache_key::path_and_query(&uri))
+/// The canonical path and query of a purge URL (path alone or absolute URL), as
+/// the proxy listener's canonical request target would spell it.
+fn purge_path(field: &str, url: &str, policy: &PathPolicy) -> Result<String, Error> {
+    crate::target::canonical_path_and_query(url, policy).map_err(|e| {
+        Error::bad_request(
+            field,
+            format!(
+                "{url:?} must be a path (/...) or an absolute URL: {}",
+                e.message()
+            ),
+        )
+        .with_field("reason", e.reason())
+    })
 }
 
 pub fn purge(state: Arc<AppState>, req: ApiRequest) -> HandlerFuture {
@@ -56,6 +60,7 @@ pub fn purge(state: Arc<AppState>, req: ApiRequest) -> HandlerFuture {
             ));
         }
         let cache = &state.cache;
+        let policy = state.runtime.load().config.server.path;
         let unavailable = |e: crate::store::StoreError| {
             tracing::warn!(error = %e, "purge could not reach the store");
             Error::store_unavailable()
@@ -66,7 +71,7 @@ pub fn purge(state: Arc<AppState>, req: ApiRequest) -> HandlerFuture {
             kind = "urls";
             let paths = urls
                 .iter()
-                .map(|u| purge_path(u))
+                .map(|u| purge_path("urls", u, &policy))
                 .collect::<Result<Vec<_>, _>>()?;
             for p in paths {
                 purged += cache.purge_path(&p, body.soft).await.map_err(unavailable)?;
@@ -85,7 +90,7 @@ pub fn purge(state: Arc<AppState>, req: ApiRequest) -> HandlerFuture {
             if !prefix.starts_with('/') {
                 return Err(Error::bad_request("prefix", "prefix must start with '/'"));
             }
-            let prefix = crate::proxy::cache_key::normalize_path(&prefix);
+            let prefix = purge_path("prefix", &prefix, &policy)?;
             purged = cache
                 .purge_prefix(&prefix, body.soft)
                 .await

@@ -15,15 +15,42 @@ use crate::config::AuthConfig;
 /// and the search goes on. Empty values count as absent. `None` means the request
 /// carries no token (`Rejection::Missing`).
 pub fn extract_token<'h>(headers: &'h HeaderMap, cfg: &AuthConfig) -> Option<&'h str> {
+    find_token(headers, cfg).map(|f| f.token)
+}
+
+/// A token found in a request: the token, where, and the field value it came from.
+#[derive(Clone, Copy, Debug)]
+pub struct Found<'h> {
+    pub token: &'h str,
+    pub source: TokenSource,
+    pub value: &'h http::HeaderValue,
+}
+
+/// Where a request's token was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenSource {
+    Authorization,
+    Cookie,
+    /// The header named `auth.token_header`.
+    Header,
+}
+
+/// `extract_token`, and where the token came from.
+pub fn find_token<'h>(headers: &'h HeaderMap, cfg: &AuthConfig) -> Option<Found<'h>> {
+    let found = |token, source, value| Found {
+        token,
+        source,
+        value,
+    };
     for value in headers.get_all(AUTHORIZATION) {
         if let Some(token) = value.to_str().ok().and_then(strip_bearer) {
-            return Some(token);
+            return Some(found(token, TokenSource::Authorization, value));
         }
     }
     if let Some(name) = cfg.token_cookie.as_deref() {
         for value in headers.get_all(COOKIE) {
             if let Some(token) = value.to_str().ok().and_then(|v| find_cookie(v, name)) {
-                return Some(token);
+                return Some(found(token, TokenSource::Cookie, value));
             }
         }
     }
@@ -32,7 +59,7 @@ pub fn extract_token<'h>(headers: &'h HeaderMap, cfg: &AuthConfig) -> Option<&'h
             let Ok(text) = value.to_str() else { continue };
             let token = strip_bearer(text).unwrap_or(text.trim());
             if !token.is_empty() {
-                return Some(token);
+                return Some(found(token, TokenSource::Header, value));
             }
         }
     }

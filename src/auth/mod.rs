@@ -17,7 +17,7 @@ mod rejection;
 #[cfg(test)]
 mod tests;
 
-pub use extract::extract_token;
+pub use extract::{extract_token, find_token, TokenSource};
 pub use jwks::{FetchHook, HttpFetcher, JwksFetcher};
 pub use jwt::{
     signing_input_sha256, system_clock, AuthError, Claims, Clock, RevocationId, Verifier,

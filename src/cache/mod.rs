@@ -135,6 +135,28 @@ pub fn vary_headers(entry: &Entry) -> Vec<String> {
     names
 }
 
+/// Records in the entry the request header values that select it among its URL's
+/// variants (nothing when the response does not vary).
+pub fn select_variant(entry: &mut Entry, req: &HeaderMap) {
+    let vary = vary_headers(entry);
+    entry.response_mut().variant = if vary.is_empty() {
+        Vec::new()
+    } else {
+        variant_values(&vary, req)
+    };
+}
+
+/// Whether `entry` is the variant this request selects (RFC 9111 §4.1): a waiter
+/// handed another request's answer may use it only then.
+pub fn selects(entry: &Entry, req: &HeaderMap) -> bool {
+    let vary = vary_headers(entry);
+    if vary.is_empty() {
+        return true;
+    }
+    let variant = &entry.response().variant;
+    !variant.is_empty() && *variant == variant_values(&vary, req)
+}
+
 /// Which tier answered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Tier {
@@ -369,6 +391,19 @@ impl Cache {
         }
     }
 
+    /// The id one fetch for this request is coalesced under: the variant's own id
+    /// when this instance knows the URL's Vary index, else the URL's. Requests that
+    /// select different variants then never wait for each other's fetch.
+    pub fn flight_key(&self, key: &CacheKey, req: &HeaderMap) -> Arc<str> {
+        match self.l1.get(&key.id).map(|s| s.record) {
+            Some(r) => match &*r {
+                Record::Vary(index) => variant_id(key, &variant_values(&index.headers, req)),
+                Record::Entry(_) => key.id.clone(),
+            },
+            None => key.id.clone(),
+        }
+    }
+
     /// Inserts into L1 unless an invalidation or flush came after `began`.
     fn l1_insert(&self, id: &Arc<str>, record: Arc<Record>, began: Instant) {
         if *self.flushed_at.lock().expect("flushed_at lock") >= began {
@@ -401,13 +436,11 @@ impl Cache {
             return false;
         }
         let vary = vary_headers(&entry);
+        select_variant(&mut entry, req);
         let target: Arc<str> = if vary.is_empty() {
             key.id.clone()
         } else {
-            let values = variant_values(&vary, req);
-            let vid = variant_id(key, &values);
-            entry.response_mut().variant = values;
-            vid
+            variant_id(key, &entry.response().variant)
         };
         let tags = entry.response().tags.clone();
         let bytes = entry::encode(&entry);

@@ -1,7 +1,7 @@
 //! Step 1 of the request path: who is calling.
 //!
-//! - Inbound headers named in `auth.claims_to_headers` are stripped on every request,
-//!   so a client can never forge them, whatever the route's mode.
+//! - Inbound headers named in `auth.claims_to_headers` were already stripped on every
+//!   request (`inbound`), so a client can never forge them, whatever the route's mode.
 //! - `auth = "off"` (and requests matching no route): nothing else is checked.
 //! - `auth = "optional"`: a request without a token passes anonymously; a token that
 //!   is present must verify (Envoy's `allow_missing`, not `allow_missing_or_failed`).
@@ -14,15 +14,17 @@
 //!   `STORE_UNAVAILABLE` with `Retry-After` (the token may be fine; we cannot tell, and
 //!   a 401 would make clients drop a good token), `allow` lets the request through.
 //!
-//! On success the verified claims are forwarded as headers (`claims_to_headers`) and
-//! `Authorization` is removed when the route sets `forward_authorization = false`.
+//! On success the verified claims are forwarded as headers (`claims_to_headers`), the
+//! verified credential is the only one forwarded (other `Authorization` /
+//! `auth.token_header` values are removed), and `Authorization` is removed when the
+//! route sets `forward_authorization = false`.
 
 use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::app::AppState;
-use crate::auth::{extract_token, Claims, Rejection};
+use crate::auth::{find_token, Claims, Rejection, TokenSource};
 use crate::config::reload::Runtime;
 use crate::config::{AuthMode, StoreErrorPolicy};
 use crate::coordination::revocation::{Lifetimes, Verdict};
@@ -52,9 +54,6 @@ pub async fn authorize(
     headers: &mut HeaderMap,
 ) -> Result<Authorized, Error> {
     let auth_cfg = &runtime.config.auth;
-    for (_, header) in &auth_cfg.claims_to_headers {
-        headers.remove(header.as_str());
-    }
     let mode = route.map(|r| r.config.auth).unwrap_or(AuthMode::Off);
     if mode == AuthMode::Off {
         return Ok(Authorized::default());
@@ -65,13 +64,19 @@ pub async fn authorize(
             "auth is on for this route but no keys are configured",
         ));
     };
-    let Some(token) = extract_token(headers, auth_cfg) else {
+    let Some(found) = find_token(headers, auth_cfg) else {
         return match mode {
             AuthMode::Optional => Ok(Authorized::default()),
             _ => Err(reject(state, Rejection::Missing)),
         };
     };
-    let claims = verifier.verify(token).await.map_err(|r| reject(state, r))?;
+    let source = found.source;
+    // Kept only when the token came from `auth.token_header`, to forward it alone.
+    let header_value = (source == TokenSource::Header).then(|| found.value.clone());
+    let claims = verifier
+        .verify(found.token)
+        .await
+        .map_err(|r| reject(state, r))?;
     match state
         .revocations
         .check(&claims, Lifetimes::of(auth_cfg))
@@ -101,12 +106,40 @@ pub async fn authorize(
             }
         }
     }
+    forward_only_verified(headers, auth_cfg, source, header_value);
     if route.is_some_and(|r| !r.config.forward_authorization) {
         headers.remove(http::header::AUTHORIZATION);
     }
     Ok(Authorized {
         claims: Some(claims),
     })
+}
+
+/// Leaves the verified credential as the only one the origin sees: another carrier
+/// (a `Basic` Authorization next to a verified cookie, a second `auth.token_header`
+/// value) could name someone else, and the origin might read it instead.
+fn forward_only_verified(
+    headers: &mut HeaderMap,
+    cfg: &crate::config::AuthConfig,
+    source: TokenSource,
+    header_value: Option<HeaderValue>,
+) {
+    if source != TokenSource::Authorization {
+        headers.remove(http::header::AUTHORIZATION);
+    }
+    let Some(name) = cfg.token_header.as_deref() else {
+        return;
+    };
+    match header_value {
+        Some(verified) => {
+            if let Ok(name) = HeaderName::from_bytes(name.as_bytes()) {
+                headers.insert(name, verified);
+            }
+        }
+        _ => {
+            headers.remove(name);
+        }
+    }
 }
 
 /// 503 `STORE_UNAVAILABLE` for a token whose revocation status cannot be learned,

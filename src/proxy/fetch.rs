@@ -138,14 +138,22 @@ pub async fn fetch_for_cache(ctx: Miss) -> Result<Response<Body>, Error> {
         return ctx.finish(None, None, "hit-for-pass").await;
     }
     let mut handed_over = false;
+    // Rounds in which the flight we waited for stored another variant than ours.
+    let mut other_variant = 0;
+    let mut ctx = ctx;
     loop {
-        if handed_over {
-            // The leader failed; someone else may have stored meanwhile.
+        if handed_over || other_variant > 0 {
+            // The leader failed, or stored another variant; ours may be stored now.
             if let Some(resp) = ctx.fresh_from_cache("gatehouse; fwd=miss; collapsed").await {
                 return Ok(resp);
             }
         }
-        match state.cache.coalescer.join(&ctx.key.id, cfg.lock_age) {
+        if other_variant > MAX_VARIANT_ROUNDS {
+            return ctx.finish(None, None, "").await;
+        }
+        // Once the URL's Vary index is known, each variant has a flight of its own.
+        ctx.flight = state.cache.flight_key(&ctx.key, &ctx.parts.headers);
+        match state.cache.coalescer.join(&ctx.flight, cfg.lock_age) {
             Role::Leader(guard) => {
                 // A fill may have finished between our lookup and this join.
                 if let Some(entry) = ctx.fresh_entry().await {
@@ -159,6 +167,12 @@ pub async fn fetch_for_cache(ctx: Miss) -> Result<Response<Body>, Error> {
             }
             Role::Waiter(w) => match w.wait(cfg.lock_timeout).await {
                 Waited::Outcome(Outcome::Stored(entry)) => {
+                    if !crate::cache::selects(&entry, &ctx.parts.headers) {
+                        // The leader's request selected another variant (Vary): its
+                        // answer is not ours to give.
+                        other_variant += 1;
+                        continue;
+                    }
                     state.metrics.coalesced_requests_total.inc();
                     return Ok(ctx.answer(&entry, "gatehouse; fwd=miss; collapsed"));
                 }
@@ -187,11 +201,16 @@ pub async fn fetch_for_cache(ctx: Miss) -> Result<Response<Body>, Error> {
     }
 }
 
+/// How many flights of other variants a request waits out before it fetches alone.
+const MAX_VARIANT_ROUNDS: u32 = 3;
+
 /// Serves a stale entry in the background-refresh case: starts one refresh per key
 /// (per fleet with a shared store) unless one is already running.
-pub fn revalidate_in_background(ctx: Miss) {
+pub fn revalidate_in_background(mut ctx: Miss) {
     let cfg = ctx.state.runtime.load().config.cache.clone();
-    let Role::Leader(guard) = ctx.state.cache.coalescer.join(&ctx.key.id, cfg.lock_age) else {
+    // The refresh of one variant never stands in for another's.
+    ctx.flight = ctx.state.cache.flight_key(&ctx.key, &ctx.parts.headers);
+    let Role::Leader(guard) = ctx.state.cache.coalescer.join(&ctx.flight, cfg.lock_age) else {
         return;
     };
     tokio::spawn(async move {
@@ -202,7 +221,7 @@ pub fn revalidate_in_background(ctx: Miss) {
             match ctx
                 .state
                 .store
-                .lease_acquire(&ctx.key.id, &token, cfg.lock_age)
+                .lease_acquire(&ctx.flight, &token, cfg.lock_age)
                 .await
             {
                 Ok(true) => Some(token),
@@ -229,6 +248,9 @@ pub struct Miss {
     pub tls: bool,
     pub route: Option<Arc<Route>>,
     pub key: CacheKey,
+    /// The id this request's fetch is coalesced under (per instance and per fleet):
+    /// `key.id`, or its variant's id once the URL's Vary index is known.
+    pub flight: Arc<str>,
     /// The stored entry the request could not use as is: revalidated, and the
     /// `stale-if-error` fallback.
     pub stale: Option<Arc<Entry>>,
@@ -321,7 +343,7 @@ impl Miss {
     /// it (woken by its wake-up message, polling every 250ms as a fallback).
     async fn fleet_turn(&self, cfg: &crate::config::CacheConfig) -> FleetTurn {
         let token = lease_token();
-        let wake = self.state.cache.wake_handle(&self.key.id);
+        let wake = self.state.cache.wake_handle(&self.flight);
         let deadline = tokio::time::Instant::now() + cfg.lock_timeout;
         loop {
             let notified = wake.notified();
@@ -330,7 +352,7 @@ impl Miss {
             match self
                 .state
                 .store
-                .lease_acquire(&self.key.id, &token, cfg.lock_age)
+                .lease_acquire(&self.flight, &token, cfg.lock_age)
                 .await
             {
                 Ok(true) => return FleetTurn::Ours(token),
@@ -441,6 +463,7 @@ impl Miss {
             tls: self.tls,
             route: self.route.clone(),
             key: self.key.clone(),
+            flight: self.flight.clone(),
             stale: self.stale.clone(),
         }
     }
@@ -450,11 +473,11 @@ impl Miss {
         let filled = self.fill(guard).await;
         if let Some(token) = lease {
             let store = &self.state.store;
-            let _ = store.lease_release(&self.key.id, &token).await;
+            let _ = store.lease_release(&self.flight, &token).await;
             let _ = store
                 .publish(
                     Channel::Wake,
-                    Bytes::copy_from_slice(self.key.id.as_bytes()),
+                    Bytes::copy_from_slice(self.flight.as_bytes()),
                 )
                 .await;
         }
@@ -613,11 +636,13 @@ impl Miss {
             tags,
             variant: Vec::new(),
         };
-        let entry = if storable.negative {
+        let mut entry = if storable.negative {
             Entry::Negative(stored)
         } else {
             Entry::Response(stored)
         };
+        // Waiters check the variant before they take this answer as theirs.
+        crate::cache::select_variant(&mut entry, &self.parts.headers);
         count_store(
             state,
             if entry.is_negative() {
@@ -703,10 +728,11 @@ impl Miss {
             // Usable for this answer only.
             updated.freshness = 0;
         }
-        let entry = match stale {
+        let mut entry = match stale {
             Entry::Negative(_) => Entry::Negative(updated),
             Entry::Response(_) => Entry::Response(updated),
         };
+        crate::cache::select_variant(&mut entry, &self.parts.headers);
         let entry_arc = Arc::new(entry.clone());
         if storable.is_some() {
             count_store(&self.state, "revalidated");

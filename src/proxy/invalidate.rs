@@ -5,7 +5,7 @@
 
 use http::{header, HeaderMap, Method, Uri};
 
-use super::cache_key::{authority, normalize_path, path_and_query};
+use super::cache_key::{host, path_and_query};
 use crate::app::AppState;
 use crate::config::reload::Runtime;
 
@@ -21,12 +21,15 @@ impl Write {
         Write {
             method: req.method().clone(),
             uri: req.uri().clone(),
-            host: authority(req.uri(), req.headers()),
+            host: host(req.headers()).to_string(),
         }
     }
 
-    /// The paths (with query) this write makes stale.
+    /// The canonical paths (with query) this write makes stale: its own target
+    /// (already canonical), and the others in their canonical form (one the policy
+    /// refuses names nothing gatehouse could have cached).
     pub fn targets(&self, runtime: &Runtime, response: &HeaderMap) -> Vec<String> {
+        let policy = &runtime.config.server.path;
         let mut paths = vec![path_and_query(&self.uri)];
         for h in [header::LOCATION, header::CONTENT_LOCATION] {
             let Some(v) = response.get(&h).and_then(|v| v.to_str().ok()) else {
@@ -38,20 +41,23 @@ impl Write {
             // Only the same origin: a Location elsewhere is not ours to purge.
             let same_origin = match u.authority() {
                 None => true,
-                Some(a) => {
-                    let a = a.as_str().to_ascii_lowercase();
-                    a == self.host || a.strip_suffix(":80") == Some(self.host.as_str())
-                }
+                Some(a) => crate::target::canonical_authority(a.as_str(), 80)
+                    .or_else(|_| crate::target::canonical_authority(a.as_str(), 443))
+                    .is_ok_and(|a| a == self.host),
             };
             if same_origin && u.path().starts_with('/') {
-                paths.push(path_and_query(&u));
+                if let Ok(p) = crate::target::canonical_path_and_query(v, policy) {
+                    paths.push(p);
+                }
             }
         }
         for (_, target) in runtime
             .router
             .invalidations_for(&self.method, self.uri.path())
         {
-            paths.push(normalize_path(&target));
+            if let Ok(p) = crate::target::canonical_path_and_query(&target, policy) {
+                paths.push(p);
+            }
         }
         paths.sort();
         paths.dedup();

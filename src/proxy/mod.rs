@@ -1,7 +1,9 @@
 //! THE request path of the proxy listener, one file per step, in call order:
 //!
 //! ```text
-//! route = router.find(method, path)                 routes.rs
+//! inbound::canonicalize(req)?                       inbound.rs        (400/421)
+//!   one target, one authority, client hop-by-hop and spoofable headers removed
+//! route = router.find(method, host, path)           routes.rs
 //! authorize(route, headers)?                        authorize.rs      (401/403)
 //! gates: capacity admission, lock (route-declared)   gates.rs          (409/503)
 //! request_cacheable(method, headers, route)?        cache_policy.rs   (else: pass)
@@ -24,6 +26,7 @@ pub mod cache_key;
 pub mod cache_policy;
 pub mod fetch;
 pub mod gates;
+pub mod inbound;
 pub mod invalidate;
 pub mod origin;
 pub mod respond;
@@ -66,7 +69,22 @@ pub async fn handle(
 ) -> Response<Body> {
     let started = Instant::now();
     let runtime = state.runtime.load_full();
-    let route = runtime.router.find(req.method(), req.uri().path());
+    let mut req = req;
+    if let Err(e) = inbound::canonicalize(&mut req, &runtime.config, tls, &state.metrics) {
+        let resp = e.into_response();
+        state
+            .metrics
+            .requests_total
+            .with_label_values(&["none", resp.status().as_str()])
+            .inc();
+        return resp;
+    }
+    let host = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let route = runtime.router.find(req.method(), host, req.uri().path());
     // Held so the label borrows from it after `route` moves on.
     let labelled = route.clone();
     let label = labelled.as_deref().map_or("none", |r| r.label());
@@ -149,6 +167,23 @@ async fn forward(
         }
         return Ok(resp);
     }
+    if route
+        .as_deref()
+        .is_some_and(|r| r.config.key_by == crate::config::KeyBy::Sub)
+        && who.sub().is_none_or(str::is_empty)
+    {
+        // A per-user route with no user to key by: never shared, never cached.
+        return fetch::pass(
+            state,
+            req,
+            peer,
+            tls,
+            route.as_deref(),
+            &who,
+            "gatehouse; fwd=bypass; detail=no-subject",
+        )
+        .await;
+    }
     let key = cache_key::for_request(req.uri(), req.headers(), route.as_deref(), who.sub());
     let directives = cache_policy::request_directives(req.headers());
     let head = req.method() == http::Method::HEAD;
@@ -216,6 +251,7 @@ async fn forward(
         peer,
         tls,
         route,
+        flight: key.id.clone(),
         key,
         stale,
         credentials: has_auth,

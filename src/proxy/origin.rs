@@ -129,7 +129,7 @@ impl Origin {
 }
 
 /// Headers that describe one connection and never cross a proxy (RFC 9110 §7.6.1).
-const HOP_BY_HOP: &[HeaderName] = &[
+pub const HOP_BY_HOP: &[HeaderName] = &[
     header::CONNECTION,
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
@@ -172,8 +172,10 @@ pub fn add_via(headers: &mut HeaderMap, version: Version) {
     headers.append(header::VIA, HeaderValue::from_static(via_value(version)));
 }
 
-/// Prepares a client request for the origin: hop-by-hop removed, `Via`,
-/// `X-Forwarded-For` (appended), `X-Forwarded-Proto`, `X-Forwarded-Host`.
+/// Prepares a client request for the origin: `Via`, `X-Forwarded-For` (appended),
+/// `X-Forwarded-Proto`, `X-Forwarded-Host`. The client's hop-by-hop fields were
+/// removed before anything else (`proxy::inbound`), so its `Connection` list cannot
+/// remove what gatehouse has added since.
 pub fn prepare_request(
     headers: &mut HeaderMap,
     version: Version,
@@ -181,7 +183,6 @@ pub fn prepare_request(
     peer: SocketAddr,
     tls: bool,
 ) {
-    strip_hop_by_hop(headers);
     add_via(headers, version);
     let ip = peer.ip().to_string();
     let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
