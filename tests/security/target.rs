@@ -1,0 +1,367 @@
+//! One canonical request target: every spelling of a path meets the same route, auth
+//! mode, gate and cache key, and the origin receives exactly what was matched.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::support::*;
+use super::*;
+
+/// An app in front of an origin that decodes paths as Express and NestJS do: the
+/// auth-only `/api/me`, a shared report cached only for verified callers, a
+/// capacity-gated check-in, and a catch-all cached route that anyone may read.
+fn app(store: &TestStore, name: &str) -> String {
+    format!(
+        r#"{store}
+{auth}
+[[routes]]
+path = "/api/me"
+auth = "required"
+key_by = "sub"
+ttl = "10m"
+
+[[routes]]
+path = "/api/report"
+auth = "required"
+
+[[routes]]
+path = "/account"
+auth = "required"
+
+[[routes]]
+path = "/api/sessions/{{id}}/check-in"
+methods = ["POST"]
+cache = false
+[routes.capacity]
+ns = "sessions"
+id = "{{id}}"
+member = "header:x-participant-id"
+
+[[routes]]
+path = "/"
+ttl = "10m"
+"#,
+        store = store.toml(&prefix(name)),
+        auth = auth_toml("token_cookie = \"session\""),
+    )
+}
+
+/// Spellings of `/api/me` an origin that decodes and normalises reads as `/api/me`.
+const ME_SPELLINGS: &[&str] = &[
+    "/api/m%65",
+    "/api/%6De",
+    "/api/M%65/../me",
+    "/api/./me",
+    "/api/x/../me",
+    "/api/x/%2e%2e/me",
+    "/api/x/.%2E/me",
+    "/x/../../api/me",
+    "/%61pi/me",
+];
+
+both_stores!(
+    encoded_paths_cannot_walk_past_auth,
+    |store: TestStore| async move {
+        let origin = TestOrigin::start(|s| Reply::ok(format!("page for {}", s.path))).await;
+        let gh = Gatehouse::start(&app(&store, "sec-auth"), &origin).await;
+        for spelling in ME_SPELLINGS {
+            let r = get_raw(gh.proxy, spelling, "Host: app.example\r\n")
+                .await
+                .unwrap();
+            assert_eq!(r.status, 401, "{spelling} reached /api/me without a token");
+            assert_eq!(r.json()["error"], "TOKEN_MISSING", "{spelling}");
+        }
+        assert_eq!(
+            origin.total(),
+            0,
+            "no spelling of /api/me reached the origin"
+        );
+        // With a token, every spelling is the same request: one key, one origin fetch,
+        // and the origin sees the canonical path.
+        let t = token(Some("alice"));
+        for spelling in ME_SPELLINGS {
+            let r = get_raw(
+                gh.proxy,
+                spelling,
+                &format!("Host: app.example\r\nAuthorization: Bearer {t}\r\n"),
+            )
+            .await
+            .unwrap();
+            assert_eq!(r.status, 200, "{spelling}");
+            assert_eq!(r.body, b"page for /api/me", "{spelling}");
+        }
+        assert_eq!(origin.hits("/api/me"), 1);
+        assert_eq!(origin.total(), 1);
+        gh.shutdown().await;
+    }
+);
+
+both_stores!(
+    an_auth_route_cached_entry_is_not_read_through_another_spelling,
+    |store: TestStore| async move {
+        let origin = TestOrigin::start(|_| {
+            Reply::ok("quarterly figures").header("cache-control", "public, max-age=600")
+        })
+        .await;
+        let gh = Gatehouse::start(&app(&store, "sec-report"), &origin).await;
+        let t = token(Some("alice"));
+        let r = gh
+            .client
+            .get(gh.url("/api/report"))
+            .bearer_auth(&t)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        // Stored: the response said public.
+        let r = gh
+            .client
+            .get(gh.url("/api/report"))
+            .bearer_auth(&t)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.headers()["cache-status"]
+            .to_str()
+            .unwrap()
+            .contains("hit"));
+        for spelling in ["/api/rep%6Frt", "/api/./report", "/api/x/../report"] {
+            let r = get_raw(gh.proxy, spelling, "Host: 127.0.0.1\r\n")
+                .await
+                .unwrap();
+            assert_eq!(
+                r.status, 401,
+                "{spelling} read the cached report anonymously"
+            );
+            assert!(!String::from_utf8_lossy(&r.body).contains("quarterly"));
+        }
+        assert_eq!(origin.total(), 1);
+        gh.shutdown().await;
+    }
+);
+
+both_stores!(
+    a_cookie_identified_page_is_never_stored_as_shared,
+    |store: TestStore| async move {
+        let origin = TestOrigin::start(|s| {
+            let who = s
+                .headers
+                .get("x-user-id")
+                .map(|v| v.to_str().unwrap().to_string())
+                .unwrap_or_else(|| "nobody".into());
+            Reply::ok(format!("account of {who}"))
+        })
+        .await;
+        let gh = Gatehouse::start(&app(&store, "sec-cookie"), &origin).await;
+        let cookie = format!("Cookie: session={}\r\n", token(Some("alice")));
+        // The catch-all route caches for 10 minutes; a spelling of /account must not
+        // land there with alice's page.
+        let r = get_raw(
+            gh.proxy,
+            "/acc%6Funt",
+            &format!("Host: app.example\r\n{cookie}"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, b"account of alice");
+        for spelling in ["/account", "/acc%6Funt", "/x/../account"] {
+            let r = get_raw(gh.proxy, spelling, "Host: app.example\r\n")
+                .await
+                .unwrap();
+            assert_eq!(r.status, 401, "{spelling}");
+            assert!(!String::from_utf8_lossy(&r.body).contains("alice"));
+        }
+        gh.shutdown().await;
+    }
+);
+
+both_stores!(
+    encoded_paths_cannot_walk_past_a_full_capacity_gate,
+    |store: TestStore| async move {
+        let origin = TestOrigin::start(|_| Reply::status(201, "{}")).await;
+        let gh = Arc::new(Gatehouse::start(&app(&store, "sec-gate"), &origin).await);
+        let r = gh
+            .client
+            .put(gh.api_url("/v1/capacity/sessions/s1"))
+            .json(&json!({"capacity": 1}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let post = |target: &str, member: &str| {
+            format!(
+                "POST {target} HTTP/1.1\r\nHost: app.example\r\nx-participant-id: {member}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )
+        };
+        let r = raw(
+            gh.proxy,
+            post("/api/sessions/s1/check-in", "p-1").as_bytes(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status, 201);
+        for (i, spelling) in [
+            "/api/sessions/s1/check-%69n",
+            "/api/sessions/s1/./check-in",
+            "/api/sessions/x/../s1/check-in",
+            "/api/sessions/%73%31/check-in",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let r = raw(gh.proxy, post(spelling, &format!("p-{}", i + 2)).as_bytes())
+                .await
+                .unwrap();
+            assert_eq!(r.status, 409, "{spelling} walked past the full gate");
+            assert_eq!(r.json()["error"], "CAPACITY_FULL");
+        }
+        assert_eq!(
+            origin.total(),
+            1,
+            "only the admitted check-in was forwarded"
+        );
+        let c: Value = gh
+            .client
+            .get(gh.api_url("/v1/capacity/sessions/s1"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(c["count"], 1);
+        Arc::try_unwrap(gh).ok().unwrap().shutdown().await;
+    }
+);
+
+#[tokio::test]
+async fn the_origin_receives_exactly_the_canonical_target() {
+    let origin = TestOrigin::start(|_| Reply::ok("x")).await;
+    let gh = Gatehouse::start(&app(&TestStore::memory(), "sec-exact"), &origin).await;
+    for (sent, seen) in [
+        ("/a/%7Euser/%41", "/a/~user/A"),
+        ("/a/b/../c/./d", "/a/c/d"),
+        ("/p?q=%41%2f&r=+", "/p?q=A%2F&r=+"),
+        ("/caf\u{e9}", "/caf%C3%A9"),
+        ("/a%3bb", "/a%3Bb"),
+        ("/p?", "/p"),
+        ("http://app.example/abs?x=1", "/abs?x=1"),
+    ] {
+        let r = get_raw(gh.proxy, sent, "Host: app.example\r\n")
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200, "{sent}");
+        assert_eq!(origin.last().unwrap().path, seen, "{sent}");
+    }
+    gh.shutdown().await;
+}
+
+both_stores!(
+    ambiguous_spellings_are_400_json_and_never_forwarded,
+    |store: TestStore| async move {
+        let origin = TestOrigin::start(|_| Reply::ok("x")).await;
+        let gh = Gatehouse::start(&app(&store, "sec-ambiguous"), &origin).await;
+        for (target, reason) in [
+            ("/api%2Fme", "encoded-slash"),
+            ("/api%2fme", "encoded-slash"),
+            ("/api\\me", "backslash"),
+            ("/api%5Cme", "backslash"),
+            ("/api/me%00", "nul"),
+            ("//api/me", "duplicate-slash"),
+            ("/api//me", "duplicate-slash"),
+            ("/api/me%zz", "invalid-encoding"),
+            ("/100%", "invalid-encoding"),
+            ("/%c3", "invalid-utf8"),
+            ("/\u{e9}%", "invalid-encoding"),
+            ("/%\u{e9}", "invalid-encoding"),
+            ("/x?q=%g1", "invalid-encoding"),
+        ] {
+            let r = get_raw(gh.proxy, target, "Host: app.example\r\n")
+                .await
+                .unwrap_or_else(|| panic!("{target}: the connection closed without an answer"));
+            assert_eq!(r.status, 400, "{target}");
+            assert_eq!(r.json()["error"], "INVALID_PATH", "{target}");
+            assert_eq!(r.json()["reason"], reason, "{target}");
+        }
+        assert_eq!(origin.total(), 0);
+        assert!(
+            gh.metric("gatehouse_request_rejections_total{reason=\"encoded-slash\"}")
+                .await
+                >= 2.0
+        );
+        // gatehouse is still serving.
+        let r = get_raw(gh.proxy, "/fine", "Host: app.example\r\n")
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200);
+        gh.shutdown().await;
+    }
+);
+
+#[tokio::test]
+async fn the_path_policy_is_configurable() {
+    let origin = TestOrigin::start(|_| Reply::ok("x")).await;
+    let text = format!(
+        "{}\n[server]\nescaped_slash = \"keep\"\nbackslash = \"slash\"\nduplicate_slashes = \"merge\"\ninvalid_encoding = \"escape\"\n[[routes]]\npath = \"/files/{{name}}\"\nttl = \"1m\"\n",
+        TestStore::memory().toml(&prefix("sec-policy"))
+    );
+    let gh = Gatehouse::start(&text, &origin).await;
+    for (sent, seen) in [
+        ("/files/a%2fb", "/files/a%2Fb"),
+        ("/files\\x", "/files/x"),
+        ("//files///y", "/files/y"),
+        ("/100%", "/100%25"),
+    ] {
+        let r = get_raw(gh.proxy, sent, "Host: app.example\r\n")
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200, "{sent}");
+        assert_eq!(origin.last().unwrap().path, seen, "{sent}");
+    }
+    // An encoded slash kept as data stays inside its segment: one route parameter.
+    let r = get_raw(gh.proxy, "/files/a%2F..%2Fb", "Host: app.example\r\n")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(origin.last().unwrap().path, "/files/a%2F..%2Fb");
+    gh.shutdown().await;
+}
+
+both_stores!(
+    purge_takes_the_canonical_spelling_and_refuses_bad_ones_without_panicking,
+    |store: TestStore| async move {
+        let origin = TestOrigin::start(|_| Reply::ok("v")).await;
+        let gh = Gatehouse::start(&app(&store, "sec-purge"), &origin).await;
+        let r = gh.get("/p/1").await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(origin.hits("/p/1"), 1);
+        gh.get("/p/1").await;
+        assert_eq!(origin.hits("/p/1"), 1, "cached");
+        for bad in ["/\u{e9}%", "/%\u{e9}", "/a%2Fb", "/a%00"] {
+            let r = gh
+                .client
+                .post(gh.api_url("/v1/cache/purge"))
+                .json(&json!({ "urls": [bad] }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 400, "{bad}");
+            assert_eq!(r.json::<Value>().await.unwrap()["error"], "BAD_REQUEST");
+        }
+        // Another spelling of the cached path purges it.
+        let r = gh
+            .client
+            .post(gh.api_url("/v1/cache/purge"))
+            .json(&json!({ "urls": ["/p/./%31"] }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.json::<Value>().await.unwrap()["purged"], 1);
+        gh.get("/p/1").await;
+        assert_eq!(origin.hits("/p/1"), 2, "purged through another spelling");
+        gh.shutdown().await;
+    }
+);
