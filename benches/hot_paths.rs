@@ -83,10 +83,13 @@ fn cache_key(c: &mut Criterion) {
     let headers = request_headers();
     let plain: Uri = "/api/participants/7?include=sessions".parse().unwrap();
     let encoded: Uri = "/api/participants/%37/%7Eprofile?q=a%2fb".parse().unwrap();
-    let router = Router::new(&[RouteConfig {
-        vary: vec!["accept-language".into()],
-        ..RouteConfig::new("/api/participants/{id}")
-    }])
+    let router = Router::new(
+        &[RouteConfig {
+            vary: vec!["accept-language".into()],
+            ..RouteConfig::new("/api/participants/{id}")
+        }],
+        Default::default(),
+    )
     .unwrap();
     let route = router.routes()[0].clone();
 

@@ -95,6 +95,8 @@ pub struct ServerConfig {
     pub tls: Option<TlsConfig>,
     /// What the canonical request target does with ambiguous path spellings.
     pub path: PathPolicy,
+    /// How `[[routes]]` paths compare with request paths.
+    pub route_matching: RouteMatching,
     /// Authorities the proxy answers for (`app.example`, `*.example`, `host:port`);
     /// empty: any. Others get 421 `HOST_NOT_ALLOWED` and are never cached.
     pub hosts: Vec<String>,
@@ -135,6 +137,25 @@ pub enum InvalidEncoding {
     #[default]
     Reject,
     Escape,
+}
+
+/// How route paths compare with canonical request paths. The defaults match the way
+/// Express, NestJS, Spring and ASP.NET route (case-insensitive, an optional trailing
+/// slash), so a request the origin would route to a protected handler meets the
+/// protected route here too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RouteMatching {
+    pub case_insensitive: bool,
+    pub optional_trailing_slash: bool,
+}
+
+impl Default for RouteMatching {
+    fn default() -> Self {
+        RouteMatching {
+            case_insensitive: true,
+            optional_trailing_slash: true,
+        }
+    }
 }
 
 /// The answers for request-target spellings that stay ambiguous after
@@ -1009,6 +1030,18 @@ fn read(
                     ("reject", InvalidEncoding::Reject),
                     ("escape", InvalidEncoding::Escape),
                 ],
+            ),
+        },
+        route_matching: RouteMatching {
+            case_insensitive: s.choice(
+                "route_case",
+                true,
+                &[("insensitive", true), ("sensitive", false)],
+            ),
+            optional_trailing_slash: s.choice(
+                "route_trailing_slash",
+                true,
+                &[("optional", true), ("exact", false)],
             ),
         },
         hosts: read_hosts(&mut s, "hosts"),

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use crate::config::RouteConfig;
+use crate::config::{RouteConfig, RouteMatching};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Segment {
@@ -22,6 +22,10 @@ pub struct PathPattern {
     text: String,
     /// None: a prefix pattern.
     segments: Option<Vec<Segment>>,
+    /// Literal text compared ignoring ASCII case (`server.route_case`).
+    fold_case: bool,
+    /// A `{name}` pattern also matches with one trailing `/` (`server.route_trailing_slash`).
+    trailing_slash: bool,
 }
 
 /// Values captured by `{name}` segments, in order.
@@ -36,6 +40,8 @@ impl PathPattern {
             return Ok(PathPattern {
                 text: text.to_string(),
                 segments: None,
+                fold_case: false,
+                trailing_slash: false,
             });
         }
         let parts: Vec<&str> = text[1..].split('/').collect();
@@ -63,7 +69,25 @@ impl PathPattern {
         Ok(PathPattern {
             text: text.to_string(),
             segments: Some(segments),
+            fold_case: false,
+            trailing_slash: false,
         })
+    }
+
+    /// The same pattern matching as `[[routes]]` do under `server.route_case` and
+    /// `server.route_trailing_slash` (exact and case-sensitive by default).
+    pub fn with_matching(mut self, m: RouteMatching) -> PathPattern {
+        self.fold_case = m.case_insensitive;
+        self.trailing_slash = m.optional_trailing_slash;
+        self
+    }
+
+    fn same(&self, a: &str, b: &str) -> bool {
+        if self.fold_case {
+            a.eq_ignore_ascii_case(b)
+        } else {
+            a == b
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -100,10 +124,14 @@ impl PathPattern {
     fn walk<'p>(&self, path: &'p str, mut capture: impl FnMut(&str, &'p str)) -> bool {
         let Some(segments) = &self.segments else {
             let prefix = self.text.trim_end_matches('/');
-            return match path.strip_prefix(prefix) {
-                _ if prefix.is_empty() => true,
-                Some(rest) => rest.is_empty() || rest.starts_with('/'),
-                None => false,
+            if prefix.is_empty() {
+                return true;
+            }
+            return match (path.get(..prefix.len()), path.get(prefix.len()..)) {
+                (Some(head), Some(rest)) if self.same(head, prefix) => {
+                    rest.is_empty() || rest.starts_with('/')
+                }
+                _ => false,
             };
         };
         let Some(path) = path.strip_prefix('/') else {
@@ -120,14 +148,15 @@ impl PathPattern {
             }
             let part = path[offset..].split('/').next().unwrap_or("");
             match seg {
-                Segment::Literal(l) if part == l => {}
+                Segment::Literal(l) if self.same(part, l) => {}
                 Segment::Param(name) if !part.is_empty() => capture(name, part),
                 _ => return false,
             }
             offset += part.len() + 1;
         }
-        // Every segment consumed exactly the path.
+        // Every segment consumed exactly the path (or all but one trailing '/').
         offset == path.len() + 1
+            || (self.trailing_slash && offset == path.len() && path.ends_with('/'))
     }
 
     /// Fills `{name}` segments from params; None when a parameter is missing.
@@ -201,15 +230,16 @@ pub struct Router {
 
 impl Router {
     /// Compiles validated route configs (validation has already named bad keys).
-    pub fn new(configs: &[RouteConfig]) -> Result<Router, String> {
+    pub fn new(configs: &[RouteConfig], matching: RouteMatching) -> Result<Router, String> {
         let mut routes = Vec::with_capacity(configs.len());
         for (index, config) in configs.iter().enumerate() {
             let pattern = PathPattern::parse(&config.path)
-                .map_err(|e| format!("routes[{index}].path: {e}"))?;
+                .map_err(|e| format!("routes[{index}].path: {e}"))?
+                .with_matching(matching);
             let invalidate_on = config
                 .invalidate_on
                 .iter()
-                .map(|s| parse_invalidate_on(s))
+                .map(|s| parse_invalidate_on(s).map(|(m, p)| (m, p.with_matching(matching))))
                 .collect::<Result<_, _>>()
                 .map_err(|e| format!("routes[{index}].invalidate_on: {e}"))?;
             routes.push(Arc::new(Route {
@@ -306,12 +336,37 @@ mod tests {
     }
 
     #[test]
+    fn routes_match_the_way_origin_frameworks_route() {
+        let lenient = RouteMatching {
+            case_insensitive: true,
+            optional_trailing_slash: true,
+        };
+        let p = PathPattern::parse("/api/participants/{id}")
+            .unwrap()
+            .with_matching(lenient);
+        assert_eq!(p.matches("/API/Participants/7").unwrap()[0].1, "7");
+        assert_eq!(p.matches("/api/participants/7/").unwrap()[0].1, "7");
+        assert!(p.matches("/api/participants/7//").is_none());
+        assert!(p.matches("/api/participants/").is_none());
+        let prefix = PathPattern::parse("/api/me")
+            .unwrap()
+            .with_matching(lenient);
+        assert!(prefix.is_match("/API/ME"));
+        assert!(prefix.is_match("/api/Me/x"));
+        assert!(!prefix.is_match("/api/mex"));
+        assert!(!prefix.is_match("/api/m\u{e9}"));
+        let strict = PathPattern::parse("/api/participants/{id}").unwrap();
+        assert!(strict.matches("/API/participants/7").is_none());
+        assert!(strict.matches("/api/participants/7/").is_none());
+    }
+
+    #[test]
     fn invalidate_on_substitutes_params() {
         let cfg = RouteConfig {
             invalidate_on: vec!["POST /api/participants/{id}/check-in".into()],
             ..RouteConfig::new("/api/participants/{id}")
         };
-        let router = Router::new(&[cfg]).unwrap();
+        let router = Router::new(&[cfg], RouteMatching::default()).unwrap();
         let inv = router.invalidations_for(&http::Method::POST, "/api/participants/9/check-in");
         assert_eq!(inv.len(), 1);
         assert_eq!(inv[0].1, "/api/participants/9");

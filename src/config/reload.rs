@@ -26,7 +26,7 @@ pub struct Runtime {
 
 impl Runtime {
     pub fn new(config: Config, metrics: &Arc<Metrics>) -> Result<Runtime, String> {
-        let router = Router::new(&config.routes)?;
+        let router = Router::new(&config.routes, config.server.route_matching)?;
         let verifier = if config.auth.has_keys() {
             let m = metrics.clone();
             let opts = VerifierOptions {

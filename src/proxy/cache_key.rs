@@ -68,10 +68,13 @@ mod tests {
         h.insert(header::HOST, HeaderValue::from_static("app.example"));
         h.insert("accept-language", HeaderValue::from_static("EN,  fr"));
         let uri: Uri = "/p/A?x=1".parse().unwrap();
-        let route = crate::routes::Router::new(&[crate::config::RouteConfig {
-            vary: vec!["accept-language".into()],
-            ..crate::config::RouteConfig::new("/p")
-        }])
+        let route = crate::routes::Router::new(
+            &[crate::config::RouteConfig {
+                vary: vec!["accept-language".into()],
+                ..crate::config::RouteConfig::new("/p")
+            }],
+            Default::default(),
+        )
         .unwrap();
         let r = route.routes()[0].clone();
         let k = for_request(&uri, &h, Some(&r), None);

@@ -365,3 +365,50 @@ both_stores!(
         gh.shutdown().await;
     }
 );
+
+both_stores!(
+    case_and_trailing_slash_variants_meet_the_route_the_framework_would_use,
+    |store: TestStore| async move {
+        let origin = TestOrigin::start(|s| Reply::ok(format!("page for {}", s.path))).await;
+        let text = format!(
+            "{}\n{}\n[[routes]]\npath = \"/api/participants/{{id}}\"\nauth = \"required\"\n\n[[routes]]\npath = \"/api/me\"\nauth = \"required\"\n\n[[routes]]\npath = \"/\"\nttl = \"10m\"\n",
+            store.toml(&prefix("sec-case")),
+            auth_toml("")
+        );
+        let gh = Gatehouse::start(&text, &origin).await;
+        // Express, NestJS and Spring route all of these to the protected handlers.
+        for spelling in [
+            "/API/ME",
+            "/Api/Me/",
+            "/api/participants/7/",
+            "/API/Participants/7",
+            "/api/PARTICIPANTS/%37/",
+        ] {
+            let r = get_raw(gh.proxy, spelling, "Host: app.example\r\n")
+                .await
+                .unwrap();
+            assert_eq!(r.status, 401, "{spelling} walked past auth");
+        }
+        assert_eq!(origin.total(), 0);
+        gh.shutdown().await;
+
+        // An operator whose origin routes exactly can say so.
+        let text = format!(
+            "{}\n{}\n[server]\nroute_case = \"sensitive\"\nroute_trailing_slash = \"exact\"\n[[routes]]\npath = \"/api/participants/{{id}}\"\nauth = \"required\"\n",
+            store.toml(&prefix("sec-case-exact")),
+            auth_toml("")
+        );
+        let gh = Gatehouse::start(&text, &origin).await;
+        for spelling in ["/API/participants/7", "/api/participants/7/"] {
+            let r = get_raw(gh.proxy, spelling, "Host: app.example\r\n")
+                .await
+                .unwrap();
+            assert_eq!(r.status, 200, "{spelling}");
+        }
+        let r = get_raw(gh.proxy, "/api/participants/7", "Host: app.example\r\n")
+            .await
+            .unwrap();
+        assert_eq!(r.status, 401);
+        gh.shutdown().await;
+    }
+);
