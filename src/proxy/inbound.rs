@@ -23,7 +23,7 @@ use std::borrow::Cow;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
-use http::{Method, Request, StatusCode, Uri, Version};
+use http::{Request, StatusCode, Uri, Version};
 
 use super::origin::HOP_BY_HOP;
 use crate::config::Config;
@@ -68,11 +68,9 @@ pub fn canonicalize<B>(
     };
     let uri = req.uri();
     let path = uri.path();
-    let canonical_path = if path == "*" && req.method() == Method::OPTIONS {
-        Cow::Borrowed(path)
-    } else {
-        target::canonical_path(path, &config.server.path).map_err(path_error)?
-    };
+    // Only origin-form targets are proxied: `*` (OPTIONS) and authority-form
+    // (CONNECT) name no resource of the origin's.
+    let canonical_path = target::canonical_path(path, &config.server.path).map_err(path_error)?;
     let query = match uri.query() {
         Some(q) if !q.is_empty() => {
             Some(target::canonical_query(q, &config.server.path).map_err(path_error)?)

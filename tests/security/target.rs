@@ -277,14 +277,27 @@ both_stores!(
             ("/\u{e9}%", "invalid-encoding"),
             ("/%\u{e9}", "invalid-encoding"),
             ("/x?q=%g1", "invalid-encoding"),
+            ("*", "not-origin-form"),
         ] {
-            let r = get_raw(gh.proxy, target, "Host: app.example\r\n")
+            let method = if target == "*" { "OPTIONS" } else { "GET" };
+            let req = format!(
+                "{method} {target} HTTP/1.1\r\nHost: app.example\r\nConnection: close\r\n\r\n"
+            );
+            let r = raw(gh.proxy, req.as_bytes())
                 .await
                 .unwrap_or_else(|| panic!("{target}: the connection closed without an answer"));
             assert_eq!(r.status, 400, "{target}");
             assert_eq!(r.json()["error"], "INVALID_PATH", "{target}");
             assert_eq!(r.json()["reason"], reason, "{target}");
         }
+        // CONNECT (authority-form) names no resource of the origin's.
+        let r = raw(
+            gh.proxy,
+            b"CONNECT internal.example:22 HTTP/1.1\r\nHost: internal.example:22\r\n\r\n",
+        )
+        .await
+        .expect("CONNECT answered");
+        assert_eq!(r.status, 400);
         assert_eq!(origin.total(), 0);
         assert!(
             gh.metric("gatehouse_request_rejections_total{reason=\"encoded-slash\"}")
