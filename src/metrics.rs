@@ -10,6 +10,9 @@ use prometheus::{
 /// The `result` labels of `gatehouse_cache_lookups_total`.
 pub const LOOKUP_RESULTS: &[&str] = &["hit", "negative_hit", "miss", "vary_miss", "error"];
 
+/// The `listener` labels of the `gatehouse_connections_*` metrics.
+pub const LISTENERS: &[&str] = &["proxy", "api", "admin"];
+
 pub struct Metrics {
     registry: Registry,
     pub requests_total: IntCounterVec,
@@ -38,6 +41,7 @@ pub struct Metrics {
     pub purges_total: IntCounterVec,
     pub config_reloads_total: IntCounterVec,
     pub subscription_up: IntGauge,
+    pub connections_closed_total: IntCounterVec,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -222,6 +226,12 @@ impl Metrics {
                 "gatehouse_store_subscription_up",
                 "1 while the store invalidation subscription is live",
             ),
+            connections_closed_total: counter_vec(
+                &r,
+                "gatehouse_connections_closed_total",
+                "Client connections closed by gatehouse, by listener (proxy, api, admin) and reason (header_read_timeout, idle_timeout)",
+                &["listener", "reason"],
+            ),
             registry: r,
         };
         m.init_series();
@@ -247,6 +257,12 @@ impl Metrics {
         }
         for kind in ["urls", "tags", "prefix"] {
             self.purges_total.with_label_values(&[kind]);
+        }
+        for listener in LISTENERS {
+            for reason in ["header_read_timeout", "idle_timeout"] {
+                self.connections_closed_total
+                    .with_label_values(&[listener, reason]);
+            }
         }
     }
 
