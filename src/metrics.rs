@@ -3,8 +3,8 @@
 //! (API.md §5); every name starts with `gatehouse_`.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// The `result` labels of `gatehouse_cache_lookups_total`.
@@ -41,6 +41,8 @@ pub struct Metrics {
     pub purges_total: IntCounterVec,
     pub config_reloads_total: IntCounterVec,
     pub subscription_up: IntGauge,
+    pub connections_open: IntGaugeVec,
+    pub connections_rejected_total: IntCounterVec,
     pub connections_closed_total: IntCounterVec,
 }
 
@@ -54,6 +56,12 @@ fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
     let c = IntCounter::new(name, help).expect("valid metric");
     r.register(Box::new(c.clone())).expect("unique metric");
     c
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("unique metric");
+    g
 }
 
 fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
@@ -226,6 +234,18 @@ impl Metrics {
                 "gatehouse_store_subscription_up",
                 "1 while the store invalidation subscription is live",
             ),
+            connections_open: gauge_vec(
+                &r,
+                "gatehouse_connections_open",
+                "Open client connections by listener (proxy, api, admin)",
+                &["listener"],
+            ),
+            connections_rejected_total: counter_vec(
+                &r,
+                "gatehouse_connections_rejected_total",
+                "Client connections closed as soon as accepted, by listener (proxy, api, admin) and reason (max_connections)",
+                &["listener", "reason"],
+            ),
             connections_closed_total: counter_vec(
                 &r,
                 "gatehouse_connections_closed_total",
@@ -259,6 +279,9 @@ impl Metrics {
             self.purges_total.with_label_values(&[kind]);
         }
         for listener in LISTENERS {
+            self.connections_open.with_label_values(&[listener]);
+            self.connections_rejected_total
+                .with_label_values(&[listener, "max_connections"]);
             for reason in ["header_read_timeout", "idle_timeout"] {
                 self.connections_closed_total
                     .with_label_values(&[listener, reason]);

@@ -3,6 +3,8 @@
 //! decided by the handler given to `serve`.
 //!
 //! Limits, per listener (`Limits`, from `[server]`):
+//! - `max_connections`: a connection accepted while that many are open is closed at
+//!   once (counted in `gatehouse_connections_rejected_total`);
 //! - `header_read_timeout`: a new connection must deliver its TLS handshake and first
 //!   request head within it from accept, and a later HTTP/1 head within it from its
 //!   first byte; `idle_timeout`: a connection with no request in flight and no byte
@@ -16,6 +18,7 @@ pub mod tls;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +27,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use prometheus::IntCounter;
+use prometheus::{IntCounter, IntGauge};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -48,6 +51,7 @@ pub struct Limits {
     pub max_header_bytes: usize,
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
+    pub max_connections: usize,
 }
 
 impl Limits {
@@ -56,6 +60,7 @@ impl Limits {
             max_header_bytes: s.max_header_bytes as usize,
             header_read_timeout: s.header_read_timeout,
             idle_timeout: s.idle_timeout,
+            max_connections: s.max_connections as usize,
         }
     }
 }
@@ -68,6 +73,7 @@ impl Default for Limits {
             max_header_bytes: c::DEFAULT_MAX_HEADER_BYTES as usize,
             header_read_timeout: c::DEFAULT_HEADER_READ_TIMEOUT,
             idle_timeout: c::DEFAULT_IDLE_TIMEOUT,
+            max_connections: c::DEFAULT_MAX_CONNECTIONS as usize,
         }
     }
 }
@@ -75,6 +81,8 @@ impl Default for Limits {
 /// One listener's connection series, resolved once.
 #[derive(Clone)]
 struct Counters {
+    open: IntGauge,
+    rejected: IntCounter,
     closed_header_read: IntCounter,
     closed_idle: IntCounter,
 }
@@ -83,6 +91,10 @@ impl Counters {
     fn new(name: &str, metrics: Option<&Metrics>) -> Counters {
         match metrics {
             Some(m) => Counters {
+                open: m.connections_open.with_label_values(&[name]),
+                rejected: m
+                    .connections_rejected_total
+                    .with_label_values(&[name, "max_connections"]),
                 closed_header_read: m
                     .connections_closed_total
                     .with_label_values(&[name, Closed::HeaderReadTimeout.label()]),
@@ -95,6 +107,8 @@ impl Counters {
             None => {
                 let c = || IntCounter::new("unregistered", "-").expect("valid metric");
                 Counters {
+                    open: IntGauge::new("unregistered", "-").expect("valid metric"),
+                    rejected: c(),
                     closed_header_read: c(),
                     closed_idle: c(),
                 }
@@ -107,6 +121,19 @@ impl Counters {
             Closed::HeaderReadTimeout => &self.closed_header_read,
             Closed::IdleTimeout => &self.closed_idle,
         }
+    }
+}
+
+/// An open connection's place under `max_connections`, given back on drop.
+struct Slot {
+    open: Arc<AtomicUsize>,
+    gauge: IntGauge,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+        self.gauge.dec();
     }
 }
 
@@ -142,6 +169,7 @@ pub fn serve<H: Handler>(
             .timer(hyper_util::rt::TokioTimer::new());
         let builder = Arc::new(builder);
         let graceful = GracefulShutdown::new();
+        let open = Arc::new(AtomicUsize::new(0));
         loop {
             let accepted = tokio::select! {
                 a = listener.accept() => a,
@@ -155,6 +183,19 @@ pub fn serve<H: Handler>(
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
+            };
+            if open.load(Ordering::Relaxed) >= limits.max_connections {
+                // Envoy's overflow: close at once rather than queue.
+                counters.rejected.inc();
+                tracing::debug!(listener = name, %peer, "max_connections reached; connection closed");
+                drop(stream);
+                continue;
+            }
+            open.fetch_add(1, Ordering::Relaxed);
+            counters.open.inc();
+            let slot = Slot {
+                open: open.clone(),
+                gauge: counters.open.clone(),
             };
             let _ = stream.set_nodelay(true);
             let conn = Conn::new(limits.header_read_timeout, limits.idle_timeout);
@@ -173,6 +214,7 @@ pub fn serve<H: Handler>(
             let watcher = graceful.watcher();
             let counters = counters.clone();
             tokio::spawn(async move {
+                let _slot = slot;
                 let serve = async {
                     let result = match tls {
                         None => {

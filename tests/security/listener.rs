@@ -1,7 +1,7 @@
 //! Listener limits against raw sockets: silent and slow connections (HTTP/1.1, h2c,
 //! TLS) are closed after `server.header_read_timeout`, idle ones after
 //! `server.idle_timeout` — but never a request waiting on a slow origin or a response
-//! still streaming.
+//! still streaming — and a connection over `server.max_connections` is closed at once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -439,5 +439,53 @@ async fn tls_handshake_and_first_head_are_bounded_by_header_read_timeout() {
         metric(&gh, &closed_series("header_read_timeout")).await,
         2.0
     );
+    gh.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_over_max_connections_is_closed_at_once_and_counted() {
+    let origin = TestOrigin::start(|_| Reply::ok("served")).await;
+    // Long clocks: only the connection cap closes anything here.
+    let limits =
+        "[server]\nmax_connections = 3\nheader_read_timeout = \"10s\"\nidle_timeout = \"20s\"\n";
+    let gh = Gatehouse::start(&config_text("max-conns", limits), &origin).await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut tcp = TcpStream::connect(gh.proxy).await.unwrap();
+        let (status, body) = get_on(&mut tcp, "/held").await;
+        assert!(status.starts_with("http/1.1 200"), "{status}");
+        assert_eq!(body, b"served");
+        held.push(tcp);
+    }
+    let open = "gatehouse_connections_open{listener=\"proxy\"}";
+    let rejected =
+        "gatehouse_connections_rejected_total{listener=\"proxy\",reason=\"max_connections\"}";
+    assert_eq!(metric(&gh, open).await, 3.0);
+
+    let since = Instant::now();
+    let mut fourth = TcpStream::connect(gh.proxy).await.unwrap();
+    let (sent, after) = wait_closed(&mut fourth, since).await;
+    assert!(sent.is_empty());
+    assert!(
+        after < Duration::from_secs(2),
+        "closed at once, not after {after:?}"
+    );
+    assert_eq!(metric(&gh, rejected).await, 1.0);
+    assert_eq!(metric(&gh, open).await, 3.0, "the three held stay open");
+    assert_eq!(origin.total(), 3);
+
+    // One closes; its place is given back and a new connection is served.
+    drop(held.pop());
+    assert!(
+        eventually(BOUND, || async { metric(&gh, open).await == 2.0 }).await,
+        "the closed connection's place was given back"
+    );
+    let mut next = TcpStream::connect(gh.proxy).await.unwrap();
+    let (status, body) = get_on(&mut next, "/after").await;
+    assert!(status.starts_with("http/1.1 200"), "{status}");
+    assert_eq!(body, b"served");
+    let (status, _) = get_on(&mut held[0], "/still").await;
+    assert!(status.starts_with("http/1.1 200"), "{status}");
+    assert_eq!(metric(&gh, rejected).await, 1.0);
     gh.shutdown().await;
 }
