@@ -128,7 +128,7 @@ impl Metrics {
             origin_requests_total: counter_vec(
                 &r,
                 "gatehouse_origin_requests_total",
-                "Requests sent to the origin by result (ok, error, timeout, unreachable)",
+                "Requests sent to the origin by result (ok, timeout, unreachable, body_error, client_body_error)",
                 &["result"],
             ),
             coalesced_requests_total: counter(
@@ -266,7 +266,13 @@ impl Metrics {
                 self.cache_lookups_total.with_label_values(&[tier, result]);
             }
         }
-        for result in ["ok", "timeout", "unreachable", "body_error"] {
+        for result in [
+            "ok",
+            "timeout",
+            "unreachable",
+            "body_error",
+            "client_body_error",
+        ] {
             self.origin_requests_total.with_label_values(&[result]);
         }
         for result in ["ok", "invalid"] {

@@ -1,7 +1,8 @@
 //! Listener limits against raw sockets: silent and slow connections (HTTP/1.1, h2c,
 //! TLS) are closed after `server.header_read_timeout`, idle ones after
 //! `server.idle_timeout` — but never a request waiting on a slow origin or a response
-//! still streaming — and a connection over `server.max_connections` is closed at once.
+//! still streaming — a connection over `server.max_connections` is closed at once, and
+//! a malformed request body is the client's 400, not the origin's 502.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -487,5 +488,48 @@ async fn a_connection_over_max_connections_is_closed_at_once_and_counted() {
     let (status, _) = get_on(&mut held[0], "/still").await;
     assert!(status.starts_with("http/1.1 200"), "{status}");
     assert_eq!(metric(&gh, rejected).await, 1.0);
+    gh.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_chunked_body_is_the_clients_400_not_the_origins_502() {
+    let origin = TestOrigin::start(|_| Reply::status(201, "created")).await;
+    let gh = Gatehouse::start(
+        &config_text(
+            "bad-chunked",
+            "[[routes]]\npath = \"/w\"\nmethods = [\"POST\"]\ncache = false\n",
+        ),
+        &origin,
+    )
+    .await;
+    let mut tcp = TcpStream::connect(gh.proxy).await.unwrap();
+    tcp.write_all(
+        b"POST /w HTTP/1.1\r\nhost: app.example\r\ntransfer-encoding: chunked\r\ncontent-type: text/plain\r\n\r\nzz\r\n",
+    )
+    .await
+    .unwrap();
+    let (status, headers, body) = tokio::time::timeout(BOUND, read_response(&mut tcp))
+        .await
+        .expect("an answer");
+    assert!(status.starts_with("http/1.1 400"), "{status}");
+    assert!(headers.contains("application/json"), "{headers}");
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(json["error"], "BAD_REQUEST", "{json}");
+    assert!(json["message"].as_str().is_some_and(|m| !m.is_empty()));
+    let series = |r: &str| format!("gatehouse_origin_requests_total{{result=\"{r}\"}}");
+    assert_eq!(metric(&gh, &series("client_body_error")).await, 1.0);
+    assert_eq!(metric(&gh, &series("unreachable")).await, 0.0);
+    // The origin never got a complete request it could act on.
+    assert!(origin.seen().iter().all(|s| s.body.is_empty()));
+    // The next client is served normally.
+    let r = gh
+        .client
+        .post(gh.url("/w"))
+        .body("fine")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(origin.last().unwrap().body, "fine");
     gh.shutdown().await;
 }
