@@ -104,9 +104,7 @@ impl App {
         });
 
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let limits = Limits {
-            max_header_bytes: config.server.max_header_bytes as usize,
-        };
+        let limits = Limits::from_config(&config.server);
         let grace = config.server.shutdown_grace;
         let proxy_addr = proxy_listener.local_addr()?;
         let api_addr = api_listener.local_addr()?;
@@ -121,6 +119,7 @@ impl App {
                     tls: config.server.tls.is_some(),
                 }),
                 limits,
+                Some(&state.metrics),
                 shutdown_rx.clone(),
                 grace,
             ),
@@ -132,6 +131,7 @@ impl App {
                     state: state.clone(),
                 }),
                 limits,
+                Some(&state.metrics),
                 shutdown_rx.clone(),
                 grace,
             ),
@@ -143,6 +143,7 @@ impl App {
                     state: state.clone(),
                 }),
                 limits,
+                Some(&state.metrics),
                 shutdown_rx,
                 grace,
             ),

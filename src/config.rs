@@ -24,6 +24,9 @@ pub const DEFAULT_ADMIN_LISTEN: &str = "0.0.0.0:9100";
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_HEADER_BYTES: u64 = 64 << 10;
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 16 << 20;
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_MAX_CONNECTIONS: u64 = 10_000;
 
 pub const DEFAULT_ORIGIN_URL: &str = "http://127.0.0.1:3000";
 pub const DEFAULT_ORIGIN_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -92,6 +95,13 @@ pub struct ServerConfig {
     pub max_header_bytes: u64,
     /// Request bodies larger than this are answered 413 `BODY_TOO_LARGE`.
     pub max_body_bytes: u64,
+    /// A request head (with the TLS handshake, for a new connection counted from
+    /// accept) must be complete within this, or the connection is closed.
+    pub header_read_timeout: Duration,
+    /// A connection with no request in flight and no bytes moving is closed after this.
+    pub idle_timeout: Duration,
+    /// Open connections per listener; a connection accepted beyond it is closed at once.
+    pub max_connections: u64,
     pub tls: Option<TlsConfig>,
     /// What the canonical request target does with ambiguous path spellings.
     pub path: PathPolicy,
@@ -468,6 +478,17 @@ impl Config {
                 "server.max_header_bytes",
                 "must be at least 8KiB (HTTP/1 needs room for a request line)".into(),
             );
+        }
+        for (key, d) in [
+            ("server.header_read_timeout", s.header_read_timeout),
+            ("server.idle_timeout", s.idle_timeout),
+        ] {
+            if d.is_zero() {
+                err(key, "must be greater than 0s".into());
+            }
+        }
+        if s.max_connections == 0 {
+            err("server.max_connections", "must be at least 1".into());
         }
         if let Some(tls) = &s.tls {
             for (key, path) in [("server.tls.cert", &tls.cert), ("server.tls.key", &tls.key)] {
@@ -976,6 +997,9 @@ fn read(
         drain_delay: s.duration("drain_delay", Duration::ZERO),
         max_header_bytes: s.size("max_header_bytes", DEFAULT_MAX_HEADER_BYTES),
         max_body_bytes: s.size("max_body_bytes", DEFAULT_MAX_BODY_BYTES),
+        header_read_timeout: s.duration("header_read_timeout", DEFAULT_HEADER_READ_TIMEOUT),
+        idle_timeout: s.duration("idle_timeout", DEFAULT_IDLE_TIMEOUT),
+        max_connections: s.u64("max_connections", DEFAULT_MAX_CONNECTIONS),
         tls: s.sub("tls", |t| {
             let cert = t.opt_string("cert");
             let key = t.opt_string("key");
@@ -1456,6 +1480,29 @@ mod tests {
         assert!(keys.contains(&"locks.bogus"), "{errs:?}");
         let errs = Config::from_toml_str("[locks]\nmax_ttl = \"0s\"\n", &env(&[])).unwrap_err();
         assert_eq!(errs[0].key, "locks.max_ttl");
+    }
+
+    #[test]
+    fn listener_limits_default_and_validate_naming_the_key() {
+        let c = Config::from_toml_str("", &env(&[])).unwrap();
+        assert_eq!(c.server.header_read_timeout, DEFAULT_HEADER_READ_TIMEOUT);
+        assert_eq!(c.server.idle_timeout, DEFAULT_IDLE_TIMEOUT);
+        assert_eq!(c.server.max_connections, DEFAULT_MAX_CONNECTIONS);
+        let errs = Config::from_toml_str(
+            "[server]\nheader_read_timeout = \"0s\"\nidle_timeout = \"0s\"\nmax_connections = 0\n",
+            &env(&[]),
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "server.header_read_timeout",
+                "server.idle_timeout",
+                "server.max_connections"
+            ],
+            "{errs:?}"
+        );
     }
 
     #[test]

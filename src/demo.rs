@@ -368,9 +368,8 @@ fn spawn_server(
         listener,
         None,
         Arc::new(DemoHandler::default()),
-        Limits {
-            max_header_bytes: crate::config::DEFAULT_MAX_HEADER_BYTES as usize,
-        },
+        Limits::default(),
+        None,
         shutdown,
         ORIGIN_GRACE,
     )

@@ -81,6 +81,16 @@ impl Error {
         .with_field("field", field)
     }
 
+    /// 400 `BAD_REQUEST`: the request body could not be read to its end.
+    pub fn bad_request_body() -> Error {
+        Error::new(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            "the request body is malformed or was cut short",
+            Source::Client,
+        )
+    }
+
     pub fn not_found(code: &'static str, message: impl Into<String>) -> Error {
         Error::new(StatusCode::NOT_FOUND, code, message, Source::Client)
     }

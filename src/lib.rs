@@ -10,7 +10,7 @@
 //! | [`routes`] | `[[routes]]` compiled to path patterns (and host lists); first match wins |
 //! | [`error`] | the one error type per HTTP boundary and its single mapping to a JSON answer |
 //! | [`body`] | the boxed streaming body every listener uses |
-//! | [`server`] | transport only: accept loop, HTTP/1.1 + h2c, TLS, graceful drain |
+//! | [`server`] | transport only: accept loop, HTTP/1.1 + h2c, TLS, connection limits, graceful drain |
 //! | [`proxy`] | THE request path, one file per step, in call order |
 //! | [`auth`] | JWT verification (pinned algorithms, PEM / JWKS keys, leeway, aud any-match), token extraction, verified-token cache |
 //! | [`cache`] | L1 (moka) over L2 (store), `Entry` with an explicit `Negative` variant, coalescing |

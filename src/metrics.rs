@@ -3,12 +3,15 @@
 //! (API.md §5); every name starts with `gatehouse_`.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// The `result` labels of `gatehouse_cache_lookups_total`.
 pub const LOOKUP_RESULTS: &[&str] = &["hit", "negative_hit", "miss", "vary_miss", "error"];
+
+/// The `listener` labels of the `gatehouse_connections_*` metrics.
+pub const LISTENERS: &[&str] = &["proxy", "api", "admin"];
 
 pub struct Metrics {
     registry: Registry,
@@ -39,6 +42,9 @@ pub struct Metrics {
     pub purges_total: IntCounterVec,
     pub config_reloads_total: IntCounterVec,
     pub subscription_up: IntGauge,
+    pub connections_open: IntGaugeVec,
+    pub connections_rejected_total: IntCounterVec,
+    pub connections_closed_total: IntCounterVec,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -51,6 +57,12 @@ fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
     let c = IntCounter::new(name, help).expect("valid metric");
     r.register(Box::new(c.clone())).expect("unique metric");
     c
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("unique metric");
+    g
 }
 
 fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
@@ -123,7 +135,7 @@ impl Metrics {
             origin_requests_total: counter_vec(
                 &r,
                 "gatehouse_origin_requests_total",
-                "Requests sent to the origin by result (ok, error, timeout, unreachable)",
+                "Requests sent to the origin by result (ok, timeout, unreachable, body_error, client_body_error)",
                 &["result"],
             ),
             coalesced_requests_total: counter(
@@ -229,6 +241,24 @@ impl Metrics {
                 "gatehouse_store_subscription_up",
                 "1 while the store invalidation subscription is live",
             ),
+            connections_open: gauge_vec(
+                &r,
+                "gatehouse_connections_open",
+                "Open client connections by listener (proxy, api, admin)",
+                &["listener"],
+            ),
+            connections_rejected_total: counter_vec(
+                &r,
+                "gatehouse_connections_rejected_total",
+                "Client connections closed as soon as accepted, by listener (proxy, api, admin) and reason (max_connections)",
+                &["listener", "reason"],
+            ),
+            connections_closed_total: counter_vec(
+                &r,
+                "gatehouse_connections_closed_total",
+                "Client connections closed by gatehouse, by listener (proxy, api, admin) and reason (header_read_timeout, idle_timeout)",
+                &["listener", "reason"],
+            ),
             registry: r,
         };
         m.init_series();
@@ -243,7 +273,13 @@ impl Metrics {
                 self.cache_lookups_total.with_label_values(&[tier, result]);
             }
         }
-        for result in ["ok", "timeout", "unreachable", "body_error"] {
+        for result in [
+            "ok",
+            "timeout",
+            "unreachable",
+            "body_error",
+            "client_body_error",
+        ] {
             self.origin_requests_total.with_label_values(&[result]);
         }
         for result in ["ok", "invalid"] {
@@ -254,6 +290,15 @@ impl Metrics {
         }
         for kind in ["urls", "tags", "prefix"] {
             self.purges_total.with_label_values(&[kind]);
+        }
+        for listener in LISTENERS {
+            self.connections_open.with_label_values(&[listener]);
+            self.connections_rejected_total
+                .with_label_values(&[listener, "max_connections"]);
+            for reason in ["header_read_timeout", "idle_timeout"] {
+                self.connections_closed_total
+                    .with_label_values(&[listener, reason]);
+            }
         }
     }
 

@@ -10,6 +10,8 @@ mod coalescing;
 mod headers;
 #[path = "security/host.rs"]
 mod host;
+#[path = "security/listener.rs"]
+mod listener;
 #[path = "security/props.rs"]
 mod props;
 #[path = "security/target.rs"]

@@ -16,7 +16,7 @@ use http::request::Parts;
 use std::time::Duration;
 
 use http::{header, HeaderMap, Method, Request, Response, StatusCode};
-use http_body_util::{BodyStream, StreamBody};
+use http_body_util::{BodyExt, BodyStream, StreamBody};
 use hyper::body::{Frame, Incoming};
 
 use super::authorize::Authorized;
@@ -62,6 +62,9 @@ pub async fn pass(
     let version = req.version();
     let (mut parts, incoming) = req.into_parts();
     origin::prepare_request(&mut parts.headers, version, &parts.uri, peer, tls);
+    // The client's body errors are marked as the client's, so a malformed or cut body
+    // is answered 400 rather than blamed on the origin.
+    let incoming = incoming.map_err(origin::ClientBodyError);
     let limited = http_body_util::Limited::new(incoming, max_body as usize);
     let out = Request::from_parts(parts, body::boxed(limited));
     match state.origin.send(out).await {
@@ -104,6 +107,7 @@ fn origin_label(e: &OriginError) -> &'static str {
         OriginError::Timeout => "timeout",
         OriginError::Unreachable(_) => "unreachable",
         OriginError::BodyTooLarge => "body_too_large",
+        OriginError::ClientBody => "client_body_error",
     }
 }
 

@@ -24,6 +24,26 @@ pub enum OriginError {
     Timeout,
     /// The client's body went past `server.max_body_bytes` while being streamed.
     BodyTooLarge,
+    /// The client's body failed while being streamed (malformed chunked encoding, cut
+    /// short): 400 `BAD_REQUEST`, the client's fault, not the origin's.
+    ClientBody,
+}
+
+/// The error a client's request body gives when it cannot be read to its end; `send`
+/// finds it in the origin client's error chain.
+#[derive(Debug)]
+pub struct ClientBodyError(pub hyper::Error);
+
+impl std::fmt::Display for ClientBodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the client's request body failed: {}", self.0)
+    }
+}
+
+impl std::error::Error for ClientBodyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
 }
 
 impl OriginError {
@@ -37,6 +57,7 @@ impl OriginError {
                 "the request body is larger than server.max_body_bytes",
                 crate::error::Source::Client,
             ),
+            OriginError::ClientBody => crate::error::Error::bad_request_body(),
         }
     }
 }
@@ -104,6 +125,9 @@ impl Origin {
                 while let Some(err) = src {
                     if err.is::<http_body_util::LengthLimitError>() {
                         return Err(OriginError::BodyTooLarge);
+                    }
+                    if err.is::<ClientBodyError>() {
+                        return Err(OriginError::ClientBody);
                     }
                     src = err.source();
                 }

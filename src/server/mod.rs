@@ -1,12 +1,24 @@
 //! Transport only: the accept loop, HTTP/1.1 and HTTP/2 (h2c, or ALPN over TLS) on
-//! each connection, request-head limits, and graceful drain. What a request means is
+//! each connection, connection limits, and graceful drain. What a request means is
 //! decided by the handler given to `serve`.
+//!
+//! Limits, per listener (`Limits`, from `[server]`):
+//! - `max_connections`: a connection accepted while that many are open is closed at
+//!   once (counted in `gatehouse_connections_rejected_total`);
+//! - `header_read_timeout`: a new connection must deliver its TLS handshake and first
+//!   request head within it from accept, and a later HTTP/1 head within it from its
+//!   first byte; `idle_timeout`: a connection with no request in flight and no byte
+//!   moving either way is closed after it (both in
+//!   `gatehouse_connections_closed_total`, see `conn`);
+//! - `max_header_bytes`: larger request heads are answered 431.
 
+mod conn;
 pub mod tls;
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,10 +27,14 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use prometheus::{IntCounter, IntGauge};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::body::Body;
+use crate::config::ServerConfig;
+use crate::metrics::Metrics;
+use conn::{Closed, Conn, Tracked};
 
 /// What a listener calls for each request.
 pub trait Handler: Send + Sync + 'static {
@@ -33,33 +49,127 @@ pub trait Handler: Send + Sync + 'static {
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
     pub max_header_bytes: usize,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+}
+
+impl Limits {
+    pub fn from_config(s: &ServerConfig) -> Limits {
+        Limits {
+            max_header_bytes: s.max_header_bytes as usize,
+            header_read_timeout: s.header_read_timeout,
+            idle_timeout: s.idle_timeout,
+            max_connections: s.max_connections as usize,
+        }
+    }
+}
+
+impl Default for Limits {
+    /// The `[server]` defaults.
+    fn default() -> Limits {
+        use crate::config as c;
+        Limits {
+            max_header_bytes: c::DEFAULT_MAX_HEADER_BYTES as usize,
+            header_read_timeout: c::DEFAULT_HEADER_READ_TIMEOUT,
+            idle_timeout: c::DEFAULT_IDLE_TIMEOUT,
+            max_connections: c::DEFAULT_MAX_CONNECTIONS as usize,
+        }
+    }
+}
+
+/// One listener's connection series, resolved once.
+#[derive(Clone)]
+struct Counters {
+    open: IntGauge,
+    rejected: IntCounter,
+    closed_header_read: IntCounter,
+    closed_idle: IntCounter,
+}
+
+impl Counters {
+    fn new(name: &str, metrics: Option<&Metrics>) -> Counters {
+        match metrics {
+            Some(m) => Counters {
+                open: m.connections_open.with_label_values(&[name]),
+                rejected: m
+                    .connections_rejected_total
+                    .with_label_values(&[name, "max_connections"]),
+                closed_header_read: m
+                    .connections_closed_total
+                    .with_label_values(&[name, Closed::HeaderReadTimeout.label()]),
+                closed_idle: m
+                    .connections_closed_total
+                    .with_label_values(&[name, Closed::IdleTimeout.label()]),
+            },
+            // A listener outside the app (the demo origin) counts on collectors no
+            // registry renders.
+            None => {
+                let c = || IntCounter::new("unregistered", "-").expect("valid metric");
+                Counters {
+                    open: IntGauge::new("unregistered", "-").expect("valid metric"),
+                    rejected: c(),
+                    closed_header_read: c(),
+                    closed_idle: c(),
+                }
+            }
+        }
+    }
+
+    fn closed(&self, why: Closed) -> &IntCounter {
+        match why {
+            Closed::HeaderReadTimeout => &self.closed_header_read,
+            Closed::IdleTimeout => &self.closed_idle,
+        }
+    }
+}
+
+/// An open connection's place under `max_connections`, given back on drop.
+struct Slot {
+    open: Arc<AtomicUsize>,
+    gauge: IntGauge,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+        self.gauge.dec();
+    }
 }
 
 /// Serves `listener` until `shutdown` turns true, then stops accepting and lets the
 /// in-flight requests finish for at most `grace`. The returned task ends when every
-/// connection is closed or the grace has run out.
+/// connection is closed or the grace has run out. `metrics` (None outside the app)
+/// receives the `gatehouse_connections_*` series under `listener = name`.
+#[allow(clippy::too_many_arguments)]
 pub fn serve<H: Handler>(
     name: &'static str,
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     handler: Arc<H>,
     limits: Limits,
+    metrics: Option<&Metrics>,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
 ) -> tokio::task::JoinHandle<()> {
+    let counters = Counters::new(name, metrics);
     tokio::spawn(async move {
         let mut builder = auto::Builder::new(TokioExecutor::new());
+        // hyper's own header timer starts when it begins to parse, after the
+        // version detection has waited for the first bytes, and restarts as soon as
+        // a keep-alive connection goes idle: `conn` keeps both clocks instead.
         builder
             .http1()
             .max_buf_size(limits.max_header_bytes.max(8192))
             .timer(hyper_util::rt::TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(30));
+            .header_read_timeout(None);
         builder
             .http2()
             .max_header_list_size(limits.max_header_bytes as u32)
             .timer(hyper_util::rt::TokioTimer::new());
         let builder = Arc::new(builder);
         let graceful = GracefulShutdown::new();
+        let open = Arc::new(AtomicUsize::new(0));
         loop {
             let accepted = tokio::select! {
                 a = listener.accept() => a,
@@ -74,51 +184,76 @@ pub fn serve<H: Handler>(
                     continue;
                 }
             };
-            let _ = stream.set_nodelay(true);
-            let handler = handler.clone();
-            let service = service_fn(move |req| {
-                let handler = handler.clone();
-                async move { Ok::<_, Infallible>(handler.call(req, peer).await) }
-            });
-            match &tls {
-                None => {
-                    let conn = builder
-                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                        .into_owned();
-                    let conn = graceful.watch(conn);
-                    tokio::spawn(async move {
-                        if let Err(e) = conn.await {
-                            tracing::debug!(listener = name, error = %e, "connection ended with an error");
-                        }
-                    });
-                }
-                Some(acceptor) => {
-                    let acceptor = acceptor.clone();
-                    let builder = builder.clone();
-                    let watcher = graceful.watcher();
-                    tokio::spawn(async move {
-                        let tls_stream = match tokio::time::timeout(
-                            Duration::from_secs(10),
-                            acceptor.accept(stream),
-                        )
-                        .await
-                        {
-                            Ok(Ok(s)) => s,
-                            Ok(Err(e)) => {
-                                tracing::debug!(listener = name, error = %e, "TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => return,
-                        };
-                        let conn = builder
-                            .serve_connection_with_upgrades(TokioIo::new(tls_stream), service)
-                            .into_owned();
-                        if let Err(e) = watcher.watch(conn).await {
-                            tracing::debug!(listener = name, error = %e, "connection ended with an error");
-                        }
-                    });
-                }
+            if open.load(Ordering::Relaxed) >= limits.max_connections {
+                // Envoy's overflow: close at once rather than queue.
+                counters.rejected.inc();
+                tracing::debug!(listener = name, %peer, "max_connections reached; connection closed");
+                drop(stream);
+                continue;
             }
+            open.fetch_add(1, Ordering::Relaxed);
+            counters.open.inc();
+            let slot = Slot {
+                open: open.clone(),
+                gauge: counters.open.clone(),
+            };
+            let _ = stream.set_nodelay(true);
+            let conn = Conn::new(limits.header_read_timeout, limits.idle_timeout);
+            let service = {
+                let handler = handler.clone();
+                let conn = conn.clone();
+                service_fn(move |req: http::Request<Incoming>| {
+                    let handler = handler.clone();
+                    let in_flight = conn.request_started(req.version());
+                    async move { Ok::<_, Infallible>(in_flight.answered(handler.call(req, peer).await)) }
+                })
+            };
+            let io = Tracked::new(stream, conn.clone());
+            let tls = tls.clone();
+            let builder = builder.clone();
+            let watcher = graceful.watcher();
+            let counters = counters.clone();
+            tokio::spawn(async move {
+                let _slot = slot;
+                let serve = async {
+                    let result = match tls {
+                        None => {
+                            let c =
+                                builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+                            watcher.watch(c).await
+                        }
+                        // The handshake runs under the first head's deadline.
+                        Some(acceptor) => {
+                            let tls_stream = match acceptor.accept(io).await {
+                                Ok(s) => s,
+                                Err(e) => {
+                                    tracing::debug!(listener = name, error = %e, "TLS handshake failed");
+                                    return;
+                                }
+                            };
+                            let c = builder
+                                .serve_connection_with_upgrades(TokioIo::new(tls_stream), service);
+                            watcher.watch(c).await
+                        }
+                    };
+                    if let Err(e) = result {
+                        tracing::debug!(listener = name, error = %e, "connection ended with an error");
+                    }
+                };
+                // Counted before the select drops `serve` (and closes the socket), so
+                // whoever sees the close also sees it counted.
+                let watchdog = async {
+                    let why = conn.watchdog().await;
+                    counters.closed(why).inc();
+                    why
+                };
+                tokio::select! {
+                    _ = serve => {}
+                    why = watchdog => {
+                        tracing::debug!(listener = name, %peer, reason = why.label(), "connection closed");
+                    }
+                }
+            });
         }
         drop(listener);
         tokio::select! {
