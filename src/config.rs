@@ -37,6 +37,8 @@ pub const DEFAULT_STORE_COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
 pub const DEFAULT_STORE_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub const DEFAULT_CACHE_MAX_BYTES: u64 = 256 << 20;
+/// The smallest `store.memory_max_bytes` accepted when it is set.
+pub const MIN_STORE_MEMORY_MAX_BYTES: u64 = 1 << 20;
 pub const DEFAULT_CACHE_MAX_OBJECT: u64 = 8 << 20;
 pub const DEFAULT_CACHE_DEFAULT_TTL: Duration = Duration::ZERO;
 pub const DEFAULT_CACHE_NEGATIVE_TTL: Duration = Duration::from_secs(10);
@@ -131,6 +133,11 @@ pub struct StoreConfig {
     pub serve_degraded: bool,
     /// PEM CA bundle that verifies `rediss://` servers (instead of the system roots).
     pub tls_ca_file: Option<PathBuf>,
+    /// The memory backend's bound on what the cache writes (records, tombstones,
+    /// leases, purge indexes), by estimated bytes; oldest writes are evicted beyond
+    /// it. Coordination records are never counted. `store.memory_max_bytes` when set,
+    /// else `cache.max_bytes` (resolved when the config is read).
+    pub memory_max_bytes: u64,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -964,7 +971,19 @@ fn read(
         connect_timeout: s.duration("connect_timeout", DEFAULT_STORE_CONNECT_TIMEOUT),
         serve_degraded: s.bool("serve_degraded", true),
         tls_ca_file: s.opt_string("tls_ca_file").map(PathBuf::from),
+        // Resolved below, once cache.max_bytes is read.
+        memory_max_bytes: 0,
     };
+    let memory_max_bytes = s.opt_size("memory_max_bytes");
+    if memory_max_bytes.is_some_and(|n| n < MIN_STORE_MEMORY_MAX_BYTES) {
+        s.error(
+            "memory_max_bytes",
+            format!(
+                "must be at least {} when set (unset: the same as cache.max_bytes)",
+                format_size(MIN_STORE_MEMORY_MAX_BYTES)
+            ),
+        );
+    }
     s.finish();
 
     let t = take(&mut table, "cache", errors);
@@ -981,6 +1000,10 @@ fn read(
         hit_for_pass_ttl: s.duration("hit_for_pass_ttl", DEFAULT_HIT_FOR_PASS_TTL),
     };
     s.finish();
+    let store = StoreConfig {
+        memory_max_bytes: memory_max_bytes.unwrap_or(cache.max_bytes),
+        ..store
+    };
 
     let routes_value = table.remove("routes");
     known.insert("routes".into());
@@ -1310,6 +1333,26 @@ mod tests {
         assert!(keys.contains(&"locks.bogus"), "{errs:?}");
         let errs = Config::from_toml_str("[locks]\nmax_ttl = \"0s\"\n", &env(&[])).unwrap_err();
         assert_eq!(errs[0].key, "locks.max_ttl");
+    }
+
+    #[test]
+    fn memory_budget_defaults_to_cache_max_bytes_and_is_at_least_1mib() {
+        let c = Config::from_toml_str("", &env(&[])).unwrap();
+        assert_eq!(c.store.memory_max_bytes, DEFAULT_CACHE_MAX_BYTES);
+        let c = Config::from_toml_str("[cache]\nmax_bytes = \"8MiB\"\n", &env(&[])).unwrap();
+        assert_eq!(c.store.memory_max_bytes, 8 << 20);
+        let c = Config::from_toml_str(
+            "[cache]\nmax_bytes = \"8MiB\"\n",
+            &env(&[("GATEHOUSE_STORE_MEMORY_MAX_BYTES", "2MiB")]),
+        )
+        .unwrap();
+        assert_eq!(c.store.memory_max_bytes, 2 << 20);
+        let errs = Config::from_toml_str("[store]\nmemory_max_bytes = \"512KiB\"\n", &env(&[]))
+            .unwrap_err();
+        assert_eq!(errs[0].key, "store.memory_max_bytes", "{errs:?}");
+        let errs =
+            Config::from_toml_str("[store]\nmemory_max_bytes = \"lots\"\n", &env(&[])).unwrap_err();
+        assert_eq!(errs[0].key, "store.memory_max_bytes", "{errs:?}");
     }
 
     #[test]
