@@ -48,6 +48,7 @@ impl AppState {
     pub fn refresh_gauges(&self) {
         self.cache.refresh_gauges(&self.metrics);
         self.metrics.store_up.set(self.store.is_up() as i64);
+        self.store.refresh_gauges();
     }
 }
 
