@@ -1,0 +1,4 @@
+//! The edge-safety suite: each attack sent, with assertions on what the origin saw and what the next client got.
+#[path = "security/memory.rs"]
+mod memory;
+mod support;
