@@ -62,6 +62,9 @@ pub const DEFAULT_LOCKS_MAX_WAIT: Duration = Duration::from_secs(60);
 pub const DEFAULT_LOCKS_MAX_HOLD: Duration = Duration::ZERO;
 pub const DEFAULT_LOCKS_WAIT_POLL: Duration = Duration::from_millis(250);
 
+/// The shortest `api.token` accepted: 256 bits of entropy fit in 32 bytes.
+pub const MIN_API_TOKEN_BYTES: usize = 32;
+
 pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(2);
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 pub const DEFAULT_LOG_FORMAT: &str = "text";
@@ -393,6 +396,26 @@ impl Config {
             if a == b && a.port() != 0 {
                 err(key, format!("{a} is already used by another listener"));
             }
+        }
+        if let Some(token) = &self.api.token {
+            if token.len() < MIN_API_TOKEN_BYTES {
+                err(
+                    "api.token",
+                    format!(
+                        "must be at least {MIN_API_TOKEN_BYTES} bytes (it is {}); e.g. `openssl rand -base64 32`",
+                        token.len()
+                    ),
+                );
+            }
+        }
+        if !s.api_listen.ip().is_loopback() && self.api.token.is_none() {
+            err(
+                "server.api_listen",
+                format!(
+                    "{} binds beyond loopback without api.token; set api.token ({MIN_API_TOKEN_BYTES}+ bytes) or bind 127.0.0.1",
+                    s.api_listen
+                ),
+            );
         }
         if s.max_header_bytes < 8192 {
             err(
@@ -822,6 +845,16 @@ fn apply_env(
         // GATEHOUSE_LOG is the log filter (tracing's EnvFilter syntax), not a key;
         // Kubernetes service links of a Service named gatehouse* are not keys either.
         if rest == "LOG" || is_service_link(rest) {
+            continue;
+        }
+        // An empty value would silently mean "unset" (an empty api.token switches the
+        // api listener's authentication off): refused, so a Secret that rendered
+        // empty is noticed at start rather than in production.
+        if value.is_empty() {
+            errors.push(ConfigError {
+                key: name.clone(),
+                message: "is set but empty; unset it or give it a value".into(),
+            });
             continue;
         }
         let rest = rest.to_ascii_lowercase();

@@ -186,3 +186,57 @@ fn the_readme_config_example_is_valid() {
         panic!("README's config example is invalid: {errs:?}");
     }
 }
+
+fn write(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn check(path: &std::path::Path, env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let out = gatehouse()
+        .args(["check", "--config"])
+        .arg(path)
+        .env_remove("REDIS_URL")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn an_empty_environment_override_is_refused_by_check_and_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "ok.toml", "");
+    let (code, err) = check(&path, &[("GATEHOUSE_API_TOKEN", "")]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("GATEHOUSE_API_TOKEN: is set but empty; unset it or give it a value"),
+        "{err}"
+    );
+    let (code, err) = check(&path, &[("GATEHOUSE_CACHE_MAX_BYTES", "")]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("GATEHOUSE_CACHE_MAX_BYTES"), "{err}");
+    // REDIS_URL is not an override but a fallback: empty, it is unset.
+    let (code, err) = check(&path, &[("REDIS_URL", "")]);
+    assert_eq!(code, Some(0), "{err}");
+
+    let port = support::free_port();
+    let path = write(
+        dir.path(),
+        "run.toml",
+        &format!("[server]\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
+    let out = gatehouse()
+        .args(["run", "--config"])
+        .arg(&path)
+        .env("GATEHOUSE_API_TOKEN", "")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("GATEHOUSE_API_TOKEN"));
+    TcpListener::bind(("127.0.0.1", port)).expect("port still free");
+}

@@ -1,0 +1,107 @@
+//! Config that would silently weaken the edge is refused at start, by `check` and
+//! `run` alike: an empty override that unsets a secret, a guessable api token, an
+//! api listener published without one, a route that an earlier one hides (its auth
+//! never applies), and key files that would only fail once ports are bound.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use gatehouse::Config;
+
+use super::support::*;
+
+fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
+/// The keys of the problems a config text has (none: it is accepted).
+fn problems(text: &str, vars: &[(&str, &str)]) -> Vec<String> {
+    match Config::from_toml_str(text, &env(vars)) {
+        Ok(_) => Vec::new(),
+        Err(errs) => errs.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+fn gatehouse() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+    c.env_remove("REDIS_URL");
+    c
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+const TOKEN_32: &str = "0123456789abcdef0123456789abcdef";
+
+#[test]
+fn an_empty_api_token_in_the_environment_does_not_switch_api_auth_off() {
+    let p = problems("", &[("GATEHOUSE_API_TOKEN", "")]);
+    assert_eq!(
+        p,
+        ["GATEHOUSE_API_TOKEN: is set but empty; unset it or give it a value"]
+    );
+    // `run` stops before the api listener exists.
+    let dir = tempfile::tempdir().unwrap();
+    let api = free_port();
+    let path = write(
+        dir.path(),
+        "api.toml",
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\napi_listen = \"127.0.0.1:{api}\"\n"
+        ),
+    );
+    let out = gatehouse()
+        .args(["run", "--config"])
+        .arg(&path)
+        .env("GATEHOUSE_API_TOKEN", "")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("GATEHOUSE_API_TOKEN: is set but empty"));
+    TcpListener::bind(("127.0.0.1", api)).expect("the api port was never bound");
+}
+
+#[test]
+fn a_short_api_token_is_refused() {
+    for token in ["x", "changeme", &TOKEN_32[1..]] {
+        let text = format!("[api]\ntoken = \"{token}\"\n");
+        let p = problems(&text, &[]);
+        assert_eq!(p.len(), 1, "{token:?}: {p:?}");
+        assert!(
+            p[0].starts_with("api.token: must be at least 32 bytes"),
+            "{p:?}"
+        );
+        let p = problems("", &[("GATEHOUSE_API_TOKEN", token)]);
+        assert!(p[0].starts_with("api.token: "), "{p:?}");
+    }
+    assert!(problems(&format!("[api]\ntoken = \"{TOKEN_32}\"\n"), &[]).is_empty());
+}
+
+#[test]
+fn an_api_listener_beyond_loopback_needs_a_token() {
+    for addr in ["0.0.0.0:7070", "[::]:7070", "10.1.2.3:7070"] {
+        let text = format!("[server]\napi_listen = \"{addr}\"\n");
+        let p = problems(&text, &[]);
+        assert_eq!(
+            p,
+            [format!(
+                "server.api_listen: {addr} binds beyond loopback without api.token; set api.token (32+ bytes) or bind 127.0.0.1"
+            )],
+        );
+        // With a token (from the file or, as the chart does, the environment) it is fine.
+        assert!(problems(&format!("{text}[api]\ntoken = \"{TOKEN_32}\"\n"), &[]).is_empty());
+        assert!(problems(&text, &[("GATEHOUSE_API_TOKEN", TOKEN_32)]).is_empty());
+    }
+    for addr in ["127.0.0.1:7070", "127.0.0.2:7070", "[::1]:7070"] {
+        let text = format!("[server]\napi_listen = \"{addr}\"\n");
+        assert!(problems(&text, &[]).is_empty(), "{addr}");
+    }
+}
