@@ -518,6 +518,18 @@ impl Config {
             if let Err(m) = crate::routes::PathPattern::parse(&r.path) {
                 err(&format!("routes[{i}].path"), m);
             }
+            let earlier = self.routes[..i]
+                .iter()
+                .position(|e| crate::routes::shadowed_by(e, r));
+            if let Some(e) = earlier {
+                err(
+                    &format!("routes[{i}].path"),
+                    format!(
+                        "never matches: routes[{e}] ({:?}) comes first and matches every method and path this route would",
+                        self.routes[e].path
+                    ),
+                );
+            }
             for (j, inv) in r.invalidate_on.iter().enumerate() {
                 if let Err(m) = crate::routes::parse_invalidate_on(inv) {
                     err(&format!("routes[{i}].invalidate_on[{j}]"), m);

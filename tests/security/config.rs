@@ -105,3 +105,64 @@ fn an_api_listener_beyond_loopback_needs_a_token() {
         assert!(problems(&text, &[]).is_empty(), "{addr}");
     }
 }
+
+#[test]
+fn a_route_hidden_by_an_earlier_one_is_refused() {
+    // The attack: `auth = "required"` on /api/admin never applies, because the open
+    // /api route matches every request for it first.
+    let text = r#"
+[auth]
+hs_secret = "an-hs256-secret-of-at-least-32-bytes!"
+[[routes]]
+path = "/api"
+ttl = "1m"
+[[routes]]
+path = "/api/admin/{id}"
+auth = "required"
+cache = false
+"#;
+    assert_eq!(
+        problems(text, &[]),
+        ["routes[1].path: never matches: routes[0] (\"/api\") comes first and matches every method and path this route would"]
+    );
+    // A duplicate, and a template behind a {*rest} covering it.
+    let text = r#"
+[[routes]]
+path = "/a/{id}"
+[[routes]]
+path = "/files/{*rest}"
+[[routes]]
+path = "/a/{n}"
+methods = ["GET"]
+[[routes]]
+path = "/files/{dir}/{name}"
+"#;
+    let p = problems(text, &[]);
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert!(
+        p[0].starts_with("routes[2].path: never matches: routes[0] (\"/a/{id}\")"),
+        "{p:?}"
+    );
+    assert!(
+        p[1].starts_with("routes[3].path: never matches: routes[1] (\"/files/{*rest}\")"),
+        "{p:?}"
+    );
+    // Not hidden: more methods, a narrower earlier route, or a prefix a template
+    // cannot cover.
+    let text = r#"
+[[routes]]
+path = "/api/items/{id}"
+[[routes]]
+path = "/api"
+[[routes]]
+path = "/b"
+[[routes]]
+path = "/b/{id}"
+methods = ["GET", "PUT"]
+[[routes]]
+path = "/c/{id}"
+[[routes]]
+path = "/c"
+"#;
+    assert_eq!(problems(text, &[]), Vec::<String>::new());
+}
