@@ -332,22 +332,31 @@ impl Config {
         text: &str,
         env: &HashMap<String, String>,
     ) -> Result<Config, Vec<ConfigError>> {
-        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-            vec![ConfigError {
-                key: "(file)".into(),
-                message: e.to_string().trim().replace('\n', " "),
-            }]
-        })?;
+        match Config::parse(text, env) {
+            (Some(c), errors) if errors.is_empty() => Ok(c),
+            (_, errors) => Err(errors),
+        }
+    }
+
+    /// Like `from_toml_str`, but answers the config as read next to its problems (a
+    /// value that did not parse replaced by its default), so that further checks can
+    /// add to the same report; no config when the text is not TOML.
+    pub fn parse(text: &str, env: &HashMap<String, String>) -> (Option<Config>, Vec<ConfigError>) {
+        let mut table: toml::Table = match text.parse() {
+            Ok(t) => t,
+            Err(e) => {
+                let e: toml::de::Error = e;
+                let problem = ConfigError {
+                    key: "(file)".into(),
+                    message: e.to_string().trim().replace('\n', " "),
+                };
+                return (None, vec![problem]);
+            }
+        };
         let mut errors = Vec::new();
         apply_env(&mut table, env, &mut errors);
-        match Config::from_table(table) {
-            Ok(c) if errors.is_empty() => Ok(c),
-            Ok(_) => Err(errors),
-            Err(mut more) => {
-                errors.append(&mut more);
-                Err(errors)
-            }
-        }
+        let config = Config::read_and_validate(table, &mut errors);
+        (Some(config), errors)
     }
 
     /// Every key path the reader knows, with route keys as `routes[].key`.
@@ -367,16 +376,24 @@ impl Config {
 
     fn from_table(table: toml::Table) -> Result<Config, Vec<ConfigError>> {
         let mut errors = Vec::new();
-        let mut known = BTreeSet::new();
-        let config = read(table, &mut errors, &mut known);
-        if errors.is_empty() {
-            config.validate(&mut errors);
-        }
+        let config = Config::read_and_validate(table, &mut errors);
         if errors.is_empty() {
             Ok(config)
         } else {
             Err(errors)
         }
+    }
+
+    /// Reads every key, then (when every value parsed) runs the cross-key checks.
+    fn read_and_validate(table: toml::Table, errors: &mut Vec<ConfigError>) -> Config {
+        let mut read_errors = Vec::new();
+        let mut known = BTreeSet::new();
+        let config = read(table, &mut read_errors, &mut known);
+        if read_errors.is_empty() {
+            config.validate(&mut read_errors);
+        }
+        errors.append(&mut read_errors);
+        config
     }
 
     /// Cross-key checks, after every value parsed.

@@ -8,6 +8,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use gatehouse::config::reload::load_checked;
 use gatehouse::Config;
 
 use super::support::*;
@@ -165,4 +166,77 @@ path = "/c/{id}"
 path = "/c"
 "#;
     assert_eq!(problems(text, &[]), Vec::<String>::new());
+}
+
+#[test]
+fn key_files_that_do_not_load_fail_check_naming_each_key_in_one_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pem = write(
+        d,
+        "rsa.pub.pem",
+        "-----BEGIN PUBLIC KEY-----\nbm90IGEga2V5\n-----END PUBLIC KEY-----\n",
+    );
+    let jwks = write(d, "jwks.json", "{\"keys\": [{\"kty\": \"RSA\", \"n\": 1}");
+    let not_pem = write(d, "ca.crt", "not PEM at all\n");
+    let text = format!(
+        "[store]\ntls_ca_file = \"{}\"\n[auth]\nalgorithms = [\"RS256\"]\npublic_key_files = [\"{}\"]\njwks_file = \"{}\"\n",
+        not_pem.display(),
+        pem.display(),
+        jwks.display()
+    );
+    // Validation alone accepts it: the files exist.
+    assert!(problems(&text, &[]).is_empty());
+    let path = write(d, "keys.toml", &text);
+    let errs = load_checked(Some(&path), &env(&[("GATEHOUSE_API_TOKEN", "")])).unwrap_err();
+    let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "GATEHOUSE_API_TOKEN",
+            "auth.public_key_files[0]",
+            "auth.jwks_file",
+            "store.tls_ca_file"
+        ],
+        "{errs:?}"
+    );
+    let out = gatehouse()
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("(3 problems)"), "{err}");
+    for key in [
+        "auth.public_key_files[0]",
+        "auth.jwks_file",
+        "store.tls_ca_file",
+    ] {
+        assert!(
+            err.contains(&format!("  {key}: ")),
+            "{key} not named in: {err}"
+        );
+    }
+    // A well-formed key of the right kind passes.
+    let (_, public) = genkey(
+        d,
+        "rsa",
+        &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
+    );
+    let text = format!(
+        "[auth]\nalgorithms = [\"RS256\"]\npublic_key_files = [\"{}\"]\n",
+        public.display()
+    );
+    let path = write(d, "good.toml", &text);
+    let out = gatehouse()
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
