@@ -26,10 +26,12 @@
 #   5. yamllint --strict (charts/.yamllint) on the values files and rendered output
 #   6. `gatehouse check` on each rendered TOML, when a gatehouse binary is at hand
 #      ($GATEHOUSE_BIN, or target/{release,debug}/gatehouse newer than src/); files the
-#      pod mounts (/etc/gatehouse/...) are absent here and their errors tolerated
+#      pod mounts (/etc/gatehouse/...) are absent here and their errors tolerated, and a
+#      placeholder GATEHOUSE_API_TOKEN stands in for the Secret the pod gets
 # Once: every key of the repository's config.toml is known to values.schema.json, and
 # values that must be refused (secrets in the ConfigMap, exposeApi without a token, a
-# short terminationGracePeriodSeconds, chart-owned keys) are refused.
+# short terminationGracePeriodSeconds, chart-owned keys, an empty GATEHOUSE_* env
+# value) are refused.
 #
 # Rendered output is left in .tools/chart-check/ for reading.
 
@@ -366,8 +368,14 @@ PY
   if [ -n "$gatehouse_bin" ]; then
     step="$name: gatehouse check"
     local toml msg problems others
+    # What the pod gets from Secrets is absent here: a placeholder of the same shape
+    # stands in (gatehouse refuses an api listener beyond loopback without a token).
+    local secret_env=()
+    if grep -q 'name: GATEHOUSE_API_TOKEN$' "$file"; then
+      secret_env+=("GATEHOUSE_API_TOKEN=chart-check-placeholder-api-token-0123456789")
+    fi
     for toml in "$out/$name".*.toml; do
-      if ! msg="$(env -i PATH=/usr/bin:/bin "$gatehouse_bin" check --config "$toml" 2>&1)"; then
+      if ! msg="$(env -i PATH=/usr/bin:/bin "${secret_env[@]}" "$gatehouse_bin" check --config "$toml" 2>&1)"; then
         # Files under /etc/gatehouse/ are mounted in the pod, not present here: a
         # problem list made only of those is fine.
         problems="$(printf '%s\n' "$msg" | grep -E '^  ' || true)"
@@ -417,6 +425,7 @@ refused=(
   "config.server.listen=0.0.0.0:8081"
   "terminationGracePeriodSeconds=30"
   "config.cache.max_byte=1MiB"
+  "env[0].name=GATEHOUSE_API_TOKEN,env[0].value="
 )
 for s in "${refused[@]}"; do
   if helm template gh "$chart" --set "$s" >/dev/null 2>"$out/refused.log"; then

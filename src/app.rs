@@ -48,6 +48,7 @@ impl AppState {
     pub fn refresh_gauges(&self) {
         self.cache.refresh_gauges(&self.metrics);
         self.metrics.store_up.set(self.store.is_up() as i64);
+        self.store.refresh_gauges();
     }
 }
 
@@ -66,11 +67,23 @@ impl App {
     /// Starts gatehouse with a validated config. `config_path` enables reloads.
     pub async fn start(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<App> {
         server::tls::install_crypto_provider();
+        // Everything that loads from files is loaded before a port is bound.
+        let problems = crate::config::reload::preflight(&config);
+        if !problems.is_empty() {
+            anyhow::bail!(
+                "invalid configuration: {}",
+                crate::config::reload::report(&problems)
+            );
+        }
         let metrics = Arc::new(Metrics::new());
         let tls = match &config.server.tls {
-            Some(t) => Some(server::tls::acceptor(t).map_err(anyhow::Error::msg)?),
+            Some(t) => Some(
+                server::tls::acceptor(t)
+                    .map_err(|e| anyhow::anyhow!(crate::config::reload::report(&e)))?,
+            ),
             None => None,
         };
+        let runtime = Runtime::new(config.clone(), &metrics).map_err(anyhow::Error::msg)?;
         let bind = |addr: SocketAddr, name: &'static str| async move {
             TcpListener::bind(addr)
                 .await
@@ -89,7 +102,6 @@ impl App {
         }
         let origin = Origin::new(&config.origin);
         let cache = Arc::new(Cache::new(&config.cache, store.clone(), metrics.clone()));
-        let runtime = Runtime::new(config.clone(), &metrics).map_err(anyhow::Error::msg)?;
         let revocations = Arc::new(Revocations::new(store.clone(), metrics.clone()));
         let state = Arc::new(AppState {
             runtime: ArcSwap::from_pointee(runtime),

@@ -40,6 +40,8 @@ pub const DEFAULT_STORE_COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
 pub const DEFAULT_STORE_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub const DEFAULT_CACHE_MAX_BYTES: u64 = 256 << 20;
+/// The smallest `store.memory_max_bytes` accepted when it is set.
+pub const MIN_STORE_MEMORY_MAX_BYTES: u64 = 1 << 20;
 pub const DEFAULT_CACHE_MAX_OBJECT: u64 = 8 << 20;
 pub const DEFAULT_CACHE_DEFAULT_TTL: Duration = Duration::ZERO;
 pub const DEFAULT_CACHE_NEGATIVE_TTL: Duration = Duration::from_secs(10);
@@ -62,6 +64,9 @@ pub const DEFAULT_LOCKS_MAX_TTL: Duration = Duration::from_secs(3600);
 pub const DEFAULT_LOCKS_MAX_WAIT: Duration = Duration::from_secs(60);
 pub const DEFAULT_LOCKS_MAX_HOLD: Duration = Duration::ZERO;
 pub const DEFAULT_LOCKS_WAIT_POLL: Duration = Duration::from_millis(250);
+
+/// The shortest `api.token` accepted: 256 bits of entropy fit in 32 bytes.
+pub const MIN_API_TOKEN_BYTES: usize = 32;
 
 pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(2);
 pub const DEFAULT_LOG_LEVEL: &str = "info";
@@ -214,6 +219,11 @@ pub struct StoreConfig {
     pub serve_degraded: bool,
     /// PEM CA bundle that verifies `rediss://` servers (instead of the system roots).
     pub tls_ca_file: Option<PathBuf>,
+    /// The memory backend's bound on what the cache writes (records, tombstones,
+    /// leases, purge indexes), by estimated bytes; oldest writes are evicted beyond
+    /// it. Coordination records are never counted. `store.memory_max_bytes` when set,
+    /// else `cache.max_bytes` (resolved when the config is read).
+    pub memory_max_bytes: u64,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -408,22 +418,31 @@ impl Config {
         text: &str,
         env: &HashMap<String, String>,
     ) -> Result<Config, Vec<ConfigError>> {
-        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-            vec![ConfigError {
-                key: "(file)".into(),
-                message: e.to_string().trim().replace('\n', " "),
-            }]
-        })?;
+        match Config::parse(text, env) {
+            (Some(c), errors) if errors.is_empty() => Ok(c),
+            (_, errors) => Err(errors),
+        }
+    }
+
+    /// Like `from_toml_str`, but answers the config as read next to its problems (a
+    /// value that did not parse replaced by its default), so that further checks can
+    /// add to the same report; no config when the text is not TOML.
+    pub fn parse(text: &str, env: &HashMap<String, String>) -> (Option<Config>, Vec<ConfigError>) {
+        let mut table: toml::Table = match text.parse() {
+            Ok(t) => t,
+            Err(e) => {
+                let e: toml::de::Error = e;
+                let problem = ConfigError {
+                    key: "(file)".into(),
+                    message: e.to_string().trim().replace('\n', " "),
+                };
+                return (None, vec![problem]);
+            }
+        };
         let mut errors = Vec::new();
         apply_env(&mut table, env, &mut errors);
-        match Config::from_table(table) {
-            Ok(c) if errors.is_empty() => Ok(c),
-            Ok(_) => Err(errors),
-            Err(mut more) => {
-                errors.append(&mut more);
-                Err(errors)
-            }
-        }
+        let config = Config::read_and_validate(table, &mut errors);
+        (Some(config), errors)
     }
 
     /// Every key path the reader knows, with route keys as `routes[].key`.
@@ -443,16 +462,24 @@ impl Config {
 
     fn from_table(table: toml::Table) -> Result<Config, Vec<ConfigError>> {
         let mut errors = Vec::new();
-        let mut known = BTreeSet::new();
-        let config = read(table, &mut errors, &mut known);
-        if errors.is_empty() {
-            config.validate(&mut errors);
-        }
+        let config = Config::read_and_validate(table, &mut errors);
         if errors.is_empty() {
             Ok(config)
         } else {
             Err(errors)
         }
+    }
+
+    /// Reads every key, then (when every value parsed) runs the cross-key checks.
+    fn read_and_validate(table: toml::Table, errors: &mut Vec<ConfigError>) -> Config {
+        let mut read_errors = Vec::new();
+        let mut known = BTreeSet::new();
+        let config = read(table, &mut read_errors, &mut known);
+        if read_errors.is_empty() {
+            config.validate(&mut read_errors);
+        }
+        errors.append(&mut read_errors);
+        config
     }
 
     /// Cross-key checks, after every value parsed.
@@ -472,6 +499,26 @@ impl Config {
             if a == b && a.port() != 0 {
                 err(key, format!("{a} is already used by another listener"));
             }
+        }
+        if let Some(token) = &self.api.token {
+            if token.len() < MIN_API_TOKEN_BYTES {
+                err(
+                    "api.token",
+                    format!(
+                        "must be at least {MIN_API_TOKEN_BYTES} bytes (it is {}); e.g. `openssl rand -base64 32`",
+                        token.len()
+                    ),
+                );
+            }
+        }
+        if !s.api_listen.ip().is_loopback() && self.api.token.is_none() {
+            err(
+                "server.api_listen",
+                format!(
+                    "{} binds beyond loopback without api.token; set api.token ({MIN_API_TOKEN_BYTES}+ bytes) or bind 127.0.0.1",
+                    s.api_listen
+                ),
+            );
         }
         if s.max_header_bytes < 8192 {
             err(
@@ -584,6 +631,18 @@ impl Config {
         for (i, r) in self.routes.iter().enumerate() {
             if let Err(m) = crate::routes::PathPattern::parse(&r.path) {
                 err(&format!("routes[{i}].path"), m);
+            }
+            let earlier = self.routes[..i]
+                .iter()
+                .position(|e| crate::routes::shadowed_by(e, r));
+            if let Some(e) = earlier {
+                err(
+                    &format!("routes[{i}].path"),
+                    format!(
+                        "never matches: routes[{e}] ({:?}) comes first and matches every method and path this route would",
+                        self.routes[e].path
+                    ),
+                );
             }
             for (j, inv) in r.invalidate_on.iter().enumerate() {
                 if let Err(m) = crate::routes::parse_invalidate_on(inv) {
@@ -915,6 +974,16 @@ fn apply_env(
         if rest == "LOG" || is_service_link(rest) {
             continue;
         }
+        // An empty value would silently mean "unset" (an empty api.token switches the
+        // api listener's authentication off): refused, so a Secret that rendered
+        // empty is noticed at start rather than in production.
+        if value.is_empty() {
+            errors.push(ConfigError {
+                key: name.clone(),
+                message: "is set but empty; unset it or give it a value".into(),
+            });
+            continue;
+        }
         let rest = rest.to_ascii_lowercase();
         let Some((section, key)) = rest.split_once('_') else {
             errors.push(ConfigError {
@@ -1115,7 +1184,19 @@ fn read(
         connect_timeout: s.duration("connect_timeout", DEFAULT_STORE_CONNECT_TIMEOUT),
         serve_degraded: s.bool("serve_degraded", true),
         tls_ca_file: s.opt_string("tls_ca_file").map(PathBuf::from),
+        // Resolved below, once cache.max_bytes is read.
+        memory_max_bytes: 0,
     };
+    let memory_max_bytes = s.opt_size("memory_max_bytes");
+    if memory_max_bytes.is_some_and(|n| n < MIN_STORE_MEMORY_MAX_BYTES) {
+        s.error(
+            "memory_max_bytes",
+            format!(
+                "must be at least {} when set (unset: the same as cache.max_bytes)",
+                format_size(MIN_STORE_MEMORY_MAX_BYTES)
+            ),
+        );
+    }
     s.finish();
 
     let t = take(&mut table, "cache", errors);
@@ -1132,6 +1213,10 @@ fn read(
         hit_for_pass_ttl: s.duration("hit_for_pass_ttl", DEFAULT_HIT_FOR_PASS_TTL),
     };
     s.finish();
+    let store = StoreConfig {
+        memory_max_bytes: memory_max_bytes.unwrap_or(cache.max_bytes),
+        ..store
+    };
 
     let routes_value = table.remove("routes");
     known.insert("routes".into());
@@ -1503,6 +1588,26 @@ mod tests {
             ],
             "{errs:?}"
         );
+    }
+
+    #[test]
+    fn memory_budget_defaults_to_cache_max_bytes_and_is_at_least_1mib() {
+        let c = Config::from_toml_str("", &env(&[])).unwrap();
+        assert_eq!(c.store.memory_max_bytes, DEFAULT_CACHE_MAX_BYTES);
+        let c = Config::from_toml_str("[cache]\nmax_bytes = \"8MiB\"\n", &env(&[])).unwrap();
+        assert_eq!(c.store.memory_max_bytes, 8 << 20);
+        let c = Config::from_toml_str(
+            "[cache]\nmax_bytes = \"8MiB\"\n",
+            &env(&[("GATEHOUSE_STORE_MEMORY_MAX_BYTES", "2MiB")]),
+        )
+        .unwrap();
+        assert_eq!(c.store.memory_max_bytes, 2 << 20);
+        let errs = Config::from_toml_str("[store]\nmemory_max_bytes = \"512KiB\"\n", &env(&[]))
+            .unwrap_err();
+        assert_eq!(errs[0].key, "store.memory_max_bytes", "{errs:?}");
+        let errs =
+            Config::from_toml_str("[store]\nmemory_max_bytes = \"lots\"\n", &env(&[])).unwrap_err();
+        assert_eq!(errs[0].key, "store.memory_max_bytes", "{errs:?}");
     }
 
     #[test]

@@ -5,16 +5,16 @@
 //! | module | owns |
 //! |---|---|
 //! | [`app`] | the one shared `AppState`; binds the proxy, api and admin listeners; drain |
-//! | [`config`] | typed config with named defaults, env overrides, validation naming the key; [`config::reload`] |
+//! | [`config`] | typed config with named defaults, env overrides, validation naming the key; [`config::reload`] (reloads, and `preflight`: every file `run` loads, loaded for `check` too) |
 //! | [`target`] | the canonical request target (path, query, authority): one spelling per request, used by every rule and sent to the origin |
-//! | [`routes`] | `[[routes]]` compiled to path patterns (and host lists); first match wins |
+//! | [`routes`] | `[[routes]]` compiled to path patterns (and host lists); first match wins; `shadowed_by` refuses a route that never can |
 //! | [`error`] | the one error type per HTTP boundary and its single mapping to a JSON answer |
 //! | [`body`] | the boxed streaming body every listener uses |
 //! | [`server`] | transport only: accept loop, HTTP/1.1 + h2c, TLS, connection limits, graceful drain |
 //! | [`proxy`] | THE request path, one file per step, in call order |
 //! | [`auth`] | JWT verification (pinned algorithms, PEM / JWKS keys, leeway, aud any-match), token extraction, verified-token cache |
 //! | [`cache`] | L1 (moka) over L2 (store), `Entry` with an explicit `Negative` variant, coalescing |
-//! | [`store`] | the ONE place that talks to Redis or the embedded memory store |
+//! | [`store`] | the ONE place that talks to Redis or the embedded memory store (its L2 under a byte budget) |
 //! | [`coordination`] | capacity admission (+ origin sync), fenced locks, one-time transfers, token revocations (and the in-process view the proxy checks) over the store; no HTTP |
 //! | [`api`] | thin handlers for `/v1/...` on the api listener; the route table |
 //! | [`admin`] | `/livez`, `/readyz`, `/metrics` |

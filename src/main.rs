@@ -42,14 +42,11 @@ enum Command {
     },
 }
 
+/// Reads, validates and preflights the config (`check` and `run` alike): every
+/// problem printed, exit 2.
 fn load(path: Option<&PathBuf>) -> Result<Config, ExitCode> {
-    let result = match path {
-        Some(p) => Config::load(p),
-        None => {
-            let env = std::env::vars().collect();
-            Config::from_toml_str("", &env)
-        }
-    };
+    let env = std::env::vars().collect();
+    let result = gatehouse::config::reload::load_checked(path.map(|p| p.as_path()), &env);
     result.map_err(|errors| {
         eprintln!(
             "gatehouse: invalid configuration ({} problem{}):",

@@ -27,6 +27,9 @@ pub struct Metrics {
     pub store_command_duration_seconds: HistogramVec,
     pub store_errors_total: IntCounterVec,
     pub store_reconnects_total: IntCounter,
+    pub store_memory_bytes: IntGauge,
+    pub store_memory_budget_bytes: IntGauge,
+    pub store_evictions_total: IntCounter,
     pub capacity_admissions_total: IntCounterVec,
     pub capacity_sync_batches_total: IntCounterVec,
     pub lock_operations_total: IntCounterVec,
@@ -164,6 +167,21 @@ impl Metrics {
                 &r,
                 "gatehouse_store_reconnects_total",
                 "Times the store connection was re-established",
+            ),
+            store_memory_bytes: gauge(
+                &r,
+                "gatehouse_store_memory_bytes",
+                "Estimated bytes of cache records, tombstones, leases and purge indexes held by the memory store (0 with redis)",
+            ),
+            store_memory_budget_bytes: gauge(
+                &r,
+                "gatehouse_store_memory_budget_bytes",
+                "The memory store's bound on those bytes, store.memory_max_bytes (0 with redis)",
+            ),
+            store_evictions_total: counter(
+                &r,
+                "gatehouse_store_evictions_total",
+                "Cache records, tombstones, leases, index sets and paths members the memory store evicted to stay within its budget",
             ),
             capacity_admissions_total: counter_vec(
                 &r,

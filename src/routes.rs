@@ -159,10 +159,101 @@ impl PathPattern {
             || (self.trailing_slash && offset == path.len() && path.ends_with('/'))
     }
 
+    /// Whether every path `other` matches is matched by `self` too. Conservative:
+    /// true only when that is certain, false when unsure.
+    pub fn covers(&self, other: &PathPattern) -> bool {
+        match (&self.segments, &other.segments) {
+            (None, _) if self.prefix().is_empty() => true,
+            (None, None) => {
+                let (p, q) = (self.prefix(), other.prefix());
+                q == p || q.strip_prefix(p).is_some_and(|r| r.starts_with('/'))
+            }
+            // Every path of `other` starts with its leading literal segments.
+            (None, Some(theirs)) => {
+                let mine: Vec<&str> = self.prefix()[1..].split('/').collect();
+                mine.len() <= theirs.len()
+                    && mine
+                        .iter()
+                        .zip(theirs)
+                        .all(|(m, t)| matches!(t, Segment::Literal(l) if l == m))
+            }
+            // A prefix matches paths of any depth: only a `{*rest}` can follow it.
+            (Some(mine), None) => {
+                let prefix = other.prefix();
+                let Some(Segment::Rest(_)) = mine.last() else {
+                    return false;
+                };
+                let fixed = &mine[..mine.len() - 1];
+                if prefix.is_empty() {
+                    // "/" also matches paths without a leading slash ("*").
+                    return false;
+                }
+                let theirs: Vec<Segment> = prefix[1..]
+                    .split('/')
+                    .map(|l| Segment::Literal(l.to_string()))
+                    .collect();
+                fixed.len() <= theirs.len()
+                    && fixed.iter().zip(&theirs).all(|(m, t)| segment_covers(m, t))
+            }
+            (Some(mine), Some(theirs)) => {
+                let (fixed, rest) = match mine.last() {
+                    Some(Segment::Rest(_)) => (&mine[..mine.len() - 1], true),
+                    _ => (&mine[..], false),
+                };
+                let their_rest = matches!(theirs.last(), Some(Segment::Rest(_)));
+                if rest {
+                    // The first segments must be covered one for one (a `{*rest}` of
+                    // theirs among them matches paths too short for mine).
+                    fixed.len() <= theirs.len()
+                        && fixed.iter().zip(theirs).all(|(m, t)| segment_covers(m, t))
+                } else {
+                    !their_rest
+                        && fixed.len() == theirs.len()
+                        && fixed.iter().zip(theirs).all(|(m, t)| segment_covers(m, t))
+                }
+            }
+        }
+    }
+
+    /// A prefix pattern's text without its trailing slashes ("" for "/").
+    fn prefix(&self) -> &str {
+        self.text.trim_end_matches('/')
+    }
+
     /// Fills `{name}` segments from params; None when a parameter is missing.
     pub fn expand(&self, params: &Params) -> Option<String> {
         expand_template(&self.text, params)
     }
+}
+
+/// Whether a segment of one template matches every value the other's does.
+fn segment_covers(mine: &Segment, theirs: &Segment) -> bool {
+    match (mine, theirs) {
+        (Segment::Literal(m), Segment::Literal(t)) => m == t,
+        (Segment::Param(_), Segment::Literal(t)) => !t.is_empty(),
+        (Segment::Param(_), Segment::Param(_)) => true,
+        _ => false,
+    }
+}
+
+/// Whether `later` can never be chosen because `earlier`, listed before it, matches
+/// every request it would (first match wins): every method of `later`, every host
+/// and every path. The one place that decides it, so a new matching condition is
+/// added here. Conservative: true only when certain.
+pub fn shadowed_by(earlier: &RouteConfig, later: &RouteConfig) -> bool {
+    // `earlier` answers for every host `later` does (any host, or the same names).
+    let hosts_covered = earlier.hosts.is_empty()
+        || (!later.hosts.is_empty() && later.hosts.iter().all(|h| earlier.hosts.contains(h)));
+    let (Ok(e), Ok(l)) = (
+        PathPattern::parse(&earlier.path),
+        PathPattern::parse(&later.path),
+    ) else {
+        return false;
+    };
+    hosts_covered
+        && !later.methods.is_empty()
+        && later.methods.iter().all(|m| earlier.methods.contains(m))
+        && e.covers(&l)
 }
 
 fn check_name(text: &str, name: &str) -> Result<(), String> {
@@ -333,6 +424,223 @@ mod tests {
             }
         }
         assert!(PathPattern::parse("nope").is_err());
+    }
+
+    fn covers(a: &str, b: &str) -> bool {
+        let (pa, pb) = (
+            PathPattern::parse(a).unwrap(),
+            PathPattern::parse(b).unwrap(),
+        );
+        pa.covers(&pb)
+    }
+
+    /// `covers` agrees with matching on a sample of paths: whenever it says yes, no
+    /// sample path matched by the covered pattern escapes the covering one.
+    fn assert_sound(a: &str, b: &str) {
+        let (pa, pb) = (
+            PathPattern::parse(a).unwrap(),
+            PathPattern::parse(b).unwrap(),
+        );
+        if !pa.covers(&pb) {
+            return;
+        }
+        for path in SAMPLE {
+            assert!(
+                !pb.is_match(path) || pa.is_match(path),
+                "{a} covers {b}, but {path} matches only {b}"
+            );
+        }
+    }
+
+    const SAMPLE: &[&str] = &[
+        "*",
+        "/",
+        "//",
+        "/a",
+        "/a/",
+        "/a/b",
+        "/a/b/",
+        "/a/b/c",
+        "/a//c",
+        "/ab",
+        "/a/x",
+        "/x/b",
+        "/x",
+        "/x/y/z",
+        "/files",
+        "/files/",
+        "/files/a",
+        "/files/a/b",
+        "/filesx",
+        "/api/items",
+        "/api/items/7",
+        "/api/items/7/x",
+        "/api/itemsx",
+        "/api/items/",
+        "//x",
+    ];
+
+    const PATTERNS: &[&str] = &[
+        "/",
+        "/a",
+        "/a/",
+        "/a/b",
+        "/ab",
+        "/x",
+        "/files",
+        "/api/items",
+        "/api",
+        "/{id}",
+        "/a/{id}",
+        "/{id}/b",
+        "/a/{id}/c",
+        "/a/b/{id}",
+        "/{x}/{y}",
+        "/{*rest}",
+        "/a/{*rest}",
+        "/files/{*rest}",
+        "/a/{id}/{*rest}",
+        "/api/items/{id}",
+        "/api/{kind}/{id}",
+        "/a/{id}/",
+        "/{a}/{*rest}",
+        "//{y}",
+        "/{id}/{y}",
+    ];
+
+    #[test]
+    fn covers_is_sound_on_every_pair_of_sample_patterns() {
+        for a in PATTERNS {
+            for b in PATTERNS {
+                assert_sound(a, b);
+            }
+        }
+    }
+
+    #[test]
+    fn a_prefix_covers_prefixes_at_segment_boundaries() {
+        assert!(covers("/api", "/api"), "a duplicate");
+        assert!(
+            covers("/api", "/api/"),
+            "a trailing slash is the same prefix"
+        );
+        assert!(covers("/api/", "/api"));
+        assert!(covers("/api", "/api/items"));
+        assert!(!covers("/api", "/apix"));
+        assert!(!covers("/api/items", "/api"));
+        assert!(covers("/", "/anything"), "the root covers everything");
+        assert!(covers("/", "/"));
+        assert!(!covers("/api", "/"));
+    }
+
+    #[test]
+    fn a_prefix_covers_templates_under_its_literal_segments() {
+        assert!(covers("/api", "/api/items/{id}"));
+        assert!(covers("/api/items", "/api/items/{id}"));
+        assert!(covers("/files", "/files/{*rest}"));
+        assert!(covers("/", "/{id}"));
+        assert!(covers("/", "/{*rest}"));
+        assert!(
+            !covers("/api/items", "/api/{kind}/{id}"),
+            "{{kind}} may be another word"
+        );
+        assert!(!covers("/api/items/7", "/api/items/{id}"));
+        assert!(!covers("/api", "/{x}/items"));
+        assert!(!covers("/ap", "/api/{id}"));
+    }
+
+    #[test]
+    fn a_template_covers_a_prefix_only_with_rest() {
+        assert!(covers("/{*rest}", "/api"));
+        assert!(covers("/api/{*rest}", "/api"));
+        assert!(covers("/api/{*rest}", "/api/items"));
+        assert!(covers("/{kind}/{*rest}", "/api/items"));
+        assert!(!covers("/api/{*rest}", "/apix"));
+        assert!(
+            !covers("/api/{id}", "/api"),
+            "a prefix matches deeper paths"
+        );
+        assert!(
+            !covers("/api/{x}/{*rest}", "/api"),
+            "/api itself has no second segment"
+        );
+        assert!(!covers("/{*rest}", "/"), "\"/\" also matches \"*\"");
+    }
+
+    #[test]
+    fn a_template_covers_templates_segment_by_segment() {
+        assert!(
+            covers("/api/items/{id}", "/api/items/{n}"),
+            "a duplicate by shape"
+        );
+        assert!(covers("/api/{kind}/{id}", "/api/items/{id}"));
+        assert!(covers("/{a}/{b}", "/x/{y}"));
+        assert!(!covers("/{a}/{b}", "/x/y"), "a prefix matches deeper paths");
+        assert!(!covers("/api/items/{id}", "/api/{kind}/{id}"));
+        assert!(!covers("/api/{id}", "/api/{id}/x"), "different depths");
+        assert!(!covers("/api/{id}", "/api/{*rest}"));
+        assert!(!covers("/a/{id}/", "/a/{id}"));
+        assert!(
+            !covers("/{id}/{y}", "//{y}"),
+            "an empty segment is not an {{id}}"
+        );
+    }
+
+    #[test]
+    fn rest_covers_whatever_follows_its_fixed_segments() {
+        assert!(covers("/{*rest}", "/a/{id}"));
+        assert!(covers("/files/{*rest}", "/files/{*more}"));
+        assert!(covers("/files/{*rest}", "/files/{name}/x"));
+        assert!(covers("/{x}/{*rest}", "/files/{*rest}"));
+        assert!(
+            !covers("/files/{x}/{*rest}", "/files/{*rest}"),
+            "too short for mine"
+        );
+        assert!(!covers("/files/{*rest}", "/{x}/{*rest}"));
+        assert!(!covers("/files/{*rest}", "/other/{*rest}"));
+    }
+
+    #[test]
+    fn a_route_is_shadowed_only_by_an_earlier_one_with_all_its_methods() {
+        let route = |path: &str, methods: &[&str]| RouteConfig {
+            methods: methods.iter().map(|m| m.parse().unwrap()).collect(),
+            ..RouteConfig::new(path)
+        };
+        let get = route("/api", &["GET", "HEAD"]);
+        assert!(shadowed_by(&get, &route("/api/items/{id}", &["GET"])));
+        assert!(
+            shadowed_by(&get, &route("/api", &["GET", "HEAD"])),
+            "a duplicate"
+        );
+        assert!(!shadowed_by(
+            &get,
+            &route("/api/items/{id}", &["GET", "POST"])
+        ));
+        assert!(!shadowed_by(&get, &route("/other", &["GET"])));
+        let on = |r: &RouteConfig, hosts: &[&str]| RouteConfig {
+            hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            ..r.clone()
+        };
+        let later = route("/api/items/{id}", &["GET"]);
+        assert!(
+            !shadowed_by(&on(&get, &["a.example"]), &later),
+            "other hosts reach later"
+        );
+        assert!(shadowed_by(
+            &on(&get, &["a.example"]),
+            &on(&later, &["a.example"])
+        ));
+        assert!(!shadowed_by(
+            &on(&get, &["a.example"]),
+            &on(&later, &["b.example"])
+        ));
+        assert!(shadowed_by(&get, &on(&later, &["b.example"])));
+        assert!(!shadowed_by(&route("/api/items/{id}", &["GET"]), &get));
+        assert!(
+            !shadowed_by(&get, &route("/api/x", &[])),
+            "matches nothing anyway"
+        );
+        assert!(!shadowed_by(&get, &route("/api/{", &["GET"])), "unparsable");
     }
 
     #[test]

@@ -186,3 +186,144 @@ fn the_readme_config_example_is_valid() {
         panic!("README's config example is invalid: {errs:?}");
     }
 }
+
+/// A PEM block whose body is not a key ("not a key").
+const BAD_PEM_KEY: &str = "-----BEGIN PUBLIC KEY-----\nbm90IGEga2V5\n-----END PUBLIC KEY-----\n";
+
+fn write(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn check(path: &std::path::Path, env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let out = gatehouse()
+        .args(["check", "--config"])
+        .arg(path)
+        .env_remove("REDIS_URL")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn an_empty_environment_override_is_refused_by_check_and_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "ok.toml", "");
+    let (code, err) = check(&path, &[("GATEHOUSE_API_TOKEN", "")]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("GATEHOUSE_API_TOKEN: is set but empty; unset it or give it a value"),
+        "{err}"
+    );
+    let (code, err) = check(&path, &[("GATEHOUSE_CACHE_MAX_BYTES", "")]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("GATEHOUSE_CACHE_MAX_BYTES"), "{err}");
+    // REDIS_URL is not an override but a fallback: empty, it is unset.
+    let (code, err) = check(&path, &[("REDIS_URL", "")]);
+    assert_eq!(code, Some(0), "{err}");
+
+    let port = support::free_port();
+    let path = write(
+        dir.path(),
+        "run.toml",
+        &format!("[server]\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
+    let out = gatehouse()
+        .args(["run", "--config"])
+        .arg(&path)
+        .env("GATEHOUSE_API_TOKEN", "")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("GATEHOUSE_API_TOKEN"));
+    TcpListener::bind(("127.0.0.1", port)).expect("port still free");
+}
+
+/// A config naming files of every kind `run` loads, each one broken.
+fn broken_files(dir: &std::path::Path, listen: u16) -> std::path::PathBuf {
+    let not_pem = "this is not PEM\n";
+    let tls_cert = write(dir, "tls.crt", not_pem);
+    let tls_key = write(dir, "tls.key", not_pem);
+    let public_key = write(dir, "jwt.pub.pem", BAD_PEM_KEY);
+    let jwks = write(dir, "jwks.json", "{\"keys\": [");
+    let store_ca = write(dir, "redis-ca.crt", not_pem);
+    let jwks_ca = write(dir, "jwks-ca.crt", not_pem);
+    write(
+        dir,
+        "files.toml",
+        &format!(
+            r#"[server]
+listen = "127.0.0.1:{listen}"
+api_listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+[server.tls]
+cert = "{}"
+key = "{}"
+[store]
+tls_ca_file = "{}"
+[auth]
+algorithms = ["RS256"]
+public_key_files = ["{}"]
+jwks_file = "{}"
+jwks_ca_file = "{}"
+"#,
+            tls_cert.display(),
+            tls_key.display(),
+            store_ca.display(),
+            public_key.display(),
+            jwks.display(),
+            jwks_ca.display(),
+        ),
+    )
+}
+
+const EVERY_FILE_KEY: &[&str] = &[
+    "server.tls.cert",
+    "server.tls.key",
+    "store.tls_ca_file",
+    "auth.public_key_files[0]",
+    "auth.jwks_file",
+    "auth.jwks_ca_file",
+];
+
+#[test]
+fn check_loads_every_file_run_would_and_reports_every_problem_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = broken_files(dir.path(), 0);
+    let (code, err) = check(&path, &[("GATEHOUSE_ORIGIN_TIMEOUT", "soon")]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("(7 problems)"), "{err}");
+    for key in EVERY_FILE_KEY.iter().chain(&["origin.timeout"]) {
+        assert!(
+            err.contains(&format!("  {key}: ")),
+            "{key} not named in: {err}"
+        );
+    }
+}
+
+#[test]
+fn run_fails_on_files_it_cannot_load_before_binding_any_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let path = broken_files(dir.path(), port);
+    let out = gatehouse()
+        .args(["run", "--config"])
+        .arg(&path)
+        .env_remove("REDIS_URL")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for key in EVERY_FILE_KEY {
+        assert!(
+            err.contains(&format!("  {key}: ")),
+            "{key} not named in: {err}"
+        );
+    }
+    TcpListener::bind(("127.0.0.1", port)).expect("port still free");
+}

@@ -659,7 +659,7 @@ async fn transfers_are_stored_under_the_hash_of_their_token_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_token_is_required_as_a_bearer_token_when_set() {
-    let secret = "a-long-api-token-for-tests";
+    let secret = "a-long-api-token-for-tests-32-bytes-or-more";
     let text = format!(
         "{}[api]\ntoken = \"{secret}\"\n",
         TestStore::memory().toml(&prefix("token"))

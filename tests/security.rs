@@ -6,12 +6,16 @@ mod support;
 
 #[path = "security/coalescing.rs"]
 mod coalescing;
+#[path = "security/config.rs"]
+mod config;
 #[path = "security/headers.rs"]
 mod headers;
 #[path = "security/host.rs"]
 mod host;
 #[path = "security/listener.rs"]
 mod listener;
+#[path = "security/memory.rs"]
+mod memory;
 #[path = "security/props.rs"]
 mod props;
 #[path = "security/target.rs"]

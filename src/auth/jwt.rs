@@ -252,31 +252,39 @@ impl Verifier {
     /// public keys, no keys at all, and key files that do not load or that fit none of
     /// the pinned algorithms.
     pub fn with_options(cfg: &AuthConfig, opts: VerifierOptions) -> Result<Verifier, AuthError> {
+        Verifier::build(cfg, opts).map_err(|mut errors| errors.remove(0))
+    }
+
+    /// Like `with_options`, answering every problem of the key files at once (the
+    /// first problem of the algorithms stops it: keys cannot be judged without them).
+    /// Never empty on error.
+    pub fn build(cfg: &AuthConfig, opts: VerifierOptions) -> Result<Verifier, Vec<AuthError>> {
         let mut algorithms = Vec::with_capacity(cfg.algorithms.len());
         for (i, name) in cfg.algorithms.iter().enumerate() {
             let alg = Algorithm::from_str(name).map_err(|_| {
-                auth_error(
+                vec![auth_error(
                     format!("auth.algorithms[{i}]"),
                     format!("unknown algorithm {name:?}"),
-                )
+                )]
             })?;
             if !algorithms.contains(&alg) {
                 algorithms.push(alg);
             }
         }
         if algorithms.is_empty() {
-            return Err(auth_error(
+            return Err(vec![auth_error(
                 "auth.algorithms",
                 "must list at least one algorithm",
-            ));
+            )]);
         }
         let pins_hmac = algorithms.iter().any(|a| KeyKind::Hmac.fits(*a));
         if pins_hmac && cfg.has_asymmetric_keys() {
-            return Err(auth_error(
+            return Err(vec![auth_error(
                 "auth.algorithms",
                 "HS* algorithms cannot be combined with public keys (algorithm confusion)",
-            ));
+            )]);
         }
+        let mut errors = Vec::new();
         let fits_some = |k: &VerifyKey| algorithms.iter().any(|a| k.fits(*a));
 
         let mut local = KeySet::default();
@@ -289,33 +297,42 @@ impl Verifier {
         }
         for (i, path) in cfg.public_key_files.iter().enumerate() {
             let key_path = format!("auth.public_key_files[{i}]");
-            let key = keys::load_pem_file(path)
-                .map_err(|m| auth_error(&key_path, format!("{}: {m}", path.display())))?;
-            if !fits_some(&key) {
-                return Err(auth_error(
+            match keys::load_pem_file(path) {
+                Err(m) => errors.push(auth_error(&key_path, format!("{}: {m}", path.display()))),
+                Ok(key) if !fits_some(&key) => errors.push(auth_error(
                     key_path,
                     format!(
                         "{} holds a {} key, which verifies none of auth.algorithms",
                         path.display(),
                         key.kind.name()
                     ),
-                ));
+                )),
+                Ok(key) => local.keys.push(key),
             }
-            local.keys.push(key);
         }
         if let Some(path) = &cfg.jwks_file {
-            let bytes = std::fs::read(path)
-                .map_err(|e| auth_error("auth.jwks_file", format!("{}: {e}", path.display())))?;
-            let set = super::jwks::parse_jwks(&bytes)
-                .map_err(|m| auth_error("auth.jwks_file", format!("{}: {m}", path.display())))?;
-            let usable: Vec<VerifyKey> = set.keys.into_iter().filter(fits_some).collect();
-            if usable.is_empty() {
-                return Err(auth_error(
+            let set = std::fs::read(path)
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| super::jwks::parse_jwks(&bytes));
+            match set {
+                Err(m) => errors.push(auth_error(
                     "auth.jwks_file",
-                    format!("{} holds no key for any of auth.algorithms", path.display()),
-                ));
+                    format!("{}: {m}", path.display()),
+                )),
+                Ok(set) => {
+                    let usable: Vec<VerifyKey> = set.keys.into_iter().filter(fits_some).collect();
+                    if usable.is_empty() {
+                        errors.push(auth_error(
+                            "auth.jwks_file",
+                            format!("{} holds no key for any of auth.algorithms", path.display()),
+                        ));
+                    }
+                    local.keys.extend(usable);
+                }
             }
-            local.keys.extend(usable);
+        }
+        if !errors.is_empty() {
+            return Err(errors);
         }
         let remote = cfg.jwks_url.as_ref().map(|url| {
             let fetcher = opts.fetcher.clone().unwrap_or_else(|| {
@@ -333,10 +350,10 @@ impl Verifier {
             ))
         });
         if local.is_empty() && remote.is_none() {
-            return Err(auth_error(
+            return Err(vec![auth_error(
                 "auth",
                 "no verification keys: set auth.hs_secret, auth.public_key_files, auth.jwks_file or auth.jwks_url",
-            ));
+            )]);
         }
 
         let cache = moka::sync::Cache::builder()

@@ -248,8 +248,19 @@ impl Cache {
                 ((t, r), c)
             })
             .collect();
+        let l1 = L1::new(cfg.max_bytes);
+        {
+            // A record the memory store evicts leaves L1 at once: the indexes a purge
+            // would find it by may be evicted next, and L1 must not outlive them.
+            let l1 = l1.clone();
+            store.on_cache_evict(move |ids| {
+                for id in ids {
+                    l1.remove(id);
+                }
+            });
+        }
         Cache {
-            l1: L1::new(cfg.max_bytes),
+            l1,
             store,
             metrics,
             coalescer: Arc::new(Coalescer::default()),
@@ -418,6 +429,11 @@ impl Cache {
             }
         }
         self.l1.insert(id.clone(), record);
+        if self.store.holds_record(id) == Some(false) {
+            // Evicted from the memory store since it was read or written (the
+            // eviction's own L1 removal came before this insert).
+            self.l1.remove(id);
+        }
     }
 
     /// Stores an entry for a request (its variant when the response varies), in L1

@@ -273,6 +273,18 @@ impl<'e> Section<'e> {
         })
     }
 
+    /// An optional size; None when absent.
+    pub fn opt_size(&mut self, key: &str) -> Option<u64> {
+        self.parse(key, None, |v| match v {
+            toml::Value::String(s) => parse_size(s).map(Some),
+            toml::Value::Integer(i) if *i >= 0 => Ok(Some(*i as u64)),
+            other => Err(format!(
+                "expected a size such as \"64KiB\", got {}",
+                other.type_str()
+            )),
+        })
+    }
+
     pub fn addr(&mut self, key: &str, default: &str) -> SocketAddr {
         let fallback: SocketAddr = default.parse().expect("default address parses");
         self.parse(key, fallback, |v| {

@@ -3,13 +3,14 @@
 //! new `Runtime`; a reload that fails validation keeps the running one, says why in
 //! the log and counts `gatehouse_config_reloads_total{result="invalid"}`.
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::app::AppState;
 use crate::auth::{Verifier, VerifierOptions};
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
 use crate::routes::Router;
 
@@ -27,20 +28,9 @@ pub struct Runtime {
 impl Runtime {
     pub fn new(config: Config, metrics: &Arc<Metrics>) -> Result<Runtime, String> {
         let router = Router::new(&config.routes, config.server.route_matching)?;
-        let verifier = if config.auth.has_keys() {
-            let m = metrics.clone();
-            let opts = VerifierOptions {
-                on_jwks_fetch: Some(Arc::new(move |result: &'static str| {
-                    m.jwks_fetches_total.with_label_values(&[result]).inc();
-                })),
-                ..VerifierOptions::default()
-            };
-            let v = Verifier::with_options(&config.auth, opts)
-                .map_err(|e| format!("{}: {}", e.key, e.message))?;
-            Some(Arc::new(v))
-        } else {
-            None
-        };
+        let verifier = verifier(&config, Some(metrics))
+            .map_err(|errors| report(&errors))?
+            .map(Arc::new);
         let jwks_task = verifier.as_ref().and_then(|v| v.spawn_jwks_refresh());
         Ok(Runtime {
             config: Arc::new(config),
@@ -48,6 +38,110 @@ impl Runtime {
             verifier,
             jwks_task,
         })
+    }
+}
+
+/// The JWT verifier `[auth]` describes (None without keys): secret, PEM key files and
+/// JWKS file loaded now; a `jwks_url` is not fetched here. `metrics` counts the JWKS
+/// fetches of a running instance.
+fn verifier(
+    config: &Config,
+    metrics: Option<&Arc<Metrics>>,
+) -> Result<Option<Verifier>, Vec<ConfigError>> {
+    if !config.auth.has_keys() {
+        return Ok(None);
+    }
+    let mut opts = VerifierOptions::default();
+    if let Some(m) = metrics {
+        let m = m.clone();
+        opts.on_jwks_fetch = Some(Arc::new(move |result: &'static str| {
+            m.jwks_fetches_total.with_label_values(&[result]).inc();
+        }));
+    }
+    Verifier::build(&config.auth, opts)
+        .map(Some)
+        .map_err(|errors| {
+            errors
+                .into_iter()
+                .map(|e| ConfigError {
+                    key: e.key,
+                    message: e.message,
+                })
+                .collect()
+        })
+}
+
+/// Problems as one line each, `key.path: message`, joined.
+pub fn report(errors: &[ConfigError]) -> String {
+    let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+    lines.join("; ")
+}
+
+/// Loads everything `run` loads from files before it binds a port, as `run` does: the
+/// route table, the JWT verifier (key files and JWKS file; a `jwks_url` is not
+/// fetched), the proxy listener's TLS certificate and key, and the CA bundles of
+/// `store.tls_ca_file` and `auth.jwks_ca_file`. Answers every problem, each with its
+/// key path. `gatehouse check` and `gatehouse run` (through `load_checked`) and
+/// `App::start` all call it, so what would fail a start fails the check.
+pub fn preflight(config: &Config) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    if let Err(e) = Router::new(&config.routes, config.server.route_matching) {
+        let (key, message) = e.split_once(": ").unwrap_or(("routes", &e));
+        errors.push(ConfigError {
+            key: key.to_string(),
+            message: message.to_string(),
+        });
+    }
+    if let Err(mut e) = verifier(config, None) {
+        errors.append(&mut e);
+    }
+    if let Some(tls) = &config.server.tls {
+        if let Err(mut e) = crate::server::tls::acceptor(tls) {
+            errors.append(&mut e);
+        }
+    }
+    for (key, file) in [
+        ("store.tls_ca_file", &config.store.tls_ca_file),
+        ("auth.jwks_ca_file", &config.auth.jwks_ca_file),
+    ] {
+        if let Some(path) = file {
+            if let Err(e) = crate::server::tls::ca_roots(key, path) {
+                errors.push(e);
+            }
+        }
+    }
+    errors
+}
+
+/// What `gatehouse check` and `gatehouse run` do before anything else: read the file
+/// (no file: the embedded default), apply the environment, validate, and `preflight`.
+/// Every problem at once; a key already named by validation is not named again.
+pub fn load_checked(
+    path: Option<&Path>,
+    env: &HashMap<String, String>,
+) -> Result<Config, Vec<ConfigError>> {
+    let text = match path {
+        Some(p) => std::fs::read_to_string(p).map_err(|e| {
+            vec![ConfigError {
+                key: p.display().to_string(),
+                message: format!("cannot read config file: {e}"),
+            }]
+        })?,
+        None => String::new(),
+    };
+    let (config, mut errors) = Config::parse(&text, env);
+    let Some(config) = config else {
+        return Err(errors);
+    };
+    for e in preflight(&config) {
+        if !errors.iter().any(|known| known.key == e.key) {
+            errors.push(e);
+        }
+    }
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(errors)
     }
 }
 

@@ -103,7 +103,14 @@ impl Store {
             StoreBackend::Memory => {
                 metrics.store_up.set(1);
                 metrics.subscription_up.set(1);
-                Backend::Memory(memory::MemoryStore::new(events.clone()))
+                metrics
+                    .store_memory_budget_bytes
+                    .set(to_gauge(cfg.memory_max_bytes));
+                Backend::Memory(memory::MemoryStore::new(
+                    events.clone(),
+                    cfg.memory_max_bytes,
+                    metrics.store_evictions_total.clone(),
+                ))
             }
             StoreBackend::Redis => {
                 Backend::Redis(redis::RedisStore::new(cfg, metrics.clone(), events.clone()))
@@ -131,6 +138,44 @@ impl Store {
 
     pub fn is_memory(&self) -> bool {
         matches!(self.inner.backend, Backend::Memory(_))
+    }
+
+    /// Tells `hook` the ids of cache records the memory store evicts for its byte
+    /// budget (`store.memory_max_bytes`), as they go: the L1 must drop them, since
+    /// the indexes purges use to find them may go next. The hook runs inside the
+    /// store's critical section and must not call the store. Nothing is ever
+    /// evicted by the redis backend (Redis's own `maxmemory` policy is the
+    /// operator's).
+    pub fn on_cache_evict(&self, hook: impl Fn(&[String]) + Send + Sync + 'static) {
+        if let Backend::Memory(m) = &self.inner.backend {
+            let prefix = format!("{}:", self.inner.prefix);
+            m.on_evict(Arc::new(move |keys: &[String]| {
+                let ids: Vec<String> = keys
+                    .iter()
+                    .filter_map(|k| cache_id(k.strip_prefix(&prefix)?))
+                    .collect();
+                hook(&ids);
+            }));
+        }
+    }
+
+    /// Whether the memory store holds the cache record `id` now; None with redis
+    /// (where nothing is evicted behind the cache's back).
+    pub fn holds_record(&self, id: &str) -> Option<bool> {
+        match &self.inner.backend {
+            Backend::Memory(m) => Some(m.contains(&self.key(&cache_key(id)))),
+            Backend::Redis(_) => None,
+        }
+    }
+
+    /// Updates the gauges read at scrape time.
+    pub fn refresh_gauges(&self) {
+        if let Backend::Memory(m) = &self.inner.backend {
+            self.inner
+                .metrics
+                .store_memory_bytes
+                .set(to_gauge(m.accounted_bytes()));
+        }
     }
 
     /// Whether the last health check reached the store.
@@ -203,7 +248,7 @@ impl Store {
         self.run("cache_put", async {
             match &self.inner.backend {
                 Backend::Memory(m) => {
-                    m.set(&key, value, Some(ttl));
+                    m.set(&key, value, ttl);
                     Ok(())
                 }
                 Backend::Redis(r) => r.set_px(&key, value, ttl).await,
@@ -511,6 +556,20 @@ pub fn cache_key(id: &str) -> String {
     format!("cache:{{{path}}}:{entry}")
 }
 
+/// The cache id of a logical cache record key (`cache_key`'s inverse); None for
+/// keys that are not records (tombstones, leases, variant indexes).
+fn cache_id(logical: &str) -> Option<String> {
+    let (path, entry) = logical.strip_prefix("cache:{")?.split_once("}:")?;
+    if entry == "tomb" || entry.contains(':') {
+        return None;
+    }
+    Some(format!("{path}:{entry}"))
+}
+
+fn to_gauge(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 /// The tombstone of a path: when it was last purged.
 fn tomb_key(id: &str) -> String {
     let (path, _) = id_parts(id);
@@ -555,6 +614,23 @@ pub fn redact_url(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn record_keys_map_back_to_their_ids() {
+        for id in ["abc:def", "0123:-"] {
+            assert_eq!(super::cache_id(&super::cache_key(id)).as_deref(), Some(id));
+        }
+        assert_eq!(super::cache_id(&super::tomb_key("abc:def")), None);
+        assert_eq!(
+            super::cache_id(&format!("{}:lease", super::cache_key("abc:def"))),
+            None
+        );
+        assert_eq!(
+            super::cache_id(&super::Index::Variants("abc:def".into()).logical()),
+            None
+        );
+        assert_eq!(super::cache_id("tag:{x}"), None);
+    }
+
     #[test]
     fn passwords_are_redacted() {
         assert_eq!(

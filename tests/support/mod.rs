@@ -504,7 +504,18 @@ impl TestOrigin {
                                     .path_and_query()
                                     .map(|p| p.to_string())
                                     .unwrap_or_default(),
-                                headers: parts.headers.clone(),
+                                // Copied: parsed header values share hyper's read
+                                // buffer, and kept here they would pin one buffer
+                                // per request for the life of the test.
+                                headers: parts
+                                    .headers
+                                    .iter()
+                                    .map(|(k, v)| {
+                                        let k = http::HeaderName::from_bytes(k.as_ref());
+                                        let v = http::HeaderValue::from_bytes(v.as_bytes());
+                                        (k.unwrap(), v.unwrap())
+                                    })
+                                    .collect(),
                                 body,
                             };
                             t.fetch_add(1, Ordering::SeqCst);

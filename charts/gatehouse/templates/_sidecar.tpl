@@ -90,9 +90,22 @@ nindent places it. See README.md, "Sidecar".
     {{- end }}
 {{- end -}}
 
-{{/* Environment of the gatehouse container: values from Secrets, then `env`. */}}
+{{/*
+Environment of the gatehouse container: values from Secrets, then `env`. An empty
+GATEHOUSE_* value is refused here, as gatehouse refuses it at start (empty is not
+"unset": an empty api token would otherwise mean no api authentication).
+*/}}
 {{- define "gatehouse.env" -}}
 {{- $s := .values.secrets -}}
+{{- range $e := .values.env -}}
+{{- if and (hasPrefix "GATEHOUSE_" (toString $e.name)) (not $e.valueFrom) -}}
+{{- $value := "" -}}
+{{- if and (hasKey $e "value") (not (kindIs "invalid" $e.value)) -}}{{- $value = toString $e.value -}}{{- end -}}
+{{- if eq $value "" -}}
+{{- fail (printf "gatehouse: env %s is empty, and gatehouse refuses an empty GATEHOUSE_* variable at start; remove it or give it a value" $e.name) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- if $s.apiToken.name }}
 - name: GATEHOUSE_API_TOKEN
   valueFrom:
