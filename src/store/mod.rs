@@ -365,7 +365,19 @@ impl Store {
                     m.sorted_add(&key, path, expires_ms);
                     Ok(())
                 }
-                Backend::Redis(r) => r.zadd_max(&key, path, expires_ms).await,
+                Backend::Redis(r) => {
+                    let script = &redis::scripts().paths_add;
+                    let exp = self.key(PATHS_EXPIRY_KEY);
+                    let expires = expires_ms.to_string();
+                    let _: i64 = r
+                        .script(
+                            script,
+                            &[&key, &exp],
+                            &[path.as_bytes(), expires.as_bytes()],
+                        )
+                        .await?;
+                    Ok(())
+                }
             }
         })
         .await
@@ -390,7 +402,22 @@ impl Store {
         self.run("paths_trim", async {
             match &self.inner.backend {
                 Backend::Memory(m) => Ok(m.sorted_trim(&key, now_ms)),
-                Backend::Redis(r) => r.zremrangebyscore_below(&key, now_ms).await,
+                Backend::Redis(r) => {
+                    let script = &redis::scripts().paths_trim;
+                    const BATCH: i64 = 1000;
+                    let exp = self.key(PATHS_EXPIRY_KEY);
+                    let (now, batch) = (now_ms.to_string(), BATCH.to_string());
+                    let mut total = 0;
+                    loop {
+                        let n: i64 = r
+                            .script(script, &[&key, &exp], &[now.as_bytes(), batch.as_bytes()])
+                            .await?;
+                        total += n as u64;
+                        if n < BATCH {
+                            return Ok(total);
+                        }
+                    }
+                }
             }
         })
         .await
@@ -576,7 +603,11 @@ fn tomb_key(id: &str) -> String {
     format!("cache:{{{path}}}:tomb")
 }
 
-const PATHS_KEY: &str = "paths";
+/// The cached paths, for prefix purges. On Redis every member has score 0 (a
+/// lexicographic range is defined only over one score) and the expiries are kept in
+/// `PATHS_EXPIRY_KEY`; both share a Cluster slot (`{paths}`) for the scripts.
+const PATHS_KEY: &str = "{paths}";
+const PATHS_EXPIRY_KEY: &str = "{paths}:exp";
 
 /// A purge index: which cache ids to purge for a tag, a path, or a URL's variants.
 #[derive(Clone, Debug, PartialEq, Eq)]

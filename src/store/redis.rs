@@ -92,6 +92,8 @@ pub struct Scripts {
     pub cache_put: redis::Script,
     pub cache_purge: redis::Script,
     pub index_add: redis::Script,
+    pub paths_add: redis::Script,
+    pub paths_trim: redis::Script,
 }
 
 pub fn scripts() -> &'static Scripts {
@@ -100,6 +102,8 @@ pub fn scripts() -> &'static Scripts {
         cache_put: redis::Script::new(include_str!("../../lua/cache_put.lua")),
         cache_purge: redis::Script::new(include_str!("../../lua/cache_purge.lua")),
         index_add: redis::Script::new(include_str!("../../lua/index_add.lua")),
+        paths_add: redis::Script::new(include_str!("../../lua/paths_add.lua")),
+        paths_trim: redis::Script::new(include_str!("../../lua/paths_trim.lua")),
     })
 }
 
@@ -290,13 +294,6 @@ impl RedisStore {
     }
 
     /// ZADD GT: a path's score only grows (its latest entry's expiry).
-    pub async fn zadd_max(&self, key: &str, member: &str, score: u64) -> StoreResult<()> {
-        let _: i64 = self
-            .query(redis::cmd("ZADD").arg(key).arg("GT").arg(score).arg(member))
-            .await?;
-        Ok(())
-    }
-
     pub async fn zrange_prefix(
         &self,
         key: &str,
@@ -317,16 +314,6 @@ impl RedisStore {
                 .arg("LIMIT")
                 .arg(0)
                 .arg(limit),
-        )
-        .await
-    }
-
-    pub async fn zremrangebyscore_below(&self, key: &str, below: u64) -> StoreResult<u64> {
-        self.query(
-            redis::cmd("ZREMRANGEBYSCORE")
-                .arg(key)
-                .arg("-inf")
-                .arg(format!("({below}")),
         )
         .await
     }

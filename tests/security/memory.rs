@@ -214,11 +214,9 @@ async fn prefix_purges_after_heavy_eviction_are_never_missed() {
     purge_after_flood(TestStore::memory(), "/docs/old", "/docs/new", prefix).await;
 }
 
-/// The same on Redis fails for a reason of its own, not eviction: the `paths` set is
-/// scored by expiry, and `ZRANGE ... BYLEX` over members of different scores is
-/// unspecified, so a prefix purge can miss paths.
+/// The same on Redis, where the path list is a lexicographic range (every member at
+/// one score, expiries kept apart): a prefix purge misses no path.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "redis prefix purges read `paths` BYLEX although members have different scores"]
 async fn prefix_purges_after_heavy_eviction_are_never_missed_on_redis() {
     let prefix = json!({"prefix": "/docs/"});
     purge_after_flood(TestStore::redis(), "/docs/old", "/docs/new", prefix).await;
