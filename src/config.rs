@@ -440,8 +440,15 @@ impl Config {
             }
         };
         let mut errors = Vec::new();
-        apply_env(&mut table, env, &mut errors);
+        let set_by = apply_env(&mut table, env, &mut errors);
         let config = Config::read_and_validate(table, &mut errors);
+        // A bad value that came from the environment names its variable: the file
+        // may well be right.
+        for e in &mut errors {
+            if let Some((_, var)) = set_by.iter().find(|(key, _)| related(key, &e.key)) {
+                e.message = format!("{} (set by {var})", e.message);
+            }
+        }
         (Some(config), errors)
     }
 
@@ -470,15 +477,19 @@ impl Config {
         }
     }
 
-    /// Reads every key, then (when every value parsed) runs the cross-key checks.
+    /// Reads every key, then runs the cross-key checks. They run even when some
+    /// values did not parse (those were read as their defaults), so one report lists
+    /// every problem; a check about a key that already failed to parse is not made
+    /// twice.
     fn read_and_validate(table: toml::Table, errors: &mut Vec<ConfigError>) -> Config {
         let mut read_errors = Vec::new();
         let mut known = BTreeSet::new();
         let config = read(table, &mut read_errors, &mut known);
-        if read_errors.is_empty() {
-            config.validate(&mut read_errors);
-        }
+        let mut cross = Vec::new();
+        config.validate(&mut cross);
+        cross.retain(|c| !read_errors.iter().any(|r| related(&r.key, &c.key)));
         errors.append(&mut read_errors);
+        errors.append(&mut cross);
         config
     }
 
@@ -670,15 +681,63 @@ impl Config {
                     r.lock.as_ref().map(|g| (g.ns.as_str(), g.id.as_str())),
                 ),
             ];
+            let missing = |template: &str| -> Vec<String> {
+                template_names(template)
+                    .into_iter()
+                    .filter(|n| !params.iter().any(|p| p == n))
+                    .map(|n| format!("{{{n}}}"))
+                    .collect()
+            };
+            let lacks = |names: &[String]| {
+                format!(
+                    "names {}, which routes[{i}].path {:?} has not (its parameters: {params:?})",
+                    names.join(", "),
+                    r.path
+                )
+            };
+            for (j, tag) in r.tags.iter().enumerate() {
+                let names = missing(tag);
+                if !names.is_empty() {
+                    // A tag naming an unknown parameter is silently never attached.
+                    err(&format!("routes[{i}].tags[{j}]"), lacks(&names));
+                }
+            }
+            for (j, inv) in r.invalidate_on.iter().enumerate() {
+                let Ok((_, write)) = crate::routes::parse_invalidate_on(inv) else {
+                    continue;
+                };
+                let given = write.param_names();
+                let unfilled: Vec<String> = params
+                    .iter()
+                    .filter(|p| !given.contains(p))
+                    .map(|p| format!("{{{p}}}"))
+                    .collect();
+                if !unfilled.is_empty() {
+                    err(
+                        &format!("routes[{i}].invalidate_on[{j}]"),
+                        format!(
+                            "the write's path has no {}, so routes[{i}].path {:?} cannot be filled in to purge",
+                            unfilled.join(", "),
+                            r.path
+                        ),
+                    );
+                }
+            }
             for (gate, names) in gates {
                 let Some((ns, id)) = names else { continue };
-                if !valid_gate_name(ns, &[]) {
+                for (field, template) in [("ns", ns), ("id", id)] {
+                    let names = missing(template);
+                    if !names.is_empty() {
+                        err(&format!("routes[{i}].{gate}.{field}"), lacks(&names));
+                    }
+                }
+                if !valid_gate_name(ns, &[]) && missing(ns).is_empty() {
                     err(
                         &format!("routes[{i}].{gate}.ns"),
                         "must match [A-Za-z0-9._:-]{1,200}".into(),
                     );
                 }
-                if !valid_gate_name(id, &params) {
+                if !valid_gate_name(id, &params) && missing(id).is_empty() {
                     err(
                         &format!("routes[{i}].{gate}.id"),
                         format!("must match [A-Za-z0-9._:-]{{1,200}} once the route's parameters {params:?} are filled in"),
@@ -931,6 +990,35 @@ fn check_redis_url(u: &str) -> Result<(), String> {
     }
 }
 
+/// The parameter names a template uses (`{id}`, `{*rest}`).
+fn template_names(template: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else {
+            break;
+        };
+        names.push(
+            rest[open + 1..open + close]
+                .trim_start_matches('*')
+                .to_string(),
+        );
+        rest = &rest[open + close + 1..];
+    }
+    names
+}
+
+/// Whether two key paths name the same setting or one contains the other
+/// (`routes[2]` and `routes[2].ttl`, `server.tls` and `server.tls.cert`).
+fn related(a: &str, b: &str) -> bool {
+    let within = |inner: &str, outer: &str| {
+        inner
+            .strip_prefix(outer)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+    };
+    within(a, b) || within(b, a)
+}
+
 /// Whether a `GATEHOUSE_*` variable (without the prefix) is one Kubernetes injects
 /// for a Service named `gatehouse…`: `…SERVICE_HOST`, `…SERVICE_PORT[_NAME]`,
 /// `…PORT`, `…PORT_<n>_<PROTO>[_ADDR|_PORT|_PROTO]`.
@@ -954,11 +1042,14 @@ fn is_service_link(rest: &str) -> bool {
 }
 
 /// Applies `GATEHOUSE_<SECTION>_<KEY>` variables and the `REDIS_URL` fallback.
+/// Applies the overrides; answers which key path each variable set, so problems with
+/// those values can name the variable.
 fn apply_env(
     table: &mut toml::Table,
     env: &HashMap<String, String>,
     errors: &mut Vec<ConfigError>,
-) {
+) -> Vec<(String, String)> {
+    let mut set_by = Vec::new();
     let mut vars: Vec<(&String, &String)> = env.iter().collect();
     vars.sort();
     let mut store_url_set = table
@@ -1013,16 +1104,16 @@ fn apply_env(
                 .entry(n.to_string())
                 .or_insert_with(|| toml::Value::Table(toml::Table::new()));
             if let Some(sub) = sub.as_table_mut() {
-                sub.insert(
-                    key[n.len() + 1..].to_string(),
-                    toml::Value::String(value.clone()),
-                );
+                let leaf = &key[n.len() + 1..];
+                sub.insert(leaf.to_string(), toml::Value::String(value.clone()));
+                set_by.push((format!("{section}.{n}.{leaf}"), name.clone()));
             }
         } else {
             if section == "store" && key == "url" {
                 store_url_set = true;
             }
             sec.insert(key.to_string(), toml::Value::String(value.clone()));
+            set_by.push((format!("{section}.{key}"), name.clone()));
         }
     }
     if !store_url_set {
@@ -1032,9 +1123,11 @@ fn apply_env(
                 .or_insert_with(|| toml::Value::Table(toml::Table::new()));
             if let Some(sec) = sec.as_table_mut() {
                 sec.insert("url".into(), toml::Value::String(url.clone()));
+                set_by.push(("store.url".into(), "REDIS_URL".into()));
             }
         }
     }
+    set_by
 }
 
 fn read(

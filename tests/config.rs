@@ -327,3 +327,78 @@ fn run_fails_on_files_it_cannot_load_before_binding_any_port() {
     }
     TcpListener::bind(("127.0.0.1", port)).expect("port still free");
 }
+
+/// The keys of every problem `check` would report for a config text.
+fn problems(text: &str, env: &[(&str, &str)]) -> Vec<gatehouse::config::ConfigError> {
+    let env: HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Config::from_toml_str(text, &env).unwrap_err()
+}
+
+#[test]
+fn templates_naming_a_parameter_the_path_lacks_are_refused() {
+    let errs = problems(
+        r#"
+[[routes]]
+path = "/t/{id}"
+tags = ["t:{idd}", "t:{id}"]
+invalidate_on = ["POST /t/save", "POST /t/{id}/save"]
+[routes.lock]
+ns = "t"
+id = "{ident}"
+"#,
+        &[],
+    );
+    let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "routes[0].tags[0]",
+            "routes[0].invalidate_on[0]",
+            "routes[0].lock.id"
+        ],
+        "{errs:?}"
+    );
+    assert!(errs[0].message.contains("{idd}"), "{}", errs[0].message);
+    assert!(errs[1].message.contains("{id}"), "{}", errs[1].message);
+    assert!(errs[2].message.contains("{ident}"), "{}", errs[2].message);
+}
+
+#[test]
+fn parse_errors_and_cross_key_problems_come_in_one_report() {
+    // One value that does not parse and one cross-key problem elsewhere: both at once
+    // (the cross-key checks used to wait until every value parsed).
+    let errs = problems(
+        "[origin]\ntimeout = \"soon\"\n[cache]\nmax_bytes = \"1MiB\"\nmax_object = \"2MiB\"\n[[routes]]\npath = \"/a/{id}\"\ntags = [\"a:{x}\"]\n",
+        &[],
+    );
+    let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+    for key in ["origin.timeout", "cache.max_object", "routes[0].tags[0]"] {
+        assert!(keys.contains(&key), "{key} missing from {errs:?}");
+    }
+    // A key that failed to parse is not judged again from its default.
+    let errs = problems("[cache]\nmax_bytes = \"lots\"\n", &[]);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+}
+
+#[test]
+fn a_bad_value_from_the_environment_names_its_variable() {
+    let errs = problems("", &[("GATEHOUSE_CACHE_MAX_BYTES", "lots")]);
+    assert_eq!(errs[0].key, "cache.max_bytes");
+    assert!(
+        errs[0].message.contains("set by GATEHOUSE_CACHE_MAX_BYTES"),
+        "{}",
+        errs[0].message
+    );
+    let errs = problems(
+        "[server.tls]\nkey = \"/nonexistent.key\"\n",
+        &[("GATEHOUSE_SERVER_TLS_CERT", "/nonexistent.pem")],
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.message.contains("set by GATEHOUSE_SERVER_TLS_CERT")),
+        "{errs:?}"
+    );
+}
