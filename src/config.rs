@@ -50,6 +50,7 @@ pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_LOCK_AGE: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_VARIANTS: u64 = 32;
 pub const DEFAULT_HIT_FOR_PASS_TTL: Duration = Duration::from_secs(30);
+pub const DEFAULT_PURGE_ALLOW: &[&str] = &["127.0.0.0/8", "::1/128"];
 
 pub const DEFAULT_AUTH_LEEWAY: Duration = Duration::from_secs(60);
 pub const DEFAULT_JWKS_REFRESH: Duration = Duration::from_secs(300);
@@ -154,6 +155,55 @@ pub enum InvalidEncoding {
     Escape,
 }
 
+/// A network in CIDR notation (`10.0.0.0/8`, `::1/128`; an address alone is `/32`
+/// or `/128`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: std::net::IpAddr,
+    pub bits: u8,
+}
+
+impl Cidr {
+    /// Whether `ip` is in the network (an IPv4-mapped IPv6 address counts as IPv4).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - self.bits as u32).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - self.bits as u32).unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Cidr, String> {
+        let bad = || format!("{text:?} is not a network like \"10.0.0.0/8\" or \"::1/128\"");
+        let (addr, bits) = match text.trim().split_once('/') {
+            Some((a, b)) => (a, Some(b)),
+            None => (text.trim(), None),
+        };
+        let addr: std::net::IpAddr = addr.parse().map_err(|_| bad())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let bits = match bits {
+            Some(b) => b.parse::<u8>().ok().filter(|b| *b <= max).ok_or_else(bad)?,
+            None => max,
+        };
+        Ok(Cidr { addr, bits })
+    }
+}
+
 /// How route paths compare with canonical request paths. The defaults match the way
 /// Express, NestJS, Spring and ASP.NET route (case-insensitive, an optional trailing
 /// slash), so a request the origin would route to a protected handler meets the
@@ -245,6 +295,11 @@ pub struct CacheConfig {
     pub lock_age: Duration,
     pub max_variants: u64,
     pub hit_for_pass_ttl: Duration,
+    /// Answer `PURGE <path>` on the proxy listener (Varnish's habit) instead of
+    /// forwarding it.
+    pub purge_method: bool,
+    /// Client networks a `PURGE` is accepted from.
+    pub purge_allow: Vec<Cidr>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1304,6 +1359,17 @@ fn read(
         lock_age: s.duration("lock_age", DEFAULT_LOCK_AGE),
         max_variants: s.u64("max_variants", DEFAULT_MAX_VARIANTS),
         hit_for_pass_ttl: s.duration("hit_for_pass_ttl", DEFAULT_HIT_FOR_PASS_TTL),
+        purge_method: s.bool("purge_method", false),
+        purge_allow: {
+            let mut nets = Vec::new();
+            for text in s.strings("purge_allow", DEFAULT_PURGE_ALLOW) {
+                match text.parse::<Cidr>() {
+                    Ok(c) => nets.push(c),
+                    Err(m) => s.error("purge_allow", m),
+                }
+            }
+            nets
+        },
     };
     s.finish();
     let store = StoreConfig {

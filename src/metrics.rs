@@ -245,7 +245,7 @@ impl Metrics {
             purges_total: counter_vec(
                 &r,
                 "gatehouse_purges_total",
-                "Purge requests by kind (urls, tags, prefix)",
+                "Purge requests by kind (urls, tags, prefix, method)",
                 &["kind"],
             ),
             config_reloads_total: counter_vec(

@@ -5,6 +5,8 @@
 //! | method | path | handler |
 //! |---|---|---|
 //! | POST | `/v1/cache/purge` | [`cache::purge`] |
+//! | GET | `/v1/cache/entries`, `/v1/cache/entries/{id}` | list entries by path prefix / show one ([`cache::entries`], [`cache::entry`]) |
+//! | GET | `/v1/cache/stats` | L1 / L2 figures ([`cache::stats`]) |
 //! | PUT, GET | `/v1/capacity/{ns}/{id}` | define / read a counter |
 //! | POST | `/v1/capacity/{ns}/{id}/admissions` | admit a member |
 //! | DELETE | `/v1/capacity/{ns}/{id}/admissions/{memberId}` | release a member |
@@ -48,6 +50,8 @@ pub const MAX_API_BODY: usize = 1 << 20;
 pub struct ApiRequest {
     pub params: Params,
     pub headers: HeaderMap,
+    /// The raw query string, if any.
+    pub query: Option<String>,
     pub body: Bytes,
 }
 
@@ -145,6 +149,9 @@ fn route(method: Method, path: &'static str, handler: HandlerFn) -> ApiRoute {
 pub static ROUTES: LazyLock<Vec<ApiRoute>> = LazyLock::new(|| {
     vec![
         route(Method::POST, "/v1/cache/purge", cache::purge),
+        route(Method::GET, "/v1/cache/entries", cache::entries),
+        route(Method::GET, "/v1/cache/entries/{id}", cache::entry),
+        route(Method::GET, "/v1/cache/stats", cache::stats),
         route(Method::PUT, "/v1/capacity/{ns}/{id}", capacity::put),
         route(Method::GET, "/v1/capacity/{ns}/{id}", capacity::get),
         route(
@@ -260,6 +267,7 @@ async fn handle(
         state.clone(),
         ApiRequest {
             params,
+            query: parts.uri.query().map(str::to_string),
             headers: parts.headers,
             body,
         },

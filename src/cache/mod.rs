@@ -16,6 +16,7 @@
 pub mod coalesce;
 pub mod coherence;
 pub mod entry;
+pub mod inspect;
 pub mod l1;
 
 use std::collections::HashMap;
@@ -312,17 +313,23 @@ impl Cache {
         &self,
         id: &Arc<str>,
         trusted: bool,
+        counted: bool,
     ) -> Result<Option<(Arc<Record>, Tier)>, StoreError> {
+        let count = |tier, result| {
+            if counted {
+                self.count(tier, result)
+            }
+        };
         if trusted {
             if let Some(slot) = self.l1.get(id) {
                 return Ok(Some((slot.record, Tier::L1)));
             }
-            self.count(Tier::L1, "miss");
+            count(Tier::L1, "miss");
         }
         let began = Instant::now();
         match self.store.cache_get(id).await? {
             None => {
-                self.count(Tier::L2, "miss");
+                count(Tier::L2, "miss");
                 Ok(None)
             }
             Some(bytes) => match entry::decode_record(bytes) {
@@ -332,26 +339,42 @@ impl Cache {
                     Ok(Some((r, Tier::L2)))
                 }
                 Ok(_) => {
-                    self.count(Tier::L2, "miss");
+                    count(Tier::L2, "miss");
                     Ok(None)
                 }
                 Err(err) => {
                     tracing::debug!(?err, "L2 record unreadable; treated as a miss");
-                    self.count(Tier::L2, "miss");
+                    count(Tier::L2, "miss");
                     Ok(None)
                 }
             },
         }
     }
 
-    /// L1, then L2, following the URL's Vary index to the request's variant.
+    /// L1, then L2, following the URL's Vary index to the request's variant; counted
+    /// in `gatehouse_cache_lookups_total`.
     pub async fn lookup(&self, key: &CacheKey, req: &HeaderMap) -> Lookup {
+        self.lookup_as(key, req, true).await
+    }
+
+    /// `lookup` again for a request already counted (a leader's or a waiter's
+    /// re-check): the lookup metric counts each request's lookup once.
+    pub async fn recheck(&self, key: &CacheKey, req: &HeaderMap) -> Lookup {
+        self.lookup_as(key, req, false).await
+    }
+
+    async fn lookup_as(&self, key: &CacheKey, req: &HeaderMap, counted: bool) -> Lookup {
+        let count = |tier, result| {
+            if counted {
+                self.count(tier, result)
+            }
+        };
         let trusted = self.trusted();
-        let first = match self.get_record(&key.id, trusted).await {
+        let first = match self.get_record(&key.id, trusted, counted).await {
             Ok(r) => r,
             Err(err) => {
                 tracing::debug!(error = %err, "L2 lookup failed");
-                self.count(Tier::L2, "error");
+                count(Tier::L2, "error");
                 // The store is the truth but cannot be asked: an L1 entry may still
                 // serve under stale rules (stale-if-error).
                 return match self.l1.get(&key.id).map(|s| s.record) {
@@ -375,10 +398,10 @@ impl Cache {
             Record::Entry(_) => (record, tier),
             Record::Vary(index) => {
                 let vid = variant_id(key, &variant_values(&index.headers, req));
-                match self.get_record(&vid, trusted).await {
+                match self.get_record(&vid, trusted, counted).await {
                     Ok(Some((r, t))) if matches!(&*r, Record::Entry(_)) => (r, t),
                     _ => {
-                        self.count(tier, "vary_miss");
+                        count(tier, "vary_miss");
                         return Lookup::Miss;
                     }
                 }
@@ -387,7 +410,7 @@ impl Cache {
         let Record::Entry(e) = &*record else {
             return Lookup::Miss;
         };
-        self.count(
+        count(
             tier,
             if e.is_negative() {
                 "negative_hit"

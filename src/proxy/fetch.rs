@@ -302,7 +302,7 @@ impl Miss {
         } = self
             .state
             .cache
-            .lookup(&self.key, &self.parts.headers)
+            .recheck(&self.key, &self.parts.headers)
             .await
         else {
             return None;
@@ -371,7 +371,7 @@ impl Miss {
             if let Lookup::Hit { entry, .. } = self
                 .state
                 .cache
-                .lookup(&self.key, &self.parts.headers)
+                .recheck(&self.key, &self.parts.headers)
                 .await
             {
                 if matches!(

@@ -79,6 +79,17 @@ pub async fn handle(
             .inc();
         return resp;
     }
+    if runtime.config.cache.purge_method && req.method().as_str() == "PURGE" {
+        let resp = purge(state, &runtime, req.uri(), peer)
+            .await
+            .unwrap_or_else(Error::into_response);
+        state
+            .metrics
+            .requests_total
+            .with_label_values(&["none", resp.status().as_str()])
+            .inc();
+        return resp;
+    }
     let host = req
         .headers()
         .get(http::header::HOST)
@@ -261,6 +272,45 @@ async fn forward(
         return Ok(resp);
     }
     fetch::fetch_for_cache(miss).await
+}
+
+/// `PURGE <path>` (with `cache.purge_method`): drops the canonical path's entries for
+/// every host and variant, on every instance, as `POST /v1/cache/purge` does for a
+/// URL; only from `cache.purge_allow` networks (else 403 `PURGE_NOT_ALLOWED`).
+async fn purge(
+    state: &AppState,
+    runtime: &Runtime,
+    uri: &http::Uri,
+    peer: SocketAddr,
+) -> Result<Response<Body>, Error> {
+    if !runtime
+        .config
+        .cache
+        .purge_allow
+        .iter()
+        .any(|net| net.contains(peer.ip()))
+    {
+        return Err(Error::new(
+            http::StatusCode::FORBIDDEN,
+            "PURGE_NOT_ALLOWED",
+            "PURGE is accepted only from cache.purge_allow networks",
+            crate::error::Source::Client,
+        ));
+    }
+    let path = cache_key::path_and_query(uri);
+    let purged = state.cache.purge_path(&path, false).await.map_err(|e| {
+        tracing::warn!(error = %e, "PURGE could not reach the store");
+        Error::store_unavailable()
+    })?;
+    state
+        .metrics
+        .purges_total
+        .with_label_values(&["method"])
+        .inc();
+    Ok(crate::error::json_response(
+        http::StatusCode::OK,
+        &serde_json::json!({ "purged": purged }),
+    ))
 }
 
 fn pass_status(reason: NoCacheReason) -> &'static str {

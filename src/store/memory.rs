@@ -641,6 +641,29 @@ impl MemoryStore {
         })
     }
 
+    pub fn sorted_prefix_after(
+        &self,
+        key: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Vec<String> {
+        use std::ops::Bound;
+        let start = match after {
+            Some(a) if a >= prefix => Bound::Excluded(a.to_string()),
+            _ => Bound::Included(prefix.to_string()),
+        };
+        self.with(|d| match d.get(key).map(|e| &e.value) {
+            Some(Value::Sorted(z)) => z
+                .range((start, Bound::Unbounded))
+                .take_while(|(m, _)| m.starts_with(prefix))
+                .take(limit)
+                .map(|(m, _)| m.clone())
+                .collect(),
+            _ => Vec::new(),
+        })
+    }
+
     pub fn sorted_trim(&self, key: &str, below: u64) -> u64 {
         self.cache_op(|d| d.sorted_remove_below(key, below))
     }

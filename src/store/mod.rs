@@ -169,6 +169,14 @@ impl Store {
     }
 
     /// Updates the gauges read at scrape time.
+    /// The cache bytes the memory store holds (None on Redis, which accounts its own).
+    pub fn memory_bytes(&self) -> Option<u64> {
+        match &self.inner.backend {
+            Backend::Memory(m) => Some(m.accounted_bytes()),
+            Backend::Redis(_) => None,
+        }
+    }
+
     pub fn refresh_gauges(&self) {
         if let Backend::Memory(m) = &self.inner.backend {
             self.inner
@@ -391,6 +399,24 @@ impl Store {
             match &self.inner.backend {
                 Backend::Memory(m) => Ok(m.sorted_prefix(&key, prefix, limit)),
                 Backend::Redis(r) => r.zrange_prefix(&key, prefix, limit).await,
+            }
+        })
+        .await
+    }
+
+    /// One page of cached paths starting with `prefix`, in order, beginning after
+    /// `after` (exclusive) when given: the cache listing's cursor.
+    pub async fn paths_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<String>> {
+        let key = self.key(PATHS_KEY);
+        self.run("paths_page", async {
+            match &self.inner.backend {
+                Backend::Memory(m) => Ok(m.sorted_prefix_after(&key, prefix, after, limit)),
+                Backend::Redis(r) => r.zrange_prefix_after(&key, prefix, after, limit).await,
             }
         })
         .await

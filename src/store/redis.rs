@@ -294,6 +294,41 @@ impl RedisStore {
     }
 
     /// ZADD GT: a path's score only grows (its latest entry's expiry).
+    /// `zrange_prefix` starting after `after` (exclusive) when it is within the prefix.
+    pub async fn zrange_prefix_after(
+        &self,
+        key: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<String>> {
+        let mut start = Vec::new();
+        match after {
+            Some(a) if a >= prefix => {
+                start.push(b'(');
+                start.extend_from_slice(a.as_bytes());
+            }
+            _ => {
+                start.push(b'[');
+                start.extend_from_slice(prefix.as_bytes());
+            }
+        }
+        let mut end = b"[".to_vec();
+        end.extend_from_slice(prefix.as_bytes());
+        end.push(0xff);
+        self.query(
+            redis::cmd("ZRANGE")
+                .arg(key)
+                .arg(start)
+                .arg(end)
+                .arg("BYLEX")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(limit),
+        )
+        .await
+    }
+
     pub async fn zrange_prefix(
         &self,
         key: &str,
