@@ -231,16 +231,23 @@ pub fn spawn_reloaders(state: Arc<AppState>) -> Vec<tokio::task::JoinHandle<()>>
     let mut tasks = Vec::new();
     #[cfg(unix)]
     {
-        let st = state.clone();
-        tasks.push(tokio::spawn(async move {
-            use tokio::signal::unix::{signal, SignalKind};
-            let Ok(mut hup) = signal(SignalKind::hangup()) else {
-                return;
-            };
-            while hup.recv().await.is_some() {
-                let _ = reload(&st);
+        use tokio::signal::unix::{signal, SignalKind};
+        // Registered here, not in the task: once `App::start` returns (and /readyz
+        // says ready) a SIGHUP must reload, never fall on the default action, which
+        // ends the process.
+        match signal(SignalKind::hangup()) {
+            Ok(mut hup) => {
+                let st = state.clone();
+                tasks.push(tokio::spawn(async move {
+                    while hup.recv().await.is_some() {
+                        let _ = reload(&st);
+                    }
+                }));
             }
-        }));
+            Err(e) => {
+                tracing::warn!(error = %e, "SIGHUP cannot be handled; reload with reload.watch")
+            }
+        }
     }
     let cfg = state.runtime.load().config.clone();
     if cfg.reload.watch {
