@@ -123,7 +123,7 @@ async fn demo() -> ExitCode {
         }
     };
     println!("{}", demo.guide());
-    wait_for_signal().await;
+    shutdown_signal().await;
     eprintln!("gatehouse demo: stopping");
     demo.shutdown().await;
     ExitCode::SUCCESS
@@ -141,7 +141,7 @@ async fn demo_origin(listen: SocketAddr) -> ExitCode {
         // The load harness reads this line to learn the port when given port 0.
         println!("demo origin listening on http://{addr}");
     }
-    match gatehouse::demo::serve_demo_origin(listener, wait_for_signal()).await {
+    match gatehouse::demo::serve_demo_origin(listener, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("gatehouse demo-origin: {e}");
@@ -151,6 +151,8 @@ async fn demo_origin(listen: SocketAddr) -> ExitCode {
 }
 
 async fn run(cfg: Config, path: Option<PathBuf>) -> ExitCode {
+    // Handlers first: a SIGTERM during start-up drains like any other.
+    let stop = shutdown_signal();
     let app = match App::start(cfg, path).await {
         Ok(a) => a,
         Err(e) => {
@@ -159,24 +161,30 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    wait_for_signal().await;
+    stop.await;
     tracing::info!("shutting down: readiness off, draining in-flight requests");
     app.shutdown().await;
     ExitCode::SUCCESS
 }
 
-async fn wait_for_signal() {
+/// Registers the SIGTERM and SIGINT handlers now; the future ends at the first signal.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
         let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
+        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+        async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
