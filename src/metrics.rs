@@ -1,6 +1,6 @@
 //! Every collector, on a registry this process owns (no global registry), rendered
 //! in the Prometheus text format by the admin listener. Names are the contract's
-//! (API.md §5); every name starts with `gatehouse_`.
+//! (`docs/api.md`); every name starts with `gatehouse_`.
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,

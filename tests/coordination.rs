@@ -1,4 +1,4 @@
-//! The native coordination endpoints (API.md §4): capacity, locks, transfers — every
+//! The native coordination endpoints (docs/api.md, docs/openapi.yaml): capacity, locks, transfers — every
 //! status code of the contract on both stores, contention with several instances
 //! sharing one real Redis, Redis Cluster, a store outage, NOSCRIPT recovery, and the
 //! capacity sync to the origin.

@@ -1,4 +1,4 @@
-//! `/v1/capacity/{ns}/{id}`: define, read, admit, release (API.md §4, Capacity).
+//! `/v1/capacity/{ns}/{id}`: define, read, admit, release (docs/api.md, docs/openapi.yaml).
 
 use std::sync::Arc;
 

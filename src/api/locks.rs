@@ -1,4 +1,4 @@
-//! `/v1/locks/{ns}/{id}`: acquire, status, renew, release (API.md §4, Locks).
+//! `/v1/locks/{ns}/{id}`: acquire, status, renew, release (docs/api.md, docs/openapi.yaml).
 
 use std::sync::Arc;
 

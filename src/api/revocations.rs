@@ -1,4 +1,4 @@
-//! Token revocation on the api listener (API.md §4 "Token revocation"):
+//! Token revocation on the api listener (docs/api.md, docs/openapi.yaml):
 //!
 //! | call | answer |
 //! |---|---|

@@ -1,4 +1,4 @@
-//! `/v1/transfers`: create and claim one-time transfers (API.md §4, transfers).
+//! `/v1/transfers`: create and claim one-time transfers (docs/api.md, docs/openapi.yaml).
 
 use std::sync::Arc;
 

@@ -75,7 +75,7 @@ pub struct Claims {
     pub all: Map<String, Value>,
 }
 
-/// What a revocation of this token is keyed on (API.md §4 "Token revocation").
+/// What a revocation of this token is keyed on (docs/api.md, docs/openapi.yaml).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RevocationId<'a> {
     /// The token's `jti`.

@@ -1,4 +1,4 @@
-//! Token revocation (API.md §4 "Token revocation"): records in the store, and the
+//! Token revocation (docs/api.md, docs/openapi.yaml): records in the store, and the
 //! in-process view every instance checks on the proxy path.
 //!
 //! # Records

@@ -1,5 +1,5 @@
 //! Step 2 of the request path: the route's gates, after authorization and before the
-//! cache (API.md §3).
+//! cache (docs/api.md, docs/openapi.yaml).
 //!
 //! - `[routes.capacity]` admits the caller (the verified `sub`, a header, or a path
 //!   parameter) to counter `ns/id` in one atomic store step, the same operation as
