@@ -29,6 +29,7 @@ pub mod gates;
 pub mod inbound;
 pub mod invalidate;
 pub mod origin;
+pub mod range;
 pub mod respond;
 
 use std::net::SocketAddr;
