@@ -489,7 +489,8 @@ impl Miss {
     }
 
     /// The request a fill sends: GET for GET and HEAD, forwarding headers added, the
-    /// client's conditionals replaced by the stale entry's validators.
+    /// client's conditionals replaced by the stale entry's validators, without the
+    /// client's `Range`: the whole representation is stored and ranges cut from it.
     fn fill_request(&self) -> Request<Body> {
         let parts = &self.parts;
         let mut headers: HeaderMap = parts.headers.clone();
@@ -499,6 +500,7 @@ impl Miss {
             header::IF_MATCH,
             header::IF_UNMODIFIED_SINCE,
             header::IF_RANGE,
+            header::RANGE,
         ] {
             headers.remove(h);
         }
