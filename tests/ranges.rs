@@ -1,7 +1,7 @@
 //! Range requests (RFC 9110 §14, RFC 9111 §3.3–3.4): ranges cut from a cached
 //! complete 200, what is ignored, `If-Range`, ranged misses (filled with the whole
-//! representation, coalesced with plain ones), and 206 answers from the origin never
-//! stored.
+//! representation, coalesced with plain ones, passed with their `Range` when too
+//! large to store), and 206 answers from the origin never stored.
 
 mod support;
 
@@ -40,6 +40,34 @@ async fn get_with(gh: &Gatehouse, path: &str, headers: &[(&str, &str)]) -> reqwe
 
 async fn range(gh: &Gatehouse, path: &str, value: &str) -> reqwest::Response {
     get_with(gh, path, &[("range", value)]).await
+}
+
+/// What a test origin that implements ranges itself answers: a 206 for
+/// `bytes=first-last`, the whole body otherwise.
+fn origin_reply(s: &Seen, body: &[u8], cache_control: &str) -> Reply {
+    let asked = s
+        .headers
+        .get("range")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("bytes="))
+        .and_then(|v| v.split_once('-'))
+        .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?)));
+    match asked {
+        Some((first, last)) => {
+            let last = last.min(body.len() - 1);
+            Reply::status(206, body[first..=last].to_vec())
+                .header(
+                    "content-range",
+                    &format!("bytes {first}-{last}/{}", body.len()),
+                )
+                .header("cache-control", cache_control)
+        }
+        None => Reply::ok(body.to_vec()).header("cache-control", cache_control),
+    }
+}
+
+fn big_body() -> Vec<u8> {
+    (0..4096u32).map(|i| b'a' + (i % 26) as u8).collect()
 }
 
 both_stores!(
@@ -318,6 +346,44 @@ both_stores!(
 );
 
 both_stores!(
+    a_ranged_miss_too_large_to_store_asks_the_origin_for_the_range,
+    |store: TestStore| async move {
+        let big = big_body();
+        let b = big.clone();
+        let origin = TestOrigin::start(move |s| origin_reply(s, &b, "max-age=600")).await;
+        let gh = Gatehouse::start(&cfg(&store, "large"), &origin).await;
+        let r = range(&gh, "/big", "bytes=100-109").await;
+        assert_eq!(r.status(), 206);
+        assert_eq!(status(&r), "gatehouse; fwd=miss; detail=range");
+        assert_eq!(
+            header(&r, "content-range").as_deref(),
+            Some("bytes 100-109/4096")
+        );
+        assert_eq!(&r.bytes().await.unwrap()[..], &big[100..110]);
+        // The whole representation was asked for first (its Content-Length is over
+        // max_object), then the range alone.
+        let seen = origin.seen();
+        assert_eq!(seen.len(), 2);
+        assert!(!seen[0].headers.contains_key("range"));
+        assert_eq!(seen[1].headers["range"], "bytes=100-109");
+
+        // The origin's 206 (max-age=600) was not stored, and the URL is now passed
+        // with its range without the whole-representation attempt.
+        let r = range(&gh, "/big", "bytes=100-109").await;
+        assert_eq!(r.status(), 206);
+        assert_eq!(status(&r), "gatehouse; fwd=miss; detail=range");
+        assert_eq!(&r.bytes().await.unwrap()[..], &big[100..110]);
+        let seen = origin.seen();
+        assert_eq!(seen.len(), 3);
+        assert_eq!(seen[2].headers["range"], "bytes=100-109");
+        let r = gh.get("/big").await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.bytes().await.unwrap().len(), 4096);
+        gh.shutdown().await;
+    }
+);
+
+both_stores!(
     origin_partial_answers_are_never_stored,
     |store: TestStore| async move {
         // An origin that answers 206 even to a request without Range.
@@ -341,3 +407,50 @@ both_stores!(
         gh.shutdown().await;
     }
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uncacheable_answer_sends_waiting_ranges_to_the_origin() {
+    let origin = TestOrigin::start(|s| {
+        origin_reply(s, BODY, "no-store").delay(if s.headers.contains_key("range") {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(400)
+        })
+    })
+    .await;
+    let gh = Gatehouse::start(&cfg(&TestStore::memory(), "uncacheable"), &origin).await;
+    // A plain miss leads; a ranged request waits for it.
+    let url = gh.url("/nostore");
+    let client = gh.client.clone();
+    let plain = tokio::spawn(async move { client.get(url).send().await.unwrap() });
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            origin.hits("/nostore") == 1
+        })
+        .await
+    );
+    let r = range(&gh, "/nostore", "bytes=1-3").await;
+    // Released by the uncacheable answer, it asked the origin for its range alone.
+    assert_eq!(r.status(), 206);
+    assert_eq!(status(&r), "gatehouse; fwd=miss; detail=range");
+    assert_eq!(r.text().await.unwrap(), "bcd");
+    let p = plain.await.unwrap();
+    assert_eq!(p.status(), 200);
+    assert_eq!(status(&p), "gatehouse; fwd=miss; detail=no-store");
+    let seen = origin.seen();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[1].headers["range"], "bytes=1-3");
+    // Hit-for-pass: ranges go straight to the origin.
+    let r = range(&gh, "/nostore", "bytes=0-0").await;
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.text().await.unwrap(), "a");
+    assert_eq!(origin.seen().len(), 3);
+
+    // The first ranged miss of an uncacheable URL gets the origin's whole answer
+    // (RFC 9110 §14.2 lets it ignore the range).
+    let r = range(&gh, "/other", "bytes=1-3").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(status(&r), "gatehouse; fwd=miss; detail=no-store");
+    assert_eq!(r.bytes().await.unwrap(), BODY);
+    gh.shutdown().await;
+}

@@ -15,8 +15,9 @@
 //!                                                   range.rs
 //! coalesced fetch    -> leader fills (revalidating a stale entry; never with the
 //!                       client's Range), waiters wait and cut their own range;
-//!                       one fetch per instance, and per fleet through a store lease
-//!                                                   fetch.rs, cache/coalesce.rs
+//!                       one fetch per instance, and per fleet through a store lease;
+//!                       a range whose whole representation cannot be stored is
+//!                       asked of the origin as is        fetch.rs, cache/coalesce.rs
 //! storable(response)? store L1 + L2 : pass; stale-if-error on failure
 //! successful unsafe method -> invalidate target, Location, invalidate_on routes
 //!                                                   invalidate.rs
