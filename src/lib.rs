@@ -34,7 +34,8 @@
 //!                                         successful write ─► invalidate::Write (purge)
 //!             key = cache_key::for_request
 //!             cache.lookup(key, headers): L1 ─► L2 ─► Vary index ─► variant
-//!             cache_policy::reuse: fresh ─► answer (304 on matching validators)
+//!             cache_policy::reuse: fresh ─► answer (304 on matching validators,
+//!                                          206/416 for one byte range: proxy::range)
 //!                                  stale-while-revalidate ─► answer + background refresh
 //!             coalescer.join(key): leader ─► fleet lease ─► detached fill ─► origin
 //!                                  waiters ◄─ Stored / Uncacheable / Failed (handover)

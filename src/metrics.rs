@@ -21,6 +21,7 @@ pub struct Metrics {
     pub cache_lookups_total: IntCounterVec,
     pub cache_stores_total: IntCounterVec,
     pub origin_requests_total: IntCounterVec,
+    pub origin_interim_responses_total: IntCounterVec,
     pub coalesced_requests_total: IntCounter,
     pub coalesce_handovers_total: IntCounter,
     pub store_up: IntGauge,
@@ -140,6 +141,12 @@ impl Metrics {
                 "gatehouse_origin_requests_total",
                 "Requests sent to the origin by result (ok, timeout, unreachable, body_error, client_body_error)",
                 &["result"],
+            ),
+            origin_interim_responses_total: counter_vec(
+                &r,
+                "gatehouse_origin_interim_responses_total",
+                "1xx interim responses (103 Early Hints, 102 Processing, ...) received from the origin by status; never stored, and not forwarded (hyper's server cannot send them)",
+                &["status"],
             ),
             coalesced_requests_total: counter(
                 &r,

@@ -277,9 +277,8 @@ pub fn request_cacheable(
     if has_body {
         return Err(NoCacheReason::RequestBody);
     }
-    if headers.contains_key(header::RANGE) {
-        return Err(NoCacheReason::Range);
-    }
+    // A `Range` uses the cache: answered from a complete stored response
+    // (`proxy::range`), or filled with the whole representation.
     Ok(())
 }
 

@@ -139,6 +139,10 @@ pub async fn fetch_for_cache(ctx: Miss) -> Result<Response<Body>, Error> {
         return ctx.finish(None, None, "").await;
     }
     if state.cache.is_hit_for_pass(&ctx.key.id) {
+        if ctx.ranged() {
+            // Uncacheable for now: the origin answers the range itself.
+            return ctx.pass_range().await;
+        }
         return ctx.finish(None, None, "hit-for-pass").await;
     }
     let mut handed_over = false;
@@ -185,6 +189,10 @@ pub async fn fetch_for_cache(ctx: Miss) -> Result<Response<Body>, Error> {
                         ctx.stale_if_error("gatehouse; fwd=stale; collapsed; detail=stale-if-error")
                     {
                         return Ok(resp);
+                    }
+                    if ctx.ranged() {
+                        // Nothing stored to slice: fetch just the range.
+                        return ctx.pass_range().await;
                     }
                     return ctx.finish(None, None, "").await;
                 }
@@ -275,6 +283,43 @@ enum FleetTurn {
 impl Miss {
     fn head(&self) -> bool {
         self.parts.method == Method::HEAD
+    }
+
+    /// A GET with `Range` (HEAD ignores it, RFC 9110 §14.2).
+    fn ranged(&self) -> bool {
+        self.parts.method == Method::GET && super::range::has_range(&self.parts.headers)
+    }
+
+    /// Sends the client's request, `Range` and conditionals included, to the origin
+    /// and streams its answer (usually a 206) through, unstored: for a ranged request
+    /// whose whole representation the cache cannot keep.
+    async fn pass_range(&self) -> Result<Response<Body>, Error> {
+        let parts = &self.parts;
+        let mut headers = parts.headers.clone();
+        origin::prepare_request(&mut headers, parts.version, &parts.uri, self.peer, self.tls);
+        let mut req = Request::new(body::empty());
+        *req.method_mut() = Method::GET;
+        *req.uri_mut() = parts.uri.clone();
+        *req.headers_mut() = headers;
+        let status = format!(
+            "gatehouse; fwd=miss; detail={}",
+            NoCacheReason::Range.label()
+        );
+        match self.state.origin.send(req).await {
+            Ok(resp) => {
+                count_origin(&self.state, "ok");
+                Ok(respond::from_origin(resp, parts.version, &status))
+            }
+            Err(e) => {
+                count_origin(&self.state, origin_label(&e));
+                if let Some(stale) =
+                    self.stale_if_error("gatehouse; fwd=stale; detail=stale-if-error")
+                {
+                    return Ok(stale);
+                }
+                Err(e.into_error())
+            }
+        }
     }
 
     fn answer(&self, entry: &Entry, cache_status: &str) -> Response<Body> {
@@ -417,6 +462,13 @@ impl Miss {
                 };
                 Ok(self.answer(&entry, status))
             }
+            Filled::Pass(resp, NoCacheReason::TooLarge) if self.ranged() => {
+                // The whole representation was asked for to be stored; too large to
+                // keep, it is dropped unread and the origin asked for the range alone.
+                drop(resp);
+                self.state.cache.mark_hit_for_pass(&self.key.id);
+                self.pass_range().await
+            }
             Filled::Pass(mut resp, reason) => {
                 let code = resp.status();
                 if code.is_server_error() {
@@ -489,7 +541,8 @@ impl Miss {
     }
 
     /// The request a fill sends: GET for GET and HEAD, forwarding headers added, the
-    /// client's conditionals replaced by the stale entry's validators.
+    /// client's conditionals replaced by the stale entry's validators, without the
+    /// client's `Range`: the whole representation is stored and ranges cut from it.
     fn fill_request(&self) -> Request<Body> {
         let parts = &self.parts;
         let mut headers: HeaderMap = parts.headers.clone();
@@ -499,6 +552,7 @@ impl Miss {
             header::IF_MATCH,
             header::IF_UNMODIFIED_SINCE,
             header::IF_RANGE,
+            header::RANGE,
         ] {
             headers.remove(h);
         }

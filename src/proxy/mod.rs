@@ -8,12 +8,16 @@
 //! gates: capacity admission, lock (route-declared)   gates.rs          (409/503)
 //! request_cacheable(method, headers, route)?        cache_policy.rs   (else: pass)
 //! key = cache_key::for_request(uri, headers, route) cache_key.rs
-//! cache.lookup(key)  -> reuse? fresh: answer (304 when the client's validators match)
+//! cache.lookup(key)  -> reuse? fresh: answer (304 when the client's validators match,
+//!                       else 206 / 416 for a GET's one byte range)
 //!                       stale-while-revalidate: answer + one background refresh
-//!                                                   cache/, cache_policy.rs, respond.rs
-//! coalesced fetch    -> leader fills (revalidating a stale entry), waiters wait;
-//!                       one fetch per instance, and per fleet through a store lease
-//!                                                   fetch.rs, cache/coalesce.rs
+//!                                                   cache/, cache_policy.rs, respond.rs,
+//!                                                   range.rs
+//! coalesced fetch    -> leader fills (revalidating a stale entry; never with the
+//!                       client's Range), waiters wait and cut their own range;
+//!                       one fetch per instance, and per fleet through a store lease;
+//!                       a range whose whole representation cannot be stored is
+//!                       asked of the origin as is        fetch.rs, cache/coalesce.rs
 //! storable(response)? store L1 + L2 : pass; stale-if-error on failure
 //! successful unsafe method -> invalidate target, Location, invalidate_on routes
 //!                                                   invalidate.rs
@@ -29,6 +33,7 @@ pub mod gates;
 pub mod inbound;
 pub mod invalidate;
 pub mod origin;
+pub mod range;
 pub mod respond;
 
 use std::net::SocketAddr;
@@ -318,7 +323,6 @@ fn pass_status(reason: NoCacheReason) -> &'static str {
         NoCacheReason::Method => "gatehouse; fwd=method",
         NoCacheReason::RouteDisabled => "gatehouse; fwd=bypass",
         NoCacheReason::RequestBody => "gatehouse; fwd=request; detail=request-body",
-        NoCacheReason::Range => "gatehouse; fwd=request; detail=range",
         _ => "gatehouse; fwd=miss",
     }
 }

@@ -64,6 +64,8 @@ impl OriginError {
 
 pub struct Origin {
     client: Client<HttpConnector, Body>,
+    /// `gatehouse_origin_interim_responses_total{status}`.
+    interim: prometheus::IntCounterVec,
     scheme: http::uri::Scheme,
     authority: http::uri::Authority,
     timeout: Duration,
@@ -71,7 +73,8 @@ pub struct Origin {
 }
 
 impl Origin {
-    pub fn new(cfg: &OriginConfig) -> Origin {
+    /// `interim` counts the origin's 1xx responses by status.
+    pub fn new(cfg: &OriginConfig, interim: prometheus::IntCounterVec) -> Origin {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(cfg.connect_timeout));
         connector.set_nodelay(true);
@@ -83,6 +86,7 @@ impl Origin {
             .build(connector);
         Origin {
             client,
+            interim,
             scheme: cfg.url.scheme().cloned().unwrap_or(http::uri::Scheme::HTTP),
             authority: cfg
                 .url
@@ -109,7 +113,22 @@ impl Origin {
     }
 
     /// Sends a request whose headers were already prepared with `prepare_request`.
+    ///
+    /// 1xx interim responses (103 Early Hints, 102 Processing) that come before the
+    /// final one are counted and dropped: hyper's client hands them to a callback
+    /// only, so their fields (a 103's `Link`) never reach the final response, the
+    /// cache or the client (hyper's server has no way to send them on, h1 or h2).
     pub async fn send(&self, mut req: Request<Body>) -> Result<Response<Incoming>, OriginError> {
+        let interim = self.interim.clone();
+        hyper::ext::on_informational(&mut req, move |res| {
+            let status = res.status();
+            tracing::debug!(
+                status = status.as_u16(),
+                links = res.headers().get_all(header::LINK).iter().count(),
+                "interim response from the origin dropped"
+            );
+            interim.with_label_values(&[status.as_str()]).inc();
+        });
         *req.uri_mut() = self.uri_for(req.uri().path_and_query());
         *req.version_mut() = Version::HTTP_11;
         if !self.preserve_host {

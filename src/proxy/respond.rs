@@ -9,7 +9,8 @@ use crate::cache::entry::{now_ms, Entry};
 
 /// Answers a request from a cached entry: 304 when the client's validators match
 /// (RFC 9110 §13.1.2 `If-None-Match` with weak comparison, else §13.1.3
-/// `If-Modified-Since`), otherwise the entry itself.
+/// `If-Modified-Since`), then a GET's byte range (206 / 416, `range.rs`: evaluated
+/// after the validators, RFC 9110 §13.2.2), otherwise the entry itself.
 pub fn answer(
     entry: &Entry,
     req: &HeaderMap,
@@ -19,6 +20,11 @@ pub fn answer(
 ) -> Response<Body> {
     if not_modified(entry, req) {
         return not_modified_response(entry, version, cache_status);
+    }
+    if !head {
+        if let Some(partial) = super::range::answer(entry, req, version, cache_status) {
+            return partial;
+        }
     }
     from_entry(entry, head, version, cache_status)
 }
@@ -88,7 +94,9 @@ fn not_modified_response(entry: &Entry, version: Version, cache_status: &str) ->
     resp
 }
 
-/// Replays a cached entry. HEAD gets the headers without the body.
+/// Replays a cached entry. HEAD gets the headers without the body. A complete 200
+/// says `Accept-Ranges: bytes`: the cache answers ranges of it, whatever the origin
+/// does.
 pub fn from_entry(
     entry: &Entry,
     head: bool,
@@ -110,6 +118,9 @@ pub fn from_entry(
     }
     if !h.contains_key(header::CONTENT_LENGTH) {
         h.insert(header::CONTENT_LENGTH, HeaderValue::from(r.body.len()));
+    }
+    if matches!(entry, Entry::Response(_)) && r.status == http::StatusCode::OK {
+        h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     }
     h.insert(header::AGE, HeaderValue::from(r.age_at(now_ms()) / 1000));
     super::origin::add_via(h, version);
