@@ -779,3 +779,91 @@ async fn a_write_drops_every_variant_from_l1_even_with_the_store_down() {
     }
     gh.shutdown().await;
 }
+
+/// An IMF-fixdate turned into the obsolete RFC 850 and asctime forms of the same
+/// instant (RFC 9110 §5.6.7).
+fn date_forms(t: std::time::SystemTime) -> (String, String, String) {
+    let imf = httpdate::fmt_http_date(t);
+    // "Sun, 06 Nov 1994 08:49:37 GMT"
+    let (wd, day, mon, year, time) = (
+        &imf[0..3],
+        &imf[5..7],
+        &imf[8..11],
+        &imf[12..16],
+        &imf[17..25],
+    );
+    let long = match wd {
+        "Mon" => "Monday",
+        "Tue" => "Tuesday",
+        "Wed" => "Wednesday",
+        "Thu" => "Thursday",
+        "Fri" => "Friday",
+        "Sat" => "Saturday",
+        _ => "Sunday",
+    };
+    let rfc850 = format!("{long}, {day}-{mon}-{} {time} GMT", &year[2..]);
+    let padded = format!("{:>2}", day.trim_start_matches('0'));
+    let asctime = format!("{wd} {mon} {padded} {time} {year}");
+    (imf, rfc850, asctime)
+}
+
+both_stores!(
+    dates_and_age_are_parsed_as_the_rfcs_robustness_rules_say,
+    |store: TestStore| async move {
+        let origin = TestOrigin::start(|s| {
+            let now = std::time::SystemTime::now();
+            let (date, _, _) = date_forms(now);
+            let (imf, rfc850, asctime) = date_forms(now + Duration::from_secs(120));
+            let expires = match s.path.as_str() {
+                "/exp/imf" => imf,
+                "/exp/rfc850" => rfc850,
+                "/exp/asctime" => asctime,
+                // HTTP-date is case-sensitive: invalid, so already expired (§5.3).
+                "/exp/lower" => imf.to_lowercase(),
+                // A two-digit year is never read as more than 50 years in the past.
+                "/exp/rfc850-2070" => "Wednesday, 01-Jan-70 00:00:00 GMT".into(),
+                _ => String::new(),
+            };
+            let mut r = Reply::ok(s.path.clone()).header("date", &date);
+            if !expires.is_empty() {
+                return r.header("expires", &expires);
+            }
+            r = r.header("cache-control", "MAX-AGE=60");
+            match s.path.as_str() {
+                "/age/list" => r.header("age", "30, 50"),
+                "/age/lines" => r.header("age", "30").header("age", "90"),
+                "/age/junk" => r.header("age", "90s"),
+                "/age/huge" => r.header("age", "99999999999999999999999"),
+                _ => r,
+            }
+        })
+        .await;
+        let gh = Gatehouse::start(&cfg(&store, "parsing"), &origin).await;
+        for (path, cached, ages) in [
+            ("/exp/imf", true, 0..=10),
+            ("/exp/rfc850", true, 0..=10),
+            ("/exp/asctime", true, 0..=10),
+            ("/exp/lower", false, 0..=10),
+            ("/exp/rfc850-2070", true, 0..=10),
+            // Directive names are case-insensitive (RFC 9111 §5.2).
+            ("/age/none", true, 0..=10),
+            // Age: the first member of a list counts (RFC 9111 §5.1) ...
+            ("/age/list", true, 30..=40),
+            ("/age/lines", true, 30..=40),
+            // ... an invalid one is ignored, and a huge one is 2^31 (stale).
+            ("/age/junk", true, 0..=10),
+            ("/age/huge", false, 0..=0),
+        ] {
+            gh.get(path).await;
+            let r = gh.get(path).await;
+            let hit = status(&r).starts_with("gatehouse; hit");
+            assert_eq!(hit, cached, "{path}: {}", status(&r));
+            assert_eq!(origin.hits(path), if cached { 1 } else { 2 }, "{path}");
+            if cached {
+                let age: u64 = r.headers()["age"].to_str().unwrap().parse().unwrap();
+                assert!(ages.contains(&age), "{path}: age {age}");
+            }
+        }
+        gh.shutdown().await;
+    }
+);

@@ -3,7 +3,7 @@
 //! that is not stored says why (`NoCacheReason`), which also lands in
 //! `Cache-Status` and in `gatehouse_cache_stores_total{result}`.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::{header, HeaderMap, Method, StatusCode};
 
@@ -395,37 +395,156 @@ pub fn explicit_freshness(cc: &Directives, headers: &HeaderMap) -> Option<Durati
     if expires.len() > 1 {
         return Some(Duration::ZERO);
     }
-    let Some(exp) = expires[0]
-        .to_str()
-        .ok()
-        .and_then(|s| httpdate::parse_http_date(s.trim()).ok())
-    else {
-        // An invalid Expires (e.g. "0") means already expired.
+    let Some(exp) = expires[0].to_str().ok().and_then(parse_http_date) else {
+        // An invalid Expires (e.g. "0") means already expired (§5.3).
         return Some(Duration::ZERO);
     };
-    let date = headers
-        .get(header::DATE)
+    let date = header_date(headers, header::DATE).unwrap_or_else(SystemTime::now);
+    Some(
+        exp.duration_since(date)
+            .unwrap_or(Duration::ZERO)
+            .min(Duration::from_secs(DELTA_MAX)),
+    )
+}
+
+/// A date-valued header (`Date`, `Last-Modified`): its first field line as an
+/// HTTP-date, `None` when absent or invalid.
+pub fn header_date(headers: &HeaderMap, name: header::HeaderName) -> Option<SystemTime> {
+    headers
+        .get(name)
         .and_then(|v| v.to_str().ok())
-        .and_then(|s| httpdate::parse_http_date(s.trim()).ok())
-        .unwrap_or_else(std::time::SystemTime::now);
-    Some(exp.duration_since(date).unwrap_or(Duration::ZERO))
+        .and_then(parse_http_date)
+}
+
+/// An HTTP-date (RFC 9110 §5.6.7) in any of its three formats: IMF-fixdate
+/// (`Sun, 06 Nov 1994 08:49:37 GMT`), the obsolete RFC 850 form
+/// (`Sunday, 06-Nov-94 08:49:37 GMT`) and asctime (`Sun Nov  6 08:49:37 1994`).
+/// HTTP-date is case-sensitive, and the weekday must be the date's. An RFC 850
+/// two-digit year that would be more than 50 years in the future is the most recent
+/// past year with those digits (§5.6.7's MUST; `httpdate` alone fixes the century at
+/// 1970, which reads `01-Jan-71` as 1971).
+pub fn parse_http_date(text: &str) -> Option<SystemTime> {
+    let text = text.trim();
+    if let Some(t) = parse_rfc850(text) {
+        return Some(t);
+    }
+    httpdate::parse_http_date(text).ok()
+}
+
+const WEEKDAYS: [&str; 7] = [
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+];
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+fn two_digits(b: &[u8]) -> Option<u32> {
+    match b {
+        [a, c] if a.is_ascii_digit() && c.is_ascii_digit() => {
+            Some(u32::from(a - b'0') * 10 + u32::from(c - b'0'))
+        }
+        _ => None,
+    }
+}
+
+/// `rfc850-date = day-name-l "," SP date2 SP time-of-day SP GMT`, `date2 = day "-"
+/// month "-" 2DIGIT`.
+fn parse_rfc850(text: &str) -> Option<SystemTime> {
+    let (name, rest) = text.split_once(", ")?;
+    let wday = WEEKDAYS.iter().position(|d| *d == name)? as i64;
+    let b = rest.as_bytes();
+    if b.len() != 22
+        || b[2] != b'-'
+        || b[6] != b'-'
+        || b[9] != b' '
+        || b[12] != b':'
+        || b[15] != b':'
+        || &rest[18..] != " GMT"
+    {
+        return None;
+    }
+    let day = two_digits(&b[0..2])?;
+    let month = MONTHS.iter().position(|m| *m == &rest[3..6])? as u32 + 1;
+    let yy = i64::from(two_digits(&b[7..9])?);
+    let (hour, min, sec) = (
+        two_digits(&b[10..12])?,
+        two_digits(&b[13..15])?,
+        two_digits(&b[16..18])?,
+    );
+    if hour > 23 || min > 59 || sec > 59 {
+        return None;
+    }
+    let now_days = (now_secs() / 86_400) as i64;
+    let this_year = civil_from_days(now_days).0;
+    let mut year = this_year - this_year.rem_euclid(100) + yy;
+    if year > this_year + 50 {
+        year -= 100;
+    }
+    let days = days_from_civil(year, month, day);
+    // Rejects 31-Feb and the like, dates before 1970, and a weekday that is not the date's.
+    if civil_from_days(days) != (year, month, day) || days < 0 || (days + 3).rem_euclid(7) != wday {
+        return None;
+    }
+    let secs = days as u64 * 86_400 + u64::from(hour * 3600 + min * 60 + sec);
+    Some(UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (i64::from(m) + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// The `Age` field (RFC 9111 §5.1) in seconds: a list-based value (`Age: 5, 10`, or
+/// two field lines) counts by its first member; a first member that is not a
+/// non-negative integer (`5s`, `-1`, `abc`) makes the field ignored; values beyond
+/// 2^31 count as 2^31 (§1.2.2).
+pub fn age_value(headers: &HeaderMap) -> Option<u64> {
+    let first = headers.get(header::AGE)?.to_str().ok()?;
+    let member = first.split(',').next()?.trim();
+    if member.is_empty() || !member.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(member.parse::<u64>().unwrap_or(DELTA_MAX).min(DELTA_MAX))
 }
 
 /// RFC 9111 §4.2.3 `corrected_initial_age` in ms, from the response's `Age` and
 /// `Date` and the request/response times (Unix ms).
 pub fn initial_age(headers: &HeaderMap, request_time: u64, response_time: u64) -> u64 {
-    let age_value = headers
-        .get(header::AGE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .unwrap_or(0)
-        .min(DELTA_MAX)
-        * 1000;
-    let date = headers
-        .get(header::DATE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| httpdate::parse_http_date(s.trim()).ok())
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+    let age_value = age_value(headers).unwrap_or(0) * 1000;
+    let date = header_date(headers, header::DATE)
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map(|d| d.as_millis() as u64);
     let apparent_age = date.map(|d| response_time.saturating_sub(d)).unwrap_or(0);
     let response_delay = response_time.saturating_sub(request_time);
@@ -581,6 +700,63 @@ mod tests {
         assert_eq!(reuse(&strict, &none, true, 70_000), Reuse::Revalidate);
         assert_eq!(reuse(&strict, &max_stale, true, 70_000), Reuse::Revalidate);
         assert!(!stale_if_error_allows(&strict, 70_000));
+    }
+
+    #[test]
+    fn http_dates_parse_in_all_three_formats_case_sensitively() {
+        let imf = parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
+        assert_eq!(parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT"), Some(imf));
+        assert_eq!(parse_http_date("Sun Nov  6 08:49:37 1994"), Some(imf));
+        assert_eq!(
+            parse_http_date("  Sun, 06 Nov 1994 08:49:37 GMT "),
+            Some(imf)
+        );
+        // RFC 9110 §5.6.7: a two-digit year is at most 50 years ahead.
+        let y2070 = UNIX_EPOCH + Duration::from_secs(days_from_civil(2070, 1, 1) as u64 * 86_400);
+        assert_eq!(
+            parse_http_date("Wednesday, 01-Jan-70 00:00:00 GMT"),
+            Some(y2070)
+        );
+        let y2037 = UNIX_EPOCH + Duration::from_secs(days_from_civil(2037, 1, 1) as u64 * 86_400);
+        assert_eq!(
+            parse_http_date("Thursday, 01-Jan-37 00:00:00 GMT"),
+            Some(y2037)
+        );
+        for bad in [
+            "sun, 06 nov 1994 08:49:37 gmt",
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Mon, 06 Nov 1994 08:49:37 GMT",
+            "Monday, 06-Nov-94 08:49:37 GMT",
+            "Sunday, 31-Feb-94 08:49:37 GMT",
+            "Sunday, 06-Nov-94 24:49:37 GMT",
+            "0",
+            "",
+        ] {
+            assert_eq!(parse_http_date(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn age_uses_the_first_member_and_ignores_invalid_values() {
+        for (lines, want) in [
+            (&["30"][..], Some(30)),
+            (&["30, 50"][..], Some(30)),
+            (&["30", "50"][..], Some(30)),
+            (&[" 7 "][..], Some(7)),
+            (&["30abc"][..], None),
+            (&["-1"][..], None),
+            (&["abc, 30"][..], None),
+            (&[""][..], None),
+            (&["99999999999999999999999"][..], Some(1 << 31)),
+        ] {
+            let mut h = HeaderMap::new();
+            for l in lines {
+                h.append(header::AGE, HeaderValue::from_str(l).unwrap());
+            }
+            assert_eq!(age_value(&h), want, "{lines:?}");
+        }
+        let h = headers(&[("age", "5, 100")]);
+        assert_eq!(initial_age(&h, 1_000, 1_200), 5_200);
     }
 
     #[test]
