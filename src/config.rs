@@ -50,6 +50,9 @@ pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_LOCK_AGE: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_VARIANTS: u64 = 32;
 pub const DEFAULT_HIT_FOR_PASS_TTL: Duration = Duration::from_secs(30);
+/// RFC 9213 targeted fields gatehouse obeys instead of `Cache-Control`, first valid
+/// one wins; the first names gatehouse and is removed from answers.
+pub const DEFAULT_TARGETED_FIELDS: &[&str] = &["Gatehouse-Cache-Control", "CDN-Cache-Control"];
 
 pub const DEFAULT_AUTH_LEEWAY: Duration = Duration::from_secs(60);
 pub const DEFAULT_JWKS_REFRESH: Duration = Duration::from_secs(300);
@@ -245,6 +248,9 @@ pub struct CacheConfig {
     pub lock_age: Duration,
     pub max_variants: u64,
     pub hit_for_pass_ttl: Duration,
+    /// RFC 9213 targeted fields, lower-cased, in order: the first one present with a
+    /// valid value replaces `Cache-Control` and `Expires` for gatehouse's decisions.
+    pub targeted_fields: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -627,6 +633,19 @@ impl Config {
         }
         if c.lock_timeout.is_zero() {
             err("cache.lock_timeout", "must be greater than 0s".into());
+        }
+        for (i, f) in c.targeted_fields.iter().enumerate() {
+            if http::HeaderName::from_bytes(f.as_bytes()).is_err() {
+                err(
+                    &format!("cache.targeted_fields[{i}]"),
+                    format!("{f:?} is not a header name"),
+                );
+            } else if matches!(f.as_str(), "cache-control" | "expires" | "pragma") {
+                err(
+                    &format!("cache.targeted_fields[{i}]"),
+                    format!("{f:?} is not a targeted field (RFC 9213): it is what targeted fields override"),
+                );
+            }
         }
         for (i, r) in self.routes.iter().enumerate() {
             if let Err(m) = crate::routes::PathPattern::parse(&r.path) {
@@ -1211,6 +1230,11 @@ fn read(
         lock_age: s.duration("lock_age", DEFAULT_LOCK_AGE),
         max_variants: s.u64("max_variants", DEFAULT_MAX_VARIANTS),
         hit_for_pass_ttl: s.duration("hit_for_pass_ttl", DEFAULT_HIT_FOR_PASS_TTL),
+        targeted_fields: s
+            .strings("targeted_fields", DEFAULT_TARGETED_FIELDS)
+            .into_iter()
+            .map(|f| f.trim().to_ascii_lowercase())
+            .collect(),
     };
     s.finish();
     let store = StoreConfig {
@@ -1629,6 +1653,35 @@ mod tests {
         // A real override still applies next to them.
         let c = Config::from_toml_str("", &env(&[("GATEHOUSE_CACHE_MAX_OBJECT", "1MiB")])).unwrap();
         assert_eq!(c.cache.max_object, 1 << 20);
+    }
+
+    #[test]
+    fn targeted_fields_default_lower_case_and_must_be_targeted_header_names() {
+        let c = Config::from_toml_str("", &env(&[])).unwrap();
+        assert_eq!(
+            c.cache.targeted_fields,
+            ["gatehouse-cache-control", "cdn-cache-control"]
+        );
+        let c = Config::from_toml_str(
+            "",
+            &env(&[(
+                "GATEHOUSE_CACHE_TARGETED_FIELDS",
+                "X-Edge-CC, CDN-Cache-Control",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(c.cache.targeted_fields, ["x-edge-cc", "cdn-cache-control"]);
+        let errs = Config::from_toml_str(
+            "[cache]\ntargeted_fields = [\"ok\", \"bad name\", \"Cache-Control\"]\n",
+            &env(&[]),
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["cache.targeted_fields[1]", "cache.targeted_fields[2]"],
+            "{errs:?}"
+        );
     }
 
     #[test]

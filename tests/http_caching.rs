@@ -867,3 +867,142 @@ both_stores!(
         gh.shutdown().await;
     }
 );
+
+both_stores!(
+    targeted_cache_control_overrides_cache_control_for_gatehouse_alone,
+    |store: TestStore| async move {
+        let failing = Arc::new(AtomicUsize::new(0));
+        let f = failing.clone();
+        let origin = TestOrigin::start(move |s| {
+            if f.load(Ordering::SeqCst) == 1 {
+                return Reply::status(503, "down");
+            }
+            let future =
+                httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(600));
+            let r = Reply::ok(s.path.clone());
+            match s.path.as_str() {
+                // "Cache 10 minutes" to the sidecar, "no-cache" to browsers.
+                "/t/sidecar" => r
+                    .header("cache-control", "no-cache")
+                    .header("gatehouse-cache-control", "max-age=600"),
+                "/t/cdn" => r
+                    .header("cache-control", "max-age=600")
+                    .header("cdn-cache-control", "no-store"),
+                // The first field of the list wins over the next.
+                "/t/both" => r
+                    .header("gatehouse-cache-control", "max-age=600")
+                    .header("cdn-cache-control", "no-store"),
+                // Cache-Control is ignored as a whole, `private` included (RFC 9213 §2.1).
+                "/t/private" => r
+                    .header("cache-control", "private")
+                    .header("cdn-cache-control", "max-age=600"),
+                // A field that fails to parse is ignored: Cache-Control applies.
+                "/t/unparsable" => r
+                    .header("cache-control", "no-store")
+                    .header("gatehouse-cache-control", "Max-Age=600"),
+                // An invalid member is ignored, the rest applies.
+                "/t/member" => r
+                    .header("cache-control", "no-store")
+                    .header("gatehouse-cache-control", "no-store=1, max-age=600"),
+                // Expires is ignored with the targeted field.
+                "/t/expires" => r
+                    .header("expires", &future)
+                    .header("gatehouse-cache-control", "must-revalidate"),
+                // Age counts against the targeted max-age.
+                "/t/age" => r
+                    .header("cache-control", "max-age=600")
+                    .header("gatehouse-cache-control", "max-age=60")
+                    .header("age", "60"),
+                "/t/swr" => r
+                    .header("cache-control", "no-cache")
+                    .header(
+                        "gatehouse-cache-control",
+                        "max-age=1, stale-while-revalidate=600",
+                    )
+                    .header("age", "5"),
+                "/t/sie" => r
+                    .header("cache-control", "no-store")
+                    .header("gatehouse-cache-control", "max-age=60, stale-if-error=600")
+                    .header("age", "61"),
+                "/t/mr" => r
+                    .header("cache-control", "max-age=60, stale-if-error=600")
+                    .header(
+                        "cdn-cache-control",
+                        "max-age=60, must-revalidate, stale-if-error=600",
+                    )
+                    .header("age", "61")
+                    .header("etag", "\"m\""),
+                "/t/edge" => r.header("edge-cache-control", "max-age=600"),
+                _ => Reply::status(404, ""),
+            }
+        })
+        .await;
+        let gh = Gatehouse::start(&cfg(&store, "targeted"), &origin).await;
+        for (path, cached) in [
+            ("/t/sidecar", true),
+            ("/t/cdn", false),
+            ("/t/both", true),
+            ("/t/private", true),
+            ("/t/unparsable", false),
+            ("/t/member", true),
+            ("/t/expires", false),
+            ("/t/age", false),
+        ] {
+            let first = gh.get(path).await;
+            assert!(
+                !first.headers().contains_key("gatehouse-cache-control"),
+                "{path}: gatehouse's field is removed from what it passes on"
+            );
+            let r = gh.get(path).await;
+            let hit = status(&r).starts_with("gatehouse; hit");
+            assert_eq!(hit, cached, "{path}: {}", status(&r));
+            assert_eq!(origin.hits(path), if cached { 1 } else { 2 }, "{path}");
+            assert!(
+                !r.headers().contains_key("gatehouse-cache-control"),
+                "{path}: gatehouse's field is removed from cached answers"
+            );
+        }
+        // Cache-Control and CDN-Cache-Control reach the client untouched.
+        let r = gh.get("/t/sidecar").await;
+        assert_eq!(r.headers()["cache-control"], "no-cache");
+        let r = gh.get("/t/both").await;
+        assert_eq!(r.headers()["cdn-cache-control"], "no-store");
+        // Passed answers (an unsafe method) lose it too.
+        let r = gh.client.post(gh.url("/t/sidecar")).send().await.unwrap();
+        assert!(!r.headers().contains_key("gatehouse-cache-control"));
+        assert_eq!(r.headers()["cache-control"], "no-cache");
+        // Targeted stale windows and must-revalidate.
+        gh.get("/t/swr").await;
+        let r = gh.get("/t/swr").await;
+        assert_eq!(status(&r), "gatehouse; hit; detail=stale-while-revalidate");
+        gh.get("/t/sie").await;
+        gh.get("/t/mr").await;
+        failing.store(1, Ordering::SeqCst);
+        let r = gh.get("/t/sie").await;
+        assert_eq!(r.status(), 200, "targeted stale-if-error: {}", status(&r));
+        assert_eq!(r.text().await.unwrap(), "/t/sie");
+        let r = gh.get("/t/mr").await;
+        assert_eq!(r.status(), 503, "targeted must-revalidate: never stale");
+        gh.shutdown().await;
+
+        // The list is configurable: another field, and Gatehouse-Cache-Control is then
+        // an ordinary header, obeyed by nobody here and passed on.
+        failing.store(0, Ordering::SeqCst);
+        let text = format!(
+            "{}targeted_fields = [\"Edge-Cache-Control\"]\n",
+            cfg(&store, "targeted-own")
+        );
+        let gh = Gatehouse::start(&text, &origin).await;
+        for (path, cached) in [("/t/edge", true), ("/t/sidecar", false)] {
+            let before = origin.hits(path);
+            gh.get(path).await;
+            let r = gh.get(path).await;
+            assert_eq!(status(&r).starts_with("gatehouse; hit"), cached, "{path}");
+            assert_eq!(origin.hits(path) - before, if cached { 1 } else { 2 });
+            assert!(!r.headers().contains_key("edge-cache-control"), "{path}");
+        }
+        let r = gh.get("/t/sidecar").await;
+        assert_eq!(r.headers()["gatehouse-cache-control"], "max-age=600");
+        gh.shutdown().await;
+    }
+);

@@ -26,6 +26,9 @@ pub struct Directives {
     pub only_if_cached: bool,
     pub max_stale: Option<Option<u64>>,
     pub min_fresh: Option<Delta>,
+    /// The directives came from a targeted field (RFC 9213), not `Cache-Control`:
+    /// `Expires` is then ignored too.
+    pub targeted: bool,
 }
 
 /// A delta-seconds argument: valid seconds, or invalid (unparsable, negative, or
@@ -132,6 +135,14 @@ pub fn parse_cache_control(headers: &HeaderMap) -> Directives {
         }
     }
     d
+}
+
+/// The directives a response gives gatehouse: those of the first valid targeted
+/// field of `cache.targeted_fields` (RFC 9213 §2.1: `Cache-Control` and `Expires`
+/// are then ignored), else its `Cache-Control`.
+pub fn response_directives(headers: &HeaderMap, cfg: &CacheConfig) -> Directives {
+    super::targeted::select(headers, &cfg.targeted_fields)
+        .unwrap_or_else(|| parse_cache_control(headers))
 }
 
 /// Request directives (RFC 9111 §5.2.1), with `Pragma: no-cache` honoured when the
@@ -308,7 +319,7 @@ pub fn storable(
     route: Option<&Route>,
     cfg: &CacheConfig,
 ) -> Result<Storable, NoCacheReason> {
-    let cc = parse_cache_control(response_headers);
+    let cc = response_directives(response_headers, cfg);
     let rc = route.map(|r| &r.config);
     let override_ttl = rc.is_some_and(|r| r.override_ttl);
     if cc.no_store && !override_ttl {
@@ -380,13 +391,17 @@ pub fn storable(
 }
 
 /// Freshness the origin gave: `s-maxage` over `max-age` over `Expires - Date`
-/// (RFC 9111 §4.2.1). An invalid value means zero (stale), not absent.
+/// (RFC 9111 §4.2.1); directives from a targeted field ignore `Expires` (RFC 9213
+/// §2.1). An invalid value means zero (stale), not absent.
 pub fn explicit_freshness(cc: &Directives, headers: &HeaderMap) -> Option<Duration> {
     if let Some(d) = cc.s_maxage {
         return Some(Duration::from_secs(d.seconds()));
     }
     if let Some(d) = cc.max_age {
         return Some(Duration::from_secs(d.seconds()));
+    }
+    if cc.targeted {
+        return None;
     }
     let expires: Vec<_> = headers.get_all(header::EXPIRES).iter().collect();
     if expires.is_empty() {

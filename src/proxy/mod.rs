@@ -30,6 +30,7 @@ pub mod inbound;
 pub mod invalidate;
 pub mod origin;
 pub mod respond;
+pub mod targeted;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -136,8 +137,26 @@ async fn serve(
     result
 }
 
-/// Everything after the gates: pass-through or the cache.
+/// Everything after the gates: pass-through or the cache. Gatehouse's own targeted
+/// field (`cache.targeted_fields`, RFC 9213) is for gatehouse alone: it is removed
+/// from every answer, cached or passed, before it leaves.
 async fn forward(
+    state: &Arc<AppState>,
+    runtime: &Runtime,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    tls: bool,
+    route: Option<Arc<Route>>,
+    who: authorize::Authorized,
+) -> Result<Response<Body>, Error> {
+    let mut resp = forward_to_cache_or_origin(state, runtime, req, peer, tls, route, who).await?;
+    if let Some(own) = targeted::own_field(&runtime.config.cache.targeted_fields) {
+        resp.headers_mut().remove(own);
+    }
+    Ok(resp)
+}
+
+async fn forward_to_cache_or_origin(
     state: &Arc<AppState>,
     runtime: &Runtime,
     req: Request<Incoming>,
