@@ -52,6 +52,11 @@ pub const DEFAULT_MAX_VARIANTS: u64 = 32;
 pub const DEFAULT_HIT_FOR_PASS_TTL: Duration = Duration::from_secs(30);
 /// RFC 9213 targeted fields gatehouse obeys instead of `Cache-Control`, first valid
 /// one wins; the first names gatehouse and is removed from answers.
+/// Heuristic freshness (RFC 9111 §4.2.2) as a fraction of the time since
+/// `Last-Modified`; 0 turns it off.
+pub const DEFAULT_HEURISTIC_FRACTION: f64 = 0.0;
+/// The most heuristic freshness a response gets.
+pub const DEFAULT_HEURISTIC_MAX: Duration = Duration::from_secs(24 * 3600);
 pub const DEFAULT_TARGETED_FIELDS: &[&str] = &["Gatehouse-Cache-Control", "CDN-Cache-Control"];
 
 pub const DEFAULT_AUTH_LEEWAY: Duration = Duration::from_secs(60);
@@ -251,6 +256,11 @@ pub struct CacheConfig {
     /// RFC 9213 targeted fields, lower-cased, in order: the first one present with a
     /// valid value replaces `Cache-Control` and `Expires` for gatehouse's decisions.
     pub targeted_fields: Vec<String>,
+    /// Heuristic freshness: this fraction of `Date - Last-Modified` (0: off), for
+    /// heuristically cacheable responses with no explicit freshness and no route ttl.
+    pub heuristic_fraction: f64,
+    /// Cap on heuristic freshness.
+    pub heuristic_max: Duration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -633,6 +643,21 @@ impl Config {
         }
         if c.lock_timeout.is_zero() {
             err("cache.lock_timeout", "must be greater than 0s".into());
+        }
+        if !(0.0..=1.0).contains(&c.heuristic_fraction) {
+            err(
+                "cache.heuristic_fraction",
+                format!(
+                    "must be between 0 (off) and 1, got {}; 0.1 is usual",
+                    c.heuristic_fraction
+                ),
+            );
+        }
+        if c.heuristic_fraction > 0.0 && c.heuristic_max.is_zero() {
+            err(
+                "cache.heuristic_max",
+                "must be greater than 0s when cache.heuristic_fraction is set".into(),
+            );
         }
         for (i, f) in c.targeted_fields.iter().enumerate() {
             if http::HeaderName::from_bytes(f.as_bytes()).is_err() {
@@ -1235,6 +1260,8 @@ fn read(
             .into_iter()
             .map(|f| f.trim().to_ascii_lowercase())
             .collect(),
+        heuristic_fraction: s.f64("heuristic_fraction", DEFAULT_HEURISTIC_FRACTION),
+        heuristic_max: s.duration("heuristic_max", DEFAULT_HEURISTIC_MAX),
     };
     s.finish();
     let store = StoreConfig {
@@ -1653,6 +1680,37 @@ mod tests {
         // A real override still applies next to them.
         let c = Config::from_toml_str("", &env(&[("GATEHOUSE_CACHE_MAX_OBJECT", "1MiB")])).unwrap();
         assert_eq!(c.cache.max_object, 1 << 20);
+    }
+
+    #[test]
+    fn heuristic_freshness_is_off_by_default_and_its_fraction_is_validated() {
+        let c = Config::from_toml_str("", &env(&[])).unwrap();
+        assert_eq!(c.cache.heuristic_fraction, 0.0);
+        assert_eq!(c.cache.heuristic_max, DEFAULT_HEURISTIC_MAX);
+        let c = Config::from_toml_str(
+            "[cache]\nheuristic_fraction = 0.1\nheuristic_max = \"2h\"\n",
+            &env(&[]),
+        )
+        .unwrap();
+        assert_eq!(c.cache.heuristic_fraction, 0.1);
+        assert_eq!(c.cache.heuristic_max, Duration::from_secs(7200));
+        let c = Config::from_toml_str("", &env(&[("GATEHOUSE_CACHE_HEURISTIC_FRACTION", "1")]))
+            .unwrap();
+        assert_eq!(c.cache.heuristic_fraction, 1.0);
+        for (text, key) in [
+            ("heuristic_fraction = 1.5", "cache.heuristic_fraction"),
+            ("heuristic_fraction = -0.1", "cache.heuristic_fraction"),
+            ("heuristic_fraction = \"nan\"", "cache.heuristic_fraction"),
+            ("heuristic_fraction = \"lots\"", "cache.heuristic_fraction"),
+            (
+                "heuristic_fraction = 0.1\nheuristic_max = \"0s\"",
+                "cache.heuristic_max",
+            ),
+        ] {
+            let errs = Config::from_toml_str(&format!("[cache]\n{text}\n"), &env(&[])).unwrap_err();
+            assert_eq!(errs.len(), 1, "{text}: {errs:?}");
+            assert_eq!(errs[0].key, key, "{text}: {errs:?}");
+        }
     }
 
     #[test]

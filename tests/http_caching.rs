@@ -1006,3 +1006,85 @@ both_stores!(
         gh.shutdown().await;
     }
 );
+
+both_stores!(
+    heuristic_freshness_is_opt_in_capped_and_shown,
+    |store: TestStore| async move {
+        let origin = TestOrigin::start(|s| {
+            let now = std::time::SystemTime::now();
+            let ago = |secs: u64| httpdate::fmt_http_date(now - Duration::from_secs(secs));
+            let r = Reply::ok(s.path.clone()).header("date", &ago(0));
+            match s.path.as_str() {
+                // 10% of 1000 s.
+                "/h/lm" | "/routed/h" => r.header("last-modified", &ago(1000)),
+                // 10% of 10 days, capped at heuristic_max.
+                "/h/capped" => r.header("last-modified", &ago(864_000)),
+                "/h/none" => r,
+                "/h/explicit" => r
+                    .header("cache-control", "max-age=5")
+                    .header("last-modified", &ago(1000)),
+                // 302 is not heuristically cacheable (RFC 9110 §15.1).
+                "/h/status" => Reply::status(302, "")
+                    .header("date", &ago(0))
+                    .header("last-modified", &ago(1000)),
+                "/h/future" => r.header(
+                    "last-modified",
+                    &httpdate::fmt_http_date(now + Duration::from_secs(1000)),
+                ),
+                _ => Reply::status(404, ""),
+            }
+        })
+        .await;
+        let text = format!(
+            "{}heuristic_fraction = 0.1\nheuristic_max = \"1h\"\n",
+            cfg(&store, "heuristic")
+        );
+        let gh = Gatehouse::start(&text, &origin).await;
+        let ttl = |s: &str| -> Option<u64> {
+            s.split("; ")
+                .find_map(|p| p.strip_prefix("ttl="))
+                .map(|t| t.parse().unwrap())
+        };
+        for (path, ttls, heuristic) in [
+            ("/h/lm", Some(95..=100), true),
+            ("/h/capped", Some(3590..=3600), true),
+            ("/h/none", None, false),
+            ("/h/explicit", Some(0..=5), false),
+            ("/h/status", None, false),
+            ("/h/future", None, false),
+            // A route ttl wins over the heuristic.
+            ("/routed/h", Some(590..=600), false),
+        ] {
+            let first = gh.get(path).await;
+            let r = gh.get(path).await;
+            let cs = status(&r);
+            match ttls {
+                Some(range) => {
+                    assert!(cs.starts_with("gatehouse; hit"), "{path}: {cs}");
+                    let t = ttl(&cs).unwrap();
+                    assert!(range.contains(&t), "{path}: ttl {t}");
+                    assert_eq!(
+                        cs.ends_with("; detail=heuristic"),
+                        heuristic,
+                        "{path}: {cs}"
+                    );
+                    let stored = status(&first);
+                    let want = if heuristic {
+                        "gatehouse; fwd=miss; stored; detail=heuristic"
+                    } else {
+                        "gatehouse; fwd=miss; stored"
+                    };
+                    assert_eq!(stored, want, "{path}");
+                }
+                None => assert!(!cs.starts_with("gatehouse; hit"), "{path}: {cs}"),
+            }
+        }
+        gh.shutdown().await;
+        // Off by default.
+        let gh = Gatehouse::start(&cfg(&store, "heuristic-off"), &origin).await;
+        gh.get("/h/lm").await;
+        let r = gh.get("/h/lm").await;
+        assert!(!status(&r).starts_with("gatehouse; hit"), "{}", status(&r));
+        gh.shutdown().await;
+    }
+);

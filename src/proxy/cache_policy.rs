@@ -305,6 +305,8 @@ pub struct Storable {
     pub must_revalidate: bool,
     pub no_cache: bool,
     pub auth_ok: bool,
+    /// The freshness is heuristic (RFC 9111 §4.2.2, `cache.heuristic_fraction`).
+    pub heuristic: bool,
 }
 
 /// Decides whether a response may be stored and for how long (RFC 9111 §3, §4.2.1),
@@ -358,10 +360,15 @@ pub fn storable(
     } else {
         rc.and_then(|r| r.ttl)
     };
+    let heuristic = match (explicit, route_ttl) {
+        (None, None) => heuristic_freshness(status, response_headers, cfg),
+        _ => None,
+    };
     let freshness = match (explicit, route_ttl) {
         (_, Some(ttl)) if override_ttl => ttl,
         (Some(f), _) => f,
         (None, Some(ttl)) if heuristically_cacheable(status) => ttl,
+        (None, None) if heuristic.is_some() => heuristic.unwrap_or_default(),
         (None, _) if !cfg.default_ttl.is_zero() && heuristically_cacheable(status) && !negative => {
             cfg.default_ttl
         }
@@ -387,7 +394,28 @@ pub fn storable(
         must_revalidate,
         no_cache: cc.no_cache && !override_ttl,
         auth_ok,
+        heuristic: heuristic.is_some(),
     })
+}
+
+/// Heuristic freshness (RFC 9111 §4.2.2), opt-in by `cache.heuristic_fraction`: that
+/// fraction of the time between `Last-Modified` and `Date` (the response time when
+/// `Date` is absent or invalid), at most `cache.heuristic_max`, for a heuristically
+/// cacheable status. The caller applies it only when the response gives no explicit
+/// freshness and no route ttl applies. A `Last-Modified` after `Date` gives none.
+pub fn heuristic_freshness(
+    status: StatusCode,
+    headers: &HeaderMap,
+    cfg: &CacheConfig,
+) -> Option<Duration> {
+    if cfg.heuristic_fraction <= 0.0 || !heuristically_cacheable(status) {
+        return None;
+    }
+    let modified = header_date(headers, header::LAST_MODIFIED)?;
+    let date = header_date(headers, header::DATE).unwrap_or_else(SystemTime::now);
+    let since = date.duration_since(modified).ok()?;
+    let lifetime = since.mul_f64(cfg.heuristic_fraction).min(cfg.heuristic_max);
+    (lifetime >= Duration::from_secs(1)).then_some(lifetime)
 }
 
 /// Freshness the origin gave: `s-maxage` over `max-age` over `Expires - Date`

@@ -283,7 +283,7 @@ impl Miss {
             &self.parts.headers,
             self.head(),
             self.parts.version,
-            cache_status,
+            &with_heuristic_detail(cache_status, entry),
         )
     }
 
@@ -636,6 +636,7 @@ impl Miss {
                 must_revalidate: storable.must_revalidate,
                 no_cache: storable.no_cache,
                 auth_ok: storable.auth_ok,
+                heuristic: storable.heuristic,
             },
             tags,
             variant: Vec::new(),
@@ -727,6 +728,7 @@ impl Miss {
                 must_revalidate: s.must_revalidate,
                 no_cache: s.no_cache,
                 auth_ok: s.auth_ok,
+                heuristic: s.heuristic,
             };
         } else {
             // Usable for this answer only.
@@ -754,6 +756,16 @@ impl Miss {
             }
             Filled::Revalidated(entry_arc, false)
         }
+    }
+}
+
+/// `Cache-Status` of an answer from `entry`: `detail=heuristic` added when its
+/// freshness is heuristic (RFC 9111 §4.2.2) and nothing more specific is said.
+pub fn with_heuristic_detail(cache_status: &str, entry: &Entry) -> String {
+    if entry.response().flags.heuristic && !cache_status.contains("detail=") {
+        format!("{cache_status}; detail=heuristic")
+    } else {
+        cache_status.to_string()
     }
 }
 

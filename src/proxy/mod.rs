@@ -222,7 +222,8 @@ async fn forward_to_cache_or_origin(
                     let status = if entry.is_negative() {
                         format!("gatehouse; hit; ttl={}; detail=negative", remaining / 1000)
                     } else {
-                        format!("gatehouse; hit; ttl={}", remaining / 1000)
+                        let hit = format!("gatehouse; hit; ttl={}", remaining / 1000);
+                        fetch::with_heuristic_detail(&hit, &entry)
                     };
                     return Ok(respond::answer(
                         &entry,
