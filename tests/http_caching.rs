@@ -1088,3 +1088,168 @@ both_stores!(
         gh.shutdown().await;
     }
 );
+
+both_stores!(
+    revalidation_is_conditional_complete_and_per_variant,
+    |store: TestStore| async move {
+        let lm = "Mon, 01 Jan 2024 00:00:00 GMT";
+        let origin = TestOrigin::start(move |s| {
+            let h = |n: &str| {
+                s.headers
+                    .get(n)
+                    .map(|v| v.to_str().unwrap().to_string())
+                    .unwrap_or_default()
+            };
+            let lang = h("accept-language");
+            match s.path.as_str() {
+                // Never fresh, but with a validator: revalidated, not refetched.
+                "/nc/etag" | "/nc/max0" => {
+                    let cc = if s.path == "/nc/etag" {
+                        "no-cache"
+                    } else {
+                        "max-age=0"
+                    };
+                    if h("if-none-match") == "\"e1\"" {
+                        return Reply::status(304, "")
+                            .header("cache-control", cc)
+                            .header("etag", "\"e1\"");
+                    }
+                    Reply::ok("full")
+                        .header("cache-control", cc)
+                        .header("etag", "\"e1\"")
+                }
+                "/nc/lm" => {
+                    if h("if-modified-since") == lm {
+                        return Reply::status(304, "").header("cache-control", "no-cache");
+                    }
+                    Reply::ok("full")
+                        .header("cache-control", "no-cache")
+                        .header("last-modified", lm)
+                }
+                // A 304 updates every stored field but the framing ones.
+                "/upd" => {
+                    if h("if-none-match") == "\"u\"" {
+                        let bare = Reply {
+                            headers: Vec::new(),
+                            ..Reply::status(304, "")
+                        };
+                        return bare
+                            .header("cache-control", "max-age=600")
+                            .header("etag", "\"u\"")
+                            .header("x-version", "2")
+                            .header("x-new", "yes")
+                            .header("link", "<b>")
+                            .header("content-type", "text/html");
+                    }
+                    Reply::ok("full body")
+                        .header("cache-control", "max-age=60, no-cache")
+                        .header("etag", "\"u\"")
+                        .header("x-version", "1")
+                        .header("link", "<a1>")
+                        .header("link", "<a2>")
+                }
+                // Each variant is revalidated with its own validator and the request
+                // headers that selected it, in the foreground and in the background.
+                "/vary/bg" | "/vary/fg" => {
+                    let cc = if s.path == "/vary/bg" {
+                        "max-age=1, stale-while-revalidate=600"
+                    } else {
+                        "max-age=0"
+                    };
+                    let etag = format!("\"{lang}\"");
+                    if h("if-none-match") == etag {
+                        return Reply::status(304, "")
+                            .header("cache-control", cc)
+                            .header("etag", &etag)
+                            .header("vary", "accept-language");
+                    }
+                    Reply::ok(format!("hello {lang}"))
+                        .header("cache-control", cc)
+                        .header("etag", &etag)
+                        .header("vary", "accept-language")
+                        .header("age", "5")
+                }
+                _ => Reply::status(404, ""),
+            }
+        })
+        .await;
+        let gh = Gatehouse::start(&cfg(&store, "reval"), &origin).await;
+        for (path, conditional, value) in [
+            ("/nc/etag", "if-none-match", "\"e1\""),
+            ("/nc/max0", "if-none-match", "\"e1\""),
+            ("/nc/lm", "if-modified-since", lm),
+        ] {
+            let r = gh.get(path).await;
+            assert_eq!(status(&r), "gatehouse; fwd=miss; stored", "{path}");
+            for _ in 0..2 {
+                let r = gh.get(path).await;
+                assert_eq!(
+                    status(&r),
+                    "gatehouse; fwd=stale; fwd-status=304; stored",
+                    "{path}"
+                );
+                assert_eq!(r.text().await.unwrap(), "full", "{path}");
+                let last = origin.last().unwrap();
+                assert_eq!(last.headers[conditional], value, "{path}");
+            }
+            assert_eq!(origin.hits(path), 3, "{path}");
+        }
+
+        gh.get("/upd").await;
+        let r = gh.get("/upd").await;
+        assert_eq!(status(&r), "gatehouse; fwd=stale; fwd-status=304; stored");
+        let links: Vec<_> = r.headers().get_all("link").iter().collect();
+        assert_eq!(
+            links,
+            ["<b>"],
+            "a field the 304 sends replaces every stored line"
+        );
+        assert_eq!(r.headers()["x-version"], "2");
+        assert_eq!(r.headers()["x-new"], "yes");
+        assert_eq!(r.headers()["content-type"], "text/html");
+        assert_eq!(r.headers()["content-length"], "9");
+        assert_eq!(r.text().await.unwrap(), "full body");
+        // The stored Cache-Control was updated: no-cache is gone, max-age=600 holds.
+        let r = gh.get("/upd").await;
+        assert!(status(&r).starts_with("gatehouse; hit"), "{}", status(&r));
+        assert_eq!(r.headers()["cache-control"], "max-age=600");
+        assert_eq!(origin.hits("/upd"), 2);
+
+        for path in ["/vary/fg", "/vary/bg"] {
+            for lang in ["en", "fr"] {
+                get_with(&gh, path, &[("accept-language", lang)]).await;
+            }
+            for lang in ["fr", "en"] {
+                let r = get_with(&gh, path, &[("accept-language", lang)]).await;
+                assert_eq!(r.text().await.unwrap(), format!("hello {lang}"), "{path}");
+            }
+            let revalidated = |lang: &str| {
+                origin.seen().iter().any(|s| {
+                    s.path == path
+                        && s.headers
+                            .get("accept-language")
+                            .map(|v| v.to_str().unwrap())
+                            == Some(lang)
+                        && s.headers.get("if-none-match").map(|v| v.to_str().unwrap())
+                            == Some(&format!("\"{lang}\""))
+                })
+            };
+            assert!(
+                eventually(Duration::from_secs(5), || async {
+                    revalidated("en") && revalidated("fr")
+                })
+                .await,
+                "{path}: each variant revalidated with its own language and ETag"
+            );
+            assert!(
+                !origin.seen().iter().any(|s| s.path == path
+                    && s.headers.get("if-none-match").is_some_and(|inm| {
+                        let l = s.headers.get("accept-language").unwrap().to_str().unwrap();
+                        inm.to_str().unwrap() != format!("\"{l}\"")
+                    })),
+                "{path}: never another variant's validator"
+            );
+        }
+        gh.shutdown().await;
+    }
+);

@@ -372,6 +372,15 @@ pub fn storable(
         (None, _) if !cfg.default_ttl.is_zero() && heuristically_cacheable(status) && !negative => {
             cfg.default_ttl
         }
+        // `no-cache` with a validator: stored, never fresh, revalidated before each use
+        // (RFC 9111 §5.2.2.4) rather than fetched whole every time.
+        (None, _)
+            if cc.no_cache
+                && has_validator(response_headers)
+                && heuristically_cacheable(status) =>
+        {
+            Duration::ZERO
+        }
         _ => return Err(NoCacheReason::NoFreshness),
     };
     let swr = cc
@@ -396,6 +405,16 @@ pub fn storable(
         auth_ok,
         heuristic: heuristic.is_some(),
     })
+}
+
+/// How long an entry with a validator is kept past its freshness, at most, to be
+/// revalidated (a 304 is cheaper than a full fetch); never-fresh ones (`no-cache`,
+/// `max-age=0`) are kept this long.
+pub const REVALIDATION_KEEP: Duration = Duration::from_secs(3600);
+
+/// Whether a response carries a validator (`ETag` or `Last-Modified`).
+pub fn has_validator(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::ETAG) || headers.contains_key(header::LAST_MODIFIED)
 }
 
 /// Heuristic freshness (RFC 9111 §4.2.2), opt-in by `cache.heuristic_fraction`: that

@@ -770,16 +770,19 @@ pub fn with_heuristic_detail(cache_status: &str, entry: &Entry) -> String {
 }
 
 /// How long past its stale windows an entry with a validator is kept for
-/// revalidation (a 304 is cheaper than a full fetch). Capped by its freshness
-/// lifetime and an hour.
+/// revalidation (a 304 is cheaper than a full fetch): its freshness lifetime, at most
+/// an hour; an hour for one that is never fresh (`no-cache`, `max-age=0`), which is
+/// kept only to be revalidated before each use.
 fn keep_for(headers: &HeaderMap, s: &cache_policy::Storable) -> u64 {
-    let has_validator =
-        headers.contains_key(header::ETAG) || headers.contains_key(header::LAST_MODIFIED);
-    if has_validator {
-        s.freshness.min(Duration::from_secs(3600)).as_millis() as u64
-    } else {
-        0
+    if !cache_policy::has_validator(headers) {
+        return 0;
     }
+    let keep = if s.no_cache || s.freshness.is_zero() {
+        cache_policy::REVALIDATION_KEEP
+    } else {
+        s.freshness.min(cache_policy::REVALIDATION_KEEP)
+    };
+    keep.as_millis() as u64
 }
 
 /// Tags the origin gives: `Surrogate-Key` (space separated) and `Cache-Tag`
