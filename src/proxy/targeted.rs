@@ -253,10 +253,8 @@ pub fn parse_dictionary(text: &str) -> Option<Vec<(String, Value)>> {
             return None;
         }
         p.skip_ows();
-        if p.peek().is_none() {
-            // A trailing comma.
-            return None;
-        }
+        // A trailing comma fails the parse.
+        p.peek()?;
     }
     Some(members)
 }
