@@ -1253,3 +1253,244 @@ both_stores!(
         gh.shutdown().await;
     }
 );
+
+/// How the raw origin answers the next requests.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum RawMode {
+    /// A complete response (`Connection: close`).
+    Serve,
+    /// Reads the request, then closes without a byte of answer.
+    Close,
+    /// Reads the request, then resets the connection (RST).
+    Reset,
+    /// A complete head whose body breaks off after a few bytes.
+    CutBody,
+}
+
+/// An origin of raw TCP on 127.0.0.1:0, to fail in the ways a real one does.
+struct RawOrigin {
+    addr: std::net::SocketAddr,
+    mode: Arc<Mutex<RawMode>>,
+    requests: Arc<Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RawOrigin {
+    /// `head(path)` gives the extra header lines of the path's answer.
+    async fn start(head: fn(&str) -> String) -> RawOrigin {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mode = Arc::new(Mutex::new(RawMode::Serve));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let (m, reqs) = (mode.clone(), requests.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (m, reqs) = (m.clone(), reqs.clone());
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    let path = text.split(' ').nth(1).unwrap_or("/").to_string();
+                    reqs.lock().unwrap().push(text);
+                    let mode = *m.lock().unwrap();
+                    let body = format!("body of {path}");
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\n{}content-length: {}\r\nconnection: close\r\n\r\n",
+                        head(&path),
+                        body.len()
+                    );
+                    match mode {
+                        RawMode::Serve => {
+                            let _ = sock.write_all(format!("{head}{body}").as_bytes()).await;
+                            let _ = sock.shutdown().await;
+                        }
+                        RawMode::Close => drop(sock),
+                        RawMode::Reset => {
+                            let _ = sock.set_zero_linger();
+                            drop(sock);
+                        }
+                        RawMode::CutBody => {
+                            let _ = sock.write_all(format!("{head}bo").as_bytes()).await;
+                            let _ = sock.flush().await;
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            let _ = sock.set_zero_linger();
+                            drop(sock);
+                        }
+                    }
+                });
+            }
+        });
+        RawOrigin {
+            addr,
+            mode,
+            requests,
+            task,
+        }
+    }
+
+    fn set(&self, mode: RawMode) {
+        *self.mode.lock().unwrap() = mode;
+    }
+
+    fn hits(&self, path: &str) -> usize {
+        let line = format!("GET {path} ");
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.starts_with(&line))
+            .count()
+    }
+}
+
+impl Drop for RawOrigin {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Each entry is born stale (`Age: 61` against `max-age=60`), so every request
+/// goes to the origin; `true` when the RFCs let a failure be answered stale.
+const STALE_ON_FAILURE: &[(&str, &str, Option<&str>, bool)] = &[
+    ("/sof/sie", "max-age=60, stale-if-error=300", None, true),
+    // The route /routed gives stale_if_error = 5m.
+    ("/routed/sof", "max-age=60", None, true),
+    // Past its stale-while-revalidate window, stale-if-error still applies.
+    (
+        "/sof/swr-sie",
+        "max-age=60, stale-while-revalidate=1, stale-if-error=300",
+        None,
+        true,
+    ),
+    // The request's own stale-if-error (RFC 5861 §4); kept for its ETag.
+    ("/sof/req", "max-age=60", Some("stale-if-error=300"), true),
+    ("/sof/none", "max-age=60", None, false),
+    (
+        "/sof/mr",
+        "max-age=60, must-revalidate, stale-if-error=300",
+        None,
+        false,
+    ),
+    (
+        "/sof/pr",
+        "max-age=60, proxy-revalidate, stale-if-error=300",
+        None,
+        false,
+    ),
+    (
+        "/sof/nc",
+        "max-age=60, no-cache, stale-if-error=300",
+        None,
+        false,
+    ),
+    ("/sof/smax", "s-maxage=60, stale-if-error=300", None, false),
+    (
+        "/sof/mr-req",
+        "max-age=60, must-revalidate",
+        Some("stale-if-error=300"),
+        false,
+    ),
+    ("/sof/nc-req", "no-cache", Some("stale-if-error=300"), false),
+];
+
+fn stale_on_failure_head(path: &str) -> String {
+    let cc = STALE_ON_FAILURE
+        .iter()
+        .chain(
+            [(
+                "/sof/swr",
+                "max-age=60, stale-while-revalidate=300",
+                None,
+                true,
+            )]
+            .iter(),
+        )
+        .chain(
+            [(
+                "/sof/mr-swr",
+                "max-age=60, must-revalidate, stale-while-revalidate=300",
+                None,
+                false,
+            )]
+            .iter(),
+        )
+        .find(|(p, ..)| *p == path)
+        .map_or("no-store", |(_, cc, ..)| cc);
+    format!("cache-control: {cc}\r\netag: \"x\"\r\nage: 61\r\n")
+}
+
+both_stores!(
+    stale_answers_every_origin_failure_the_rfcs_allow_and_no_other,
+    |store: TestStore| async move {
+        let origin = RawOrigin::start(stale_on_failure_head).await;
+        let text = cfg(&store, "sof");
+        let gh =
+            Gatehouse::start_config(config(&text, Some(&format!("http://{}", origin.addr)))).await;
+        let req = |path: &'static str, cc: Option<&'static str>| {
+            let mut b = gh.client.get(gh.url(path));
+            if let Some(cc) = cc {
+                b = b.header("cache-control", cc);
+            }
+            b.send()
+        };
+        for (path, ..) in STALE_ON_FAILURE {
+            let r = req(path, None).await.unwrap();
+            assert_eq!(r.status(), 200, "{path}");
+        }
+        for path in ["/sof/swr", "/sof/mr-swr"] {
+            req(path, None).await.unwrap();
+        }
+        for mode in [RawMode::Close, RawMode::Reset, RawMode::CutBody] {
+            origin.set(mode);
+            for &(path, _, request_cc, stale) in STALE_ON_FAILURE {
+                let before = origin.hits(path);
+                let r = req(path, request_cc).await.unwrap();
+                assert_eq!(
+                    origin.hits(path),
+                    before + 1,
+                    "{mode:?} {path}: asked the origin"
+                );
+                if stale {
+                    assert_eq!(r.status(), 200, "{mode:?} {path}");
+                    assert_eq!(
+                        status(&r),
+                        "gatehouse; fwd=stale; detail=stale-if-error",
+                        "{mode:?} {path}"
+                    );
+                    assert_eq!(r.text().await.unwrap(), format!("body of {path}"));
+                } else {
+                    assert_eq!(r.status(), 502, "{mode:?} {path}: {}", status(&r));
+                    let body: serde_json::Value = r.json().await.unwrap();
+                    assert_eq!(body["error"], "ORIGIN_UNREACHABLE", "{mode:?} {path}");
+                }
+            }
+            // stale-while-revalidate answers at once and keeps answering while the
+            // background refresh fails; must-revalidate forbids it.
+            for _ in 0..2 {
+                let r = req("/sof/swr", None).await.unwrap();
+                assert_eq!(r.status(), 200, "{mode:?}");
+                assert_eq!(status(&r), "gatehouse; hit; detail=stale-while-revalidate");
+                assert_eq!(r.text().await.unwrap(), "body of /sof/swr");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let r = req("/sof/mr-swr", None).await.unwrap();
+            assert_eq!(r.status(), 502, "{mode:?} /sof/mr-swr");
+        }
+        // Back to serving: revalidated, and nothing was lost meanwhile.
+        origin.set(RawMode::Serve);
+        let r = req("/sof/sie", None).await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(status(&r), "gatehouse; fwd=miss; stored");
+        gh.shutdown().await;
+    }
+);

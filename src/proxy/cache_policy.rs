@@ -213,14 +213,30 @@ pub fn reuse(
     Reuse::Revalidate
 }
 
-/// Whether a stale entry may answer because the origin (or store) failed
-/// (`stale-if-error`, RFC 5861 §4), never for must-revalidate / no-cache entries.
-pub fn stale_if_error_allows(entry: &crate::cache::entry::StoredResponse, now: u64) -> bool {
+/// Whether a stale entry may answer because the origin (or store) failed: an
+/// error status, a timeout, a refused, closed or reset connection, or a body that
+/// broke off (`stale-if-error`, RFC 5861 §4). The window is the response's (or the
+/// route's), or the request's own `stale-if-error` ("its scope of application is
+/// the request it appears in"). Never for `must-revalidate`, `proxy-revalidate`,
+/// `s-maxage` or `no-cache` entries (RFC 9111 §4.2.4: "MUST NOT generate a stale
+/// response if it is prohibited by an explicit in-protocol directive").
+pub fn stale_if_error_allows(
+    entry: &crate::cache::entry::StoredResponse,
+    req: &Directives,
+    now: u64,
+) -> bool {
     if entry.flags.must_revalidate || entry.flags.no_cache {
         return false;
     }
     let age = entry.age_at(now);
-    age < entry.freshness || age - entry.freshness < entry.stale_if_error
+    if age < entry.freshness {
+        return true;
+    }
+    let stale_for = age - entry.freshness;
+    let requested = req
+        .stale_if_error
+        .map_or(0, |d| d.seconds().saturating_mul(1000));
+    stale_for < entry.stale_if_error || stale_for < requested
 }
 
 /// Why a response was not stored (or a request not served from cache).
@@ -761,7 +777,16 @@ mod tests {
         let strict = stored(60_000, 30_000, true);
         assert_eq!(reuse(&strict, &none, true, 70_000), Reuse::Revalidate);
         assert_eq!(reuse(&strict, &max_stale, true, 70_000), Reuse::Revalidate);
-        assert!(!stale_if_error_allows(&strict, 70_000));
+        assert!(!stale_if_error_allows(&strict, &none, 70_000));
+        // The request's own stale-if-error (RFC 5861 §4), never past must-revalidate.
+        let asks = Directives {
+            stale_if_error: Some(Delta::Seconds(60)),
+            ..Default::default()
+        };
+        assert!(!stale_if_error_allows(&r, &none, 95_000));
+        assert!(stale_if_error_allows(&r, &asks, 95_000));
+        assert!(!stale_if_error_allows(&r, &asks, 130_000));
+        assert!(!stale_if_error_allows(&strict, &asks, 70_000));
     }
 
     #[test]

@@ -320,7 +320,8 @@ impl Miss {
     /// The stale entry, when `stale-if-error` lets it answer now.
     fn stale_if_error(&self, cache_status: &str) -> Option<Response<Body>> {
         let stale = self.stale.as_ref()?;
-        cache_policy::stale_if_error_allows(stale.response(), now_ms())
+        let req = cache_policy::request_directives(&self.parts.headers);
+        cache_policy::stale_if_error_allows(stale.response(), &req, now_ms())
             .then(|| self.answer(stale, cache_status))
     }
 
