@@ -59,6 +59,9 @@ pub const DEFAULT_HEURISTIC_FRACTION: f64 = 0.0;
 pub const DEFAULT_HEURISTIC_MAX: Duration = Duration::from_secs(24 * 3600);
 pub const DEFAULT_TARGETED_FIELDS: &[&str] = &["Gatehouse-Cache-Control", "CDN-Cache-Control"];
 
+/// `routes[].set_cookie`: a response that sets a cookie is never stored.
+pub const DEFAULT_ROUTE_SET_COOKIE: SetCookie = SetCookie::Pass;
+
 pub const DEFAULT_AUTH_LEEWAY: Duration = Duration::from_secs(60);
 pub const DEFAULT_JWKS_REFRESH: Duration = Duration::from_secs(300);
 /// How long a subject revocation is kept after its `issuedBefore` (plus the leeway):
@@ -276,6 +279,18 @@ pub enum StoreErrorPolicy {
     Allow,
 }
 
+/// What a route does with a cacheable response that sets a cookie.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetCookie {
+    /// Passed to the client that asked, never stored (the safe default).
+    Pass,
+    /// Stored without `Set-Cookie`: the client whose request fetched it still gets
+    /// its cookie; answers from the cache never carry one.
+    Strip,
+    /// Stored whole: every client served from the cache gets that cookie.
+    Store,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KeyBy {
     /// One cache entry per URL, shared by every caller.
@@ -303,6 +318,8 @@ pub struct RouteConfig {
     pub key_by: KeyBy,
     /// `false` makes the route pass through without caching.
     pub cache: bool,
+    /// Cacheable responses with `Set-Cookie`: passed, stored stripped, or stored.
+    pub set_cookie: SetCookie,
     pub revoke_on_success: bool,
     pub forward_authorization: bool,
     pub on_store_error: Option<StoreErrorPolicy>,
@@ -928,6 +945,7 @@ impl RouteConfig {
             invalidate_on: Vec::new(),
             key_by: KeyBy::Shared,
             cache: true,
+            set_cookie: DEFAULT_ROUTE_SET_COOKIE,
             revoke_on_success: false,
             forward_authorization: true,
             on_store_error: None,
@@ -1466,6 +1484,15 @@ fn read_route(s: &mut Section<'_>) -> RouteConfig {
         invalidate_on: s.strings("invalidate_on", &[]),
         key_by,
         cache: s.bool("cache", true),
+        set_cookie: s.choice(
+            "set_cookie",
+            DEFAULT_ROUTE_SET_COOKIE,
+            &[
+                ("pass", SetCookie::Pass),
+                ("strip", SetCookie::Strip),
+                ("store", SetCookie::Store),
+            ],
+        ),
         revoke_on_success: s.bool("revoke_on_success", false),
         forward_authorization: s.bool("forward_authorization", true),
         on_store_error: read_store_error_policy(s, "on_store_error"),
@@ -1680,6 +1707,21 @@ mod tests {
         // A real override still applies next to them.
         let c = Config::from_toml_str("", &env(&[("GATEHOUSE_CACHE_MAX_OBJECT", "1MiB")])).unwrap();
         assert_eq!(c.cache.max_object, 1 << 20);
+    }
+
+    #[test]
+    fn set_cookie_is_pass_by_default_and_a_known_word() {
+        let text = "[[routes]]\npath = \"/a\"\n[[routes]]\npath = \"/b\"\nset_cookie = \"strip\"\n[[routes]]\npath = \"/c\"\nset_cookie = \"store\"\n";
+        let c = Config::from_toml_str(text, &env(&[])).unwrap();
+        let got: Vec<SetCookie> = c.routes.iter().map(|r| r.set_cookie).collect();
+        assert_eq!(got, [SetCookie::Pass, SetCookie::Strip, SetCookie::Store]);
+        assert_eq!(RouteConfig::new("/x").set_cookie, SetCookie::Pass);
+        let errs = Config::from_toml_str(
+            "[[routes]]\npath = \"/a\"\nset_cookie = \"keep\"\n",
+            &env(&[]),
+        )
+        .unwrap_err();
+        assert_eq!(errs[0].key, "routes[0].set_cookie", "{errs:?}");
     }
 
     #[test]

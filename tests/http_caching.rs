@@ -1494,3 +1494,99 @@ both_stores!(
         gh.shutdown().await;
     }
 );
+
+both_stores!(
+    set_cookie_is_passed_stripped_or_stored_as_the_route_says,
+    |store: TestStore| async move {
+        let revalidations = Arc::new(AtomicUsize::new(0));
+        let n = revalidations.clone();
+        let origin = TestOrigin::start(move |s| {
+            if s.headers.contains_key("if-none-match") {
+                let i = n.fetch_add(1, Ordering::SeqCst);
+                let r = Reply::status(304, "")
+                    .header("cache-control", "no-cache")
+                    .header("etag", "\"c\"");
+                // Only the first revalidation sets a cookie.
+                return if i == 0 {
+                    r.header("set-cookie", "sid=from-304")
+                } else {
+                    r
+                };
+            }
+            let r = Reply::ok(s.path.clone())
+                .header("set-cookie", "sid=1; Path=/")
+                .header("set-cookie", "theme=dark");
+            match s.path.as_str() {
+                "/ck/reval" => r
+                    .header("cache-control", "no-cache")
+                    .header("etag", "\"c\""),
+                "/ck/slow" => r
+                    .header("cache-control", "max-age=60")
+                    .delay(Duration::from_millis(300)),
+                _ => r.header("cache-control", "max-age=60"),
+            }
+        })
+        .await;
+        let text = format!(
+            "{}\n[[routes]]\npath = \"/ck\"\nset_cookie = \"strip\"\n\n[[routes]]\npath = \"/keep\"\nset_cookie = \"store\"\n\n[[routes]]\npath = \"/pass\"\nset_cookie = \"pass\"\n",
+            cfg(&store, "cookie")
+        );
+        let gh = Arc::new(Gatehouse::start(&text, &origin).await);
+        let cookies = |r: &reqwest::Response| -> Vec<String> {
+            r.headers()
+                .get_all("set-cookie")
+                .iter()
+                .map(|v| v.to_str().unwrap().to_string())
+                .collect()
+        };
+        // pass (the default, and unrouted): never stored, every answer its own cookie.
+        for path in ["/pass/a", "/unrouted"] {
+            for detail in ["set-cookie", "hit-for-pass"] {
+                let r = gh.get(path).await;
+                assert_eq!(status(&r), format!("gatehouse; fwd=miss; detail={detail}"));
+                assert_eq!(cookies(&r), ["sid=1; Path=/", "theme=dark"], "{path}");
+            }
+            assert_eq!(origin.hits(path), 2, "{path}");
+        }
+        // strip: stored without it; the client that fetched it gets its cookies,
+        // later hits never do.
+        let r = gh.get("/ck/a").await;
+        assert_eq!(status(&r), "gatehouse; fwd=miss; stored");
+        assert_eq!(cookies(&r), ["sid=1; Path=/", "theme=dark"]);
+        let r = gh.get("/ck/a").await;
+        assert!(status(&r).starts_with("gatehouse; hit"), "{}", status(&r));
+        assert!(cookies(&r).is_empty());
+        assert_eq!(origin.hits("/ck/a"), 1);
+        // ... nor do requests collapsed onto that fetch.
+        let tasks: Vec<_> = (0..6)
+            .map(|_| {
+                let gh = gh.clone();
+                tokio::spawn(async move { gh.get("/ck/slow").await })
+            })
+            .collect();
+        let mut with_cookie = 0;
+        for t in tasks {
+            let r = t.await.unwrap();
+            if !cookies(&r).is_empty() {
+                with_cookie += 1;
+                assert_eq!(status(&r), "gatehouse; fwd=miss; stored");
+            }
+        }
+        assert_eq!(origin.hits("/ck/slow"), 1);
+        assert_eq!(with_cookie, 1, "only the client whose request fetched it");
+        // ... and a 304's cookie goes to the client it answered, never into the store.
+        gh.get("/ck/reval").await;
+        let r = gh.get("/ck/reval").await;
+        assert_eq!(status(&r), "gatehouse; fwd=stale; fwd-status=304; stored");
+        assert_eq!(cookies(&r), ["sid=from-304"]);
+        let r = gh.get("/ck/reval").await;
+        assert_eq!(status(&r), "gatehouse; fwd=stale; fwd-status=304; stored");
+        assert!(cookies(&r).is_empty(), "{:?}", cookies(&r));
+        // store: stored whole, every client gets the cookie.
+        for _ in 0..2 {
+            let r = gh.get("/keep/a").await;
+            assert_eq!(cookies(&r), ["sid=1; Path=/", "theme=dark"]);
+        }
+        assert_eq!(origin.hits("/keep/a"), 1);
+    }
+);

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::{header, HeaderMap, Method, StatusCode};
 
-use crate::config::{CacheConfig, KeyBy};
+use crate::config::{CacheConfig, KeyBy, SetCookie};
 use crate::routes::Route;
 
 /// Parsed `Cache-Control` directives that matter to a shared cache.
@@ -346,7 +346,8 @@ pub fn storable(
     if cc.private {
         return Err(NoCacheReason::Private);
     }
-    if response_headers.contains_key(header::SET_COOKIE) {
+    let set_cookie = rc.map_or(crate::config::DEFAULT_ROUTE_SET_COOKIE, |r| r.set_cookie);
+    if response_headers.contains_key(header::SET_COOKIE) && set_cookie == SetCookie::Pass {
         return Err(NoCacheReason::SetCookie);
     }
     if status == StatusCode::PARTIAL_CONTENT

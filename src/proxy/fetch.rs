@@ -113,15 +113,20 @@ fn origin_label(e: &OriginError) -> &'static str {
 
 /// What one fill produced.
 pub enum Filled {
-    /// A new response, stored in L1 and L2.
-    Stored(Arc<Entry>),
+    /// A new response, stored in L1 and L2, with the `Set-Cookie` lines a
+    /// `set_cookie = "strip"` route kept out of the store: for the client whose
+    /// request made the fill, and no other.
+    Stored(Arc<Entry>, Cookies),
     /// The origin answered 304: the stale entry's headers and freshness were
-    /// updated (and stored when still storable).
-    Revalidated(Arc<Entry>, bool),
+    /// updated (and stored when still storable), with stripped cookies as above.
+    Revalidated(Arc<Entry>, bool, Cookies),
     /// Not storable: the response itself, for the one client that asked.
     Pass(Response<Body>, NoCacheReason),
     Failed(OriginError),
 }
+
+/// `Set-Cookie` lines kept out of a stored entry.
+pub type Cookies = Vec<http::HeaderValue>;
 
 /// A cacheable request that the cache could not answer: lead a fill, or wait for
 /// the one in flight. `stale` is the entry the request could not use as is.
@@ -401,22 +406,22 @@ impl Miss {
             .await
             .map_err(|e| Error::internal(format!("fill task failed: {e}")))?;
         match filled {
-            Filled::Stored(entry) => {
+            Filled::Stored(entry, cookies) => {
                 self.state.cache.clear_hit_for_pass(&self.key.id);
                 let status = if detail.is_empty() {
                     "gatehouse; fwd=miss; stored".to_string()
                 } else {
                     format!("gatehouse; fwd=miss; stored; detail={detail}")
                 };
-                Ok(self.answer(&entry, &status))
+                Ok(with_cookies(self.answer(&entry, &status), cookies))
             }
-            Filled::Revalidated(entry, stored) => {
+            Filled::Revalidated(entry, stored, cookies) => {
                 let status = if stored {
                     "gatehouse; fwd=stale; fwd-status=304; stored"
                 } else {
                     "gatehouse; fwd=stale; fwd-status=304"
                 };
-                Ok(self.answer(&entry, status))
+                Ok(with_cookies(self.answer(&entry, status), cookies))
             }
             Filled::Pass(mut resp, reason) => {
                 let code = resp.status();
@@ -605,6 +610,7 @@ impl Miss {
         let initial_age = cache_policy::initial_age(&parts.headers, began.ms, response_time);
         // `Age` was counted into initial_age; it is recomputed whenever served.
         parts.headers.remove(header::AGE);
+        let cookies = strip_cookies(route, &mut parts.headers);
         let mut tags: Vec<String> = route
             .map(|r| {
                 let params = r.pattern.matches(self.parts.uri.path()).unwrap_or_default();
@@ -663,7 +669,7 @@ impl Miss {
             .store(&self.key, &self.parts.headers, entry, began)
             .await;
         finish_guard(Outcome::Stored(entry_arc.clone()), guard);
-        Filled::Stored(entry_arc)
+        Filled::Stored(entry_arc, cookies)
     }
 
     /// A 304 from the origin: the stored headers are updated from it (all but the
@@ -707,6 +713,7 @@ impl Miss {
             self.route.as_deref(),
             cfg,
         );
+        let cookies = strip_cookies(self.route.as_deref(), &mut merged);
         let initial_age = cache_policy::initial_age(fresh_headers, began.ms, response_time);
         let mut updated = old.clone();
         updated.headers = merged.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
@@ -750,14 +757,34 @@ impl Miss {
             if let Some(g) = guard {
                 g.finish(Outcome::Stored(entry_arc.clone()));
             }
-            Filled::Revalidated(entry_arc, true)
+            Filled::Revalidated(entry_arc, true, cookies)
         } else {
             if let Some(g) = guard {
                 g.finish(Outcome::Uncacheable);
             }
-            Filled::Revalidated(entry_arc, false)
+            Filled::Revalidated(entry_arc, false, cookies)
         }
     }
+}
+
+/// On a `set_cookie = "strip"` route, takes the `Set-Cookie` lines out of what is
+/// about to be stored.
+fn strip_cookies(route: Option<&Route>, headers: &mut HeaderMap) -> Cookies {
+    if !route.is_some_and(|r| r.config.set_cookie == crate::config::SetCookie::Strip) {
+        return Vec::new();
+    }
+    match headers.entry(header::SET_COOKIE) {
+        http::header::Entry::Occupied(e) => e.remove_entry_mult().1.collect(),
+        http::header::Entry::Vacant(_) => Vec::new(),
+    }
+}
+
+/// Gives the client whose request made the fill the cookies kept out of the store.
+fn with_cookies(mut resp: Response<Body>, cookies: Cookies) -> Response<Body> {
+    for c in cookies {
+        resp.headers_mut().append(header::SET_COOKIE, c);
+    }
+    resp
 }
 
 /// `Cache-Status` of an answer from `entry`: `detail=heuristic` added when its
