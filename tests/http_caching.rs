@@ -1590,3 +1590,130 @@ both_stores!(
         assert_eq!(origin.hits("/keep/a"), 1);
     }
 );
+
+both_stores!(
+    equivalent_accept_headers_share_a_variant_and_codings_never_mix,
+    |store: TestStore| async move {
+        let origin = TestOrigin::start(|s| {
+            let h = |n: &str| {
+                s.headers
+                    .get(n)
+                    .map(|v| v.to_str().unwrap().to_ascii_lowercase())
+                    .unwrap_or_default()
+            };
+            let ae = h("accept-encoding");
+            let wants_gzip = ae
+                .split(',')
+                .any(|m| m.trim().starts_with("gzip") && !m.replace(' ', "").ends_with("q=0"));
+            let coded = |r: Reply| {
+                if wants_gzip || s.path == "/ae/liar" {
+                    r.header("content-encoding", "gzip")
+                } else {
+                    r
+                }
+            };
+            let body = if wants_gzip || s.path == "/ae/liar" {
+                "GZ"
+            } else {
+                "plain"
+            };
+            let r = Reply::ok(body).header("cache-control", "max-age=600");
+            if s.path == "/ae/liar-slow" {
+                return r
+                    .header("vary", "Accept-Encoding")
+                    .header("content-encoding", "gzip")
+                    .delay(Duration::from_millis(300));
+            }
+            match s.path.as_str() {
+                "/al" => Reply::ok(format!("lang {}", h("accept-language")))
+                    .header("cache-control", "max-age=600")
+                    .header("vary", "Accept-Language"),
+                "/ae/vary" | "/ae/liar" => coded(r.header("vary", "Accept-Encoding")),
+                // An origin that compresses but forgets Vary.
+                "/ae/novary" => coded(r),
+                _ => Reply::status(404, ""),
+            }
+        })
+        .await;
+        let text = format!(
+            "{}[cache]\nmax_variants = 8\n",
+            store.toml(&prefix("vary-norm"))
+        );
+        let gh = Gatehouse::start(&text, &origin).await;
+        let gh = &gh;
+        let lang =
+            |v: &'static str| async move { get_with(gh, "/al", &[("accept-language", v)]).await };
+        lang("en-US,en;q=0.9,fr;q=0").await;
+        for same in [
+            "en;q=0.90, EN-us",
+            "en-us , en ; q=0.9",
+            "fr;q=0, en-us;q=1.0, en;q=0.9",
+        ] {
+            let r = lang(same).await;
+            assert!(
+                status(&r).starts_with("gatehouse; hit"),
+                "{same}: {}",
+                status(&r)
+            );
+        }
+        let r = lang("en, en-US;q=0.9").await;
+        assert!(
+            !status(&r).starts_with("gatehouse; hit"),
+            "another preference"
+        );
+        assert_eq!(origin.hits("/al"), 2);
+
+        for path in ["/ae/vary", "/ae/novary"] {
+            let ae = |v: Option<&'static str>| async move {
+                let h: Vec<(&str, &str)> = v.map(|v| ("accept-encoding", v)).into_iter().collect();
+                get_with(gh, path, &h).await
+            };
+            let r = ae(Some("gzip, deflate")).await;
+            assert_eq!(r.headers()["content-encoding"], "gzip", "{path}");
+            for same in ["deflate, gzip", "GZIP;q=1.0, Deflate"] {
+                let r = ae(Some(same)).await;
+                assert!(status(&r).starts_with("gatehouse; hit"), "{path} {same}");
+                assert_eq!(r.text().await.unwrap(), "GZ");
+            }
+            for other in [Some("br"), Some("gzip;q=0, br"), Some("identity"), None] {
+                for _ in 0..2 {
+                    let r = ae(other).await;
+                    assert!(
+                        !r.headers().contains_key("content-encoding"),
+                        "{path} {other:?}: a client that does not accept gzip got gzip"
+                    );
+                    assert_eq!(r.text().await.unwrap(), "plain", "{path} {other:?}");
+                }
+            }
+            // With Vary, the gzip variant is still there for those who take it. (Without,
+            // the identity answer says it varies on nothing and replaces it: identity
+            // is acceptable to everyone.)
+            if path == "/ae/vary" {
+                let r = ae(Some("gzip,deflate")).await;
+                assert!(status(&r).starts_with("gatehouse; hit"), "{}", status(&r));
+                assert_eq!(r.headers()["content-encoding"], "gzip");
+            }
+        }
+        // An origin that answers gzip to a request that did not accept it: passed on
+        // as the origin said, but never served from the cache to that request again.
+        for ae in [&[("accept-encoding", "br")][..], &[]] {
+            for _ in 0..2 {
+                let r = get_with(gh, "/ae/liar", ae).await;
+                assert!(
+                    !status(&r).starts_with("gatehouse; hit"),
+                    "{ae:?}: {}",
+                    status(&r)
+                );
+            }
+        }
+        assert_eq!(origin.hits("/ae/liar"), 4);
+        // ... nor to requests collapsed onto that fetch.
+        let answers = futures_util::future::join_all(
+            (0..4).map(|_| get_with(gh, "/ae/liar-slow", &[("accept-encoding", "br")])),
+        )
+        .await;
+        for r in &answers {
+            assert!(!status(r).contains("collapsed"), "{}", status(r));
+        }
+    }
+);
