@@ -1126,6 +1126,34 @@ both_stores!(
                         .header("cache-control", "no-cache")
                         .header("last-modified", lm)
                 }
+                // A 304 that names another representation updates nothing: the
+                // stored body is not passed off as current.
+                "/mismatch" => {
+                    if !h("if-none-match").is_empty() {
+                        return Reply::status(304, "")
+                            .header("cache-control", "no-cache")
+                            .header("etag", "\"v2\"");
+                    }
+                    let (body, etag) = if h("x-round") == "2" {
+                        ("second", "\"v2\"")
+                    } else {
+                        ("first", "\"v1\"")
+                    };
+                    Reply::ok(body)
+                        .header("cache-control", "no-cache")
+                        .header("etag", etag)
+                }
+                "/weak" => {
+                    if h("if-none-match") == "W/\"w\"" {
+                        return Reply::status(304, "")
+                            .header("cache-control", "no-cache")
+                            .header("etag", "\"w\"")
+                            .header("x-updated", "yes");
+                    }
+                    Reply::ok("weak")
+                        .header("cache-control", "no-cache")
+                        .header("etag", "W/\"w\"")
+                }
                 // A 304 updates every stored field but the framing ones.
                 "/upd" => {
                     if h("if-none-match") == "\"u\"" {
@@ -1194,6 +1222,23 @@ both_stores!(
             }
             assert_eq!(origin.hits(path), 3, "{path}");
         }
+
+        gh.get("/mismatch").await;
+        let r = get_with(&gh, "/mismatch", &[("x-round", "2")]).await;
+        assert_eq!(status(&r), "gatehouse; fwd=miss; stored");
+        assert_eq!(r.headers()["etag"], "\"v2\"");
+        assert_eq!(r.text().await.unwrap(), "second");
+        let seen = origin.seen();
+        let asked: Vec<bool> = seen
+            .iter()
+            .filter(|s| s.path == "/mismatch")
+            .map(|s| s.headers.contains_key("if-none-match"))
+            .collect();
+        assert_eq!(asked, [false, true, false], "asked again, unconditionally");
+        // A strong ETag in a 304 identifies only the same strong ETag, not a weak one.
+        gh.get("/weak").await;
+        let r = gh.get("/weak").await;
+        assert!(!r.headers().contains_key("x-updated"), "{}", status(&r));
 
         gh.get("/upd").await;
         let r = gh.get("/upd").await;

@@ -495,8 +495,9 @@ impl Miss {
     }
 
     /// The request a fill sends: GET for GET and HEAD, forwarding headers added, the
-    /// client's conditionals replaced by the stale entry's validators.
-    fn fill_request(&self) -> Request<Body> {
+    /// client's conditionals replaced by the stale entry's validators (none when
+    /// `conditional` is false).
+    fn fill_request(&self, conditional: bool) -> Request<Body> {
         let parts = &self.parts;
         let mut headers: HeaderMap = parts.headers.clone();
         for h in [
@@ -508,7 +509,7 @@ impl Miss {
         ] {
             headers.remove(h);
         }
-        if let Some(stale) = &self.stale {
+        if let Some(stale) = self.stale.as_ref().filter(|_| conditional) {
             let r = stale.response();
             if r.status.is_success() {
                 if let Some(etag) = r.header("etag") {
@@ -537,29 +538,37 @@ impl Miss {
         };
         let cfg = state.runtime.load().config.cache.clone();
         let route = self.route.as_deref();
-        let began = Began::now();
-        let req = self.fill_request();
-        let resp = match state.origin.send(req).await {
-            Ok(r) => r,
-            Err(e) => {
-                count_origin(state, origin_label(&e));
-                // Dropping the guard hands the fill over to a waiter.
-                drop(guard);
-                return Filled::Failed(e);
+        let mut conditional = true;
+        let (began, response_time, mut parts, incoming) = loop {
+            let began = Began::now();
+            let req = self.fill_request(conditional);
+            let resp = match state.origin.send(req).await {
+                Ok(r) => r,
+                Err(e) => {
+                    count_origin(state, origin_label(&e));
+                    // Dropping the guard hands the fill over to a waiter.
+                    drop(guard);
+                    return Filled::Failed(e);
+                }
+            };
+            count_origin(state, "ok");
+            let response_time = now_ms();
+            let (mut parts, incoming) = resp.into_parts();
+            origin::strip_hop_by_hop(&mut parts.headers);
+            match &self.stale {
+                Some(stale) if conditional && parts.status == StatusCode::NOT_MODIFIED => {
+                    if identifies(stale.response(), &parts.headers) {
+                        return self
+                            .revalidated(stale, &parts.headers, began, response_time, &cfg, guard)
+                            .await;
+                    }
+                    // A 304 for another representation than the stored one (RFC 9111
+                    // §4.3.4: it updates nothing): ask again, unconditionally.
+                    conditional = false;
+                }
+                _ => break (began, response_time, parts, incoming),
             }
         };
-        count_origin(state, "ok");
-        let response_time = now_ms();
-        let (mut parts, incoming) = resp.into_parts();
-        origin::strip_hop_by_hop(&mut parts.headers);
-
-        if parts.status == StatusCode::NOT_MODIFIED {
-            if let Some(stale) = &self.stale {
-                return self
-                    .revalidated(stale, &parts.headers, began, response_time, &cfg, guard)
-                    .await;
-            }
-        }
 
         let decision =
             cache_policy::storable(self.credentials, parts.status, &parts.headers, route, &cfg);
@@ -764,6 +773,31 @@ impl Miss {
             }
             Filled::Revalidated(entry_arc, false, cookies)
         }
+    }
+}
+
+/// Whether a 304 identifies the stored response it was asked about (RFC 9111 §4.3.4):
+/// a strong `ETag` must be the stored one, a weak one must match it by weak
+/// comparison (RFC 9110 §8.8.3.2); a 304 without an `ETag` is taken as the stored
+/// response's (origins often leave validators out of 304s).
+fn identifies(stored: &StoredResponse, not_modified: &HeaderMap) -> bool {
+    let Some(new) = not_modified
+        .get(header::ETAG)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+    else {
+        return true;
+    };
+    let Some(old) = stored
+        .header("etag")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+    else {
+        return false;
+    };
+    match new.strip_prefix("W/") {
+        None => new == old,
+        Some(opaque) => opaque == old.strip_prefix("W/").unwrap_or(old),
     }
 }
 
