@@ -15,11 +15,14 @@
 //!                       one fetch per instance, and per fleet through a store lease
 //!                                                   fetch.rs, cache/coalesce.rs
 //! storable(response)? store L1 + L2 : pass; stale-if-error on failure
+//!   directives: the first targeted field (RFC 9213), else Cache-Control
+//!                                                   cache_policy.rs, targeted.rs
 //! successful unsafe method -> invalidate target, Location, invalidate_on routes
 //!                                                   invalidate.rs
 //! ```
 //!
-//! Every response carries `Cache-Status` (RFC 9211).
+//! Every response carries `Cache-Status` (RFC 9211); gatehouse's own targeted field
+//! (`cache.targeted_fields`) never leaves.
 
 pub mod authorize;
 pub mod cache_key;
