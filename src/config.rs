@@ -51,6 +51,17 @@ pub const DEFAULT_LOCK_AGE: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_VARIANTS: u64 = 32;
 pub const DEFAULT_HIT_FOR_PASS_TTL: Duration = Duration::from_secs(30);
 pub const DEFAULT_PURGE_ALLOW: &[&str] = &["127.0.0.0/8", "::1/128"];
+/// RFC 9213 targeted fields gatehouse obeys instead of `Cache-Control`, first valid
+/// one wins; the first names gatehouse and is removed from answers.
+/// Heuristic freshness (RFC 9111 §4.2.2) as a fraction of the time since
+/// `Last-Modified`; 0 turns it off.
+pub const DEFAULT_HEURISTIC_FRACTION: f64 = 0.0;
+/// The most heuristic freshness a response gets.
+pub const DEFAULT_HEURISTIC_MAX: Duration = Duration::from_secs(24 * 3600);
+pub const DEFAULT_TARGETED_FIELDS: &[&str] = &["Gatehouse-Cache-Control", "CDN-Cache-Control"];
+
+/// `routes[].set_cookie`: a response that sets a cookie is never stored.
+pub const DEFAULT_ROUTE_SET_COOKIE: SetCookie = SetCookie::Pass;
 
 pub const DEFAULT_AUTH_LEEWAY: Duration = Duration::from_secs(60);
 pub const DEFAULT_JWKS_REFRESH: Duration = Duration::from_secs(300);
@@ -300,6 +311,14 @@ pub struct CacheConfig {
     pub purge_method: bool,
     /// Client networks a `PURGE` is accepted from.
     pub purge_allow: Vec<Cidr>,
+    /// RFC 9213 targeted fields, lower-cased, in order: the first one present with a
+    /// valid value replaces `Cache-Control` and `Expires` for gatehouse's decisions.
+    pub targeted_fields: Vec<String>,
+    /// Heuristic freshness: this fraction of `Date - Last-Modified` (0: off), for
+    /// heuristically cacheable responses with no explicit freshness and no route ttl.
+    pub heuristic_fraction: f64,
+    /// Cap on heuristic freshness.
+    pub heuristic_max: Duration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -313,6 +332,18 @@ pub enum AuthMode {
 pub enum StoreErrorPolicy {
     Deny,
     Allow,
+}
+
+/// What a route does with a cacheable response that sets a cookie.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetCookie {
+    /// Passed to the client that asked, never stored (the safe default).
+    Pass,
+    /// Stored without `Set-Cookie`: the client whose request fetched it still gets
+    /// its cookie; answers from the cache never carry one.
+    Strip,
+    /// Stored whole: every client served from the cache gets that cookie.
+    Store,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -342,6 +373,8 @@ pub struct RouteConfig {
     pub key_by: KeyBy,
     /// `false` makes the route pass through without caching.
     pub cache: bool,
+    /// Cacheable responses with `Set-Cookie`: passed, stored stripped, or stored.
+    pub set_cookie: SetCookie,
     pub revoke_on_success: bool,
     pub forward_authorization: bool,
     pub on_store_error: Option<StoreErrorPolicy>,
@@ -694,6 +727,34 @@ impl Config {
         if c.lock_timeout.is_zero() {
             err("cache.lock_timeout", "must be greater than 0s".into());
         }
+        if !(0.0..=1.0).contains(&c.heuristic_fraction) {
+            err(
+                "cache.heuristic_fraction",
+                format!(
+                    "must be between 0 (off) and 1, got {}; 0.1 is usual",
+                    c.heuristic_fraction
+                ),
+            );
+        }
+        if c.heuristic_fraction > 0.0 && c.heuristic_max.is_zero() {
+            err(
+                "cache.heuristic_max",
+                "must be greater than 0s when cache.heuristic_fraction is set".into(),
+            );
+        }
+        for (i, f) in c.targeted_fields.iter().enumerate() {
+            if http::HeaderName::from_bytes(f.as_bytes()).is_err() {
+                err(
+                    &format!("cache.targeted_fields[{i}]"),
+                    format!("{f:?} is not a header name"),
+                );
+            } else if matches!(f.as_str(), "cache-control" | "expires" | "pragma") {
+                err(
+                    &format!("cache.targeted_fields[{i}]"),
+                    format!("{f:?} is not a targeted field (RFC 9213): it is what targeted fields override"),
+                );
+            }
+        }
         for (i, r) in self.routes.iter().enumerate() {
             if let Err(m) = crate::routes::PathPattern::parse(&r.path) {
                 err(&format!("routes[{i}].path"), m);
@@ -998,6 +1059,7 @@ impl RouteConfig {
             invalidate_on: Vec::new(),
             key_by: KeyBy::Shared,
             cache: true,
+            set_cookie: DEFAULT_ROUTE_SET_COOKIE,
             revoke_on_success: false,
             forward_authorization: true,
             on_store_error: None,
@@ -1370,6 +1432,13 @@ fn read(
             }
             nets
         },
+        targeted_fields: s
+            .strings("targeted_fields", DEFAULT_TARGETED_FIELDS)
+            .into_iter()
+            .map(|f| f.trim().to_ascii_lowercase())
+            .collect(),
+        heuristic_fraction: s.f64("heuristic_fraction", DEFAULT_HEURISTIC_FRACTION),
+        heuristic_max: s.duration("heuristic_max", DEFAULT_HEURISTIC_MAX),
     };
     s.finish();
     let store = StoreConfig {
@@ -1574,6 +1643,15 @@ fn read_route(s: &mut Section<'_>) -> RouteConfig {
         invalidate_on: s.strings("invalidate_on", &[]),
         key_by,
         cache: s.bool("cache", true),
+        set_cookie: s.choice(
+            "set_cookie",
+            DEFAULT_ROUTE_SET_COOKIE,
+            &[
+                ("pass", SetCookie::Pass),
+                ("strip", SetCookie::Strip),
+                ("store", SetCookie::Store),
+            ],
+        ),
         revoke_on_success: s.bool("revoke_on_success", false),
         forward_authorization: s.bool("forward_authorization", true),
         on_store_error: read_store_error_policy(s, "on_store_error"),
@@ -1788,6 +1866,81 @@ mod tests {
         // A real override still applies next to them.
         let c = Config::from_toml_str("", &env(&[("GATEHOUSE_CACHE_MAX_OBJECT", "1MiB")])).unwrap();
         assert_eq!(c.cache.max_object, 1 << 20);
+    }
+
+    #[test]
+    fn set_cookie_is_pass_by_default_and_a_known_word() {
+        let text = "[[routes]]\npath = \"/a\"\n[[routes]]\npath = \"/b\"\nset_cookie = \"strip\"\n[[routes]]\npath = \"/c\"\nset_cookie = \"store\"\n";
+        let c = Config::from_toml_str(text, &env(&[])).unwrap();
+        let got: Vec<SetCookie> = c.routes.iter().map(|r| r.set_cookie).collect();
+        assert_eq!(got, [SetCookie::Pass, SetCookie::Strip, SetCookie::Store]);
+        assert_eq!(RouteConfig::new("/x").set_cookie, SetCookie::Pass);
+        let errs = Config::from_toml_str(
+            "[[routes]]\npath = \"/a\"\nset_cookie = \"keep\"\n",
+            &env(&[]),
+        )
+        .unwrap_err();
+        assert_eq!(errs[0].key, "routes[0].set_cookie", "{errs:?}");
+    }
+
+    #[test]
+    fn heuristic_freshness_is_off_by_default_and_its_fraction_is_validated() {
+        let c = Config::from_toml_str("", &env(&[])).unwrap();
+        assert_eq!(c.cache.heuristic_fraction, 0.0);
+        assert_eq!(c.cache.heuristic_max, DEFAULT_HEURISTIC_MAX);
+        let c = Config::from_toml_str(
+            "[cache]\nheuristic_fraction = 0.1\nheuristic_max = \"2h\"\n",
+            &env(&[]),
+        )
+        .unwrap();
+        assert_eq!(c.cache.heuristic_fraction, 0.1);
+        assert_eq!(c.cache.heuristic_max, Duration::from_secs(7200));
+        let c = Config::from_toml_str("", &env(&[("GATEHOUSE_CACHE_HEURISTIC_FRACTION", "1")]))
+            .unwrap();
+        assert_eq!(c.cache.heuristic_fraction, 1.0);
+        for (text, key) in [
+            ("heuristic_fraction = 1.5", "cache.heuristic_fraction"),
+            ("heuristic_fraction = -0.1", "cache.heuristic_fraction"),
+            ("heuristic_fraction = \"nan\"", "cache.heuristic_fraction"),
+            ("heuristic_fraction = \"lots\"", "cache.heuristic_fraction"),
+            (
+                "heuristic_fraction = 0.1\nheuristic_max = \"0s\"",
+                "cache.heuristic_max",
+            ),
+        ] {
+            let errs = Config::from_toml_str(&format!("[cache]\n{text}\n"), &env(&[])).unwrap_err();
+            assert_eq!(errs.len(), 1, "{text}: {errs:?}");
+            assert_eq!(errs[0].key, key, "{text}: {errs:?}");
+        }
+    }
+
+    #[test]
+    fn targeted_fields_default_lower_case_and_must_be_targeted_header_names() {
+        let c = Config::from_toml_str("", &env(&[])).unwrap();
+        assert_eq!(
+            c.cache.targeted_fields,
+            ["gatehouse-cache-control", "cdn-cache-control"]
+        );
+        let c = Config::from_toml_str(
+            "",
+            &env(&[(
+                "GATEHOUSE_CACHE_TARGETED_FIELDS",
+                "X-Edge-CC, CDN-Cache-Control",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(c.cache.targeted_fields, ["x-edge-cc", "cdn-cache-control"]);
+        let errs = Config::from_toml_str(
+            "[cache]\ntargeted_fields = [\"ok\", \"bad name\", \"Cache-Control\"]\n",
+            &env(&[]),
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["cache.targeted_fields[1]", "cache.targeted_fields[2]"],
+            "{errs:?}"
+        );
     }
 
     #[test]

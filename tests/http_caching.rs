@@ -779,3 +779,986 @@ async fn a_write_drops_every_variant_from_l1_even_with_the_store_down() {
     }
     gh.shutdown().await;
 }
+
+/// An IMF-fixdate turned into the obsolete RFC 850 and asctime forms of the same
+/// instant (RFC 9110 §5.6.7).
+fn date_forms(t: std::time::SystemTime) -> (String, String, String) {
+    let imf = httpdate::fmt_http_date(t);
+    // "Sun, 06 Nov 1994 08:49:37 GMT"
+    let (wd, day, mon, year, time) = (
+        &imf[0..3],
+        &imf[5..7],
+        &imf[8..11],
+        &imf[12..16],
+        &imf[17..25],
+    );
+    let long = match wd {
+        "Mon" => "Monday",
+        "Tue" => "Tuesday",
+        "Wed" => "Wednesday",
+        "Thu" => "Thursday",
+        "Fri" => "Friday",
+        "Sat" => "Saturday",
+        _ => "Sunday",
+    };
+    let rfc850 = format!("{long}, {day}-{mon}-{} {time} GMT", &year[2..]);
+    let padded = format!("{:>2}", day.trim_start_matches('0'));
+    let asctime = format!("{wd} {mon} {padded} {time} {year}");
+    (imf, rfc850, asctime)
+}
+
+both_stores!(
+    dates_and_age_are_parsed_as_the_rfcs_robustness_rules_say,
+    |store: TestStore| async move {
+        let origin = TestOrigin::start(|s| {
+            let now = std::time::SystemTime::now();
+            let (date, _, _) = date_forms(now);
+            let (imf, rfc850, asctime) = date_forms(now + Duration::from_secs(120));
+            let expires = match s.path.as_str() {
+                "/exp/imf" => imf,
+                "/exp/rfc850" => rfc850,
+                "/exp/asctime" => asctime,
+                // HTTP-date is case-sensitive: invalid, so already expired (§5.3).
+                "/exp/lower" => imf.to_lowercase(),
+                // A two-digit year is never read as more than 50 years in the past.
+                "/exp/rfc850-2070" => "Wednesday, 01-Jan-70 00:00:00 GMT".into(),
+                _ => String::new(),
+            };
+            let mut r = Reply::ok(s.path.clone()).header("date", &date);
+            if !expires.is_empty() {
+                return r.header("expires", &expires);
+            }
+            r = r.header("cache-control", "MAX-AGE=60");
+            match s.path.as_str() {
+                "/age/list" => r.header("age", "30, 50"),
+                "/age/lines" => r.header("age", "30").header("age", "90"),
+                "/age/junk" => r.header("age", "90s"),
+                "/age/huge" => r.header("age", "99999999999999999999999"),
+                _ => r,
+            }
+        })
+        .await;
+        let gh = Gatehouse::start(&cfg(&store, "parsing"), &origin).await;
+        for (path, cached, ages) in [
+            ("/exp/imf", true, 0..=10),
+            ("/exp/rfc850", true, 0..=10),
+            ("/exp/asctime", true, 0..=10),
+            ("/exp/lower", false, 0..=10),
+            ("/exp/rfc850-2070", true, 0..=10),
+            // Directive names are case-insensitive (RFC 9111 §5.2).
+            ("/age/none", true, 0..=10),
+            // Age: the first member of a list counts (RFC 9111 §5.1) ...
+            ("/age/list", true, 30..=40),
+            ("/age/lines", true, 30..=40),
+            // ... an invalid one is ignored, and a huge one is 2^31 (stale).
+            ("/age/junk", true, 0..=10),
+            ("/age/huge", false, 0..=0),
+        ] {
+            gh.get(path).await;
+            let r = gh.get(path).await;
+            let hit = status(&r).starts_with("gatehouse; hit");
+            assert_eq!(hit, cached, "{path}: {}", status(&r));
+            assert_eq!(origin.hits(path), if cached { 1 } else { 2 }, "{path}");
+            if cached {
+                let age: u64 = r.headers()["age"].to_str().unwrap().parse().unwrap();
+                assert!(ages.contains(&age), "{path}: age {age}");
+            }
+        }
+        gh.shutdown().await;
+    }
+);
+
+both_stores!(
+    targeted_cache_control_overrides_cache_control_for_gatehouse_alone,
+    |store: TestStore| async move {
+        let failing = Arc::new(AtomicUsize::new(0));
+        let f = failing.clone();
+        let origin = TestOrigin::start(move |s| {
+            if f.load(Ordering::SeqCst) == 1 {
+                return Reply::status(503, "down");
+            }
+            let future =
+                httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(600));
+            let r = Reply::ok(s.path.clone());
+            match s.path.as_str() {
+                // "Cache 10 minutes" to the sidecar, "no-cache" to browsers.
+                "/t/sidecar" => r
+                    .header("cache-control", "no-cache")
+                    .header("gatehouse-cache-control", "max-age=600"),
+                "/t/cdn" => r
+                    .header("cache-control", "max-age=600")
+                    .header("cdn-cache-control", "no-store"),
+                // The first field of the list wins over the next.
+                "/t/both" => r
+                    .header("gatehouse-cache-control", "max-age=600")
+                    .header("cdn-cache-control", "no-store"),
+                // Cache-Control is ignored as a whole, `private` included (RFC 9213 §2.1).
+                "/t/private" => r
+                    .header("cache-control", "private")
+                    .header("cdn-cache-control", "max-age=600"),
+                // A field that fails to parse is ignored: Cache-Control applies.
+                "/t/unparsable" => r
+                    .header("cache-control", "no-store")
+                    .header("gatehouse-cache-control", "Max-Age=600"),
+                // An invalid member is ignored, the rest applies.
+                "/t/member" => r
+                    .header("cache-control", "no-store")
+                    .header("gatehouse-cache-control", "no-store=1, max-age=600"),
+                // Expires is ignored with the targeted field.
+                "/t/expires" => r
+                    .header("expires", &future)
+                    .header("gatehouse-cache-control", "must-revalidate"),
+                // Age counts against the targeted max-age.
+                "/t/age" => r
+                    .header("cache-control", "max-age=600")
+                    .header("gatehouse-cache-control", "max-age=60")
+                    .header("age", "60"),
+                "/t/swr" => r
+                    .header("cache-control", "no-cache")
+                    .header(
+                        "gatehouse-cache-control",
+                        "max-age=1, stale-while-revalidate=600",
+                    )
+                    .header("age", "5"),
+                "/t/sie" => r
+                    .header("cache-control", "no-store")
+                    .header("gatehouse-cache-control", "max-age=60, stale-if-error=600")
+                    .header("age", "61"),
+                "/t/mr" => r
+                    .header("cache-control", "max-age=60, stale-if-error=600")
+                    .header(
+                        "cdn-cache-control",
+                        "max-age=60, must-revalidate, stale-if-error=600",
+                    )
+                    .header("age", "61")
+                    .header("etag", "\"m\""),
+                "/t/edge" => r.header("edge-cache-control", "max-age=600"),
+                _ => Reply::status(404, ""),
+            }
+        })
+        .await;
+        let gh = Gatehouse::start(&cfg(&store, "targeted"), &origin).await;
+        for (path, cached) in [
+            ("/t/sidecar", true),
+            ("/t/cdn", false),
+            ("/t/both", true),
+            ("/t/private", true),
+            ("/t/unparsable", false),
+            ("/t/member", true),
+            ("/t/expires", false),
+            ("/t/age", false),
+        ] {
+            let first = gh.get(path).await;
+            assert!(
+                !first.headers().contains_key("gatehouse-cache-control"),
+                "{path}: gatehouse's field is removed from what it passes on"
+            );
+            let r = gh.get(path).await;
+            let hit = status(&r).starts_with("gatehouse; hit");
+            assert_eq!(hit, cached, "{path}: {}", status(&r));
+            assert_eq!(origin.hits(path), if cached { 1 } else { 2 }, "{path}");
+            assert!(
+                !r.headers().contains_key("gatehouse-cache-control"),
+                "{path}: gatehouse's field is removed from cached answers"
+            );
+        }
+        // Cache-Control and CDN-Cache-Control reach the client untouched.
+        let r = gh.get("/t/sidecar").await;
+        assert_eq!(r.headers()["cache-control"], "no-cache");
+        let r = gh.get("/t/both").await;
+        assert_eq!(r.headers()["cdn-cache-control"], "no-store");
+        // Passed answers (an unsafe method) lose it too.
+        let r = gh.client.post(gh.url("/t/sidecar")).send().await.unwrap();
+        assert!(!r.headers().contains_key("gatehouse-cache-control"));
+        assert_eq!(r.headers()["cache-control"], "no-cache");
+        // Targeted stale windows and must-revalidate.
+        gh.get("/t/swr").await;
+        let r = gh.get("/t/swr").await;
+        assert_eq!(status(&r), "gatehouse; hit; detail=stale-while-revalidate");
+        gh.get("/t/sie").await;
+        gh.get("/t/mr").await;
+        failing.store(1, Ordering::SeqCst);
+        let r = gh.get("/t/sie").await;
+        assert_eq!(r.status(), 200, "targeted stale-if-error: {}", status(&r));
+        assert_eq!(r.text().await.unwrap(), "/t/sie");
+        let r = gh.get("/t/mr").await;
+        assert_eq!(r.status(), 503, "targeted must-revalidate: never stale");
+        gh.shutdown().await;
+
+        // The list is configurable: another field, and Gatehouse-Cache-Control is then
+        // an ordinary header, obeyed by nobody here and passed on.
+        failing.store(0, Ordering::SeqCst);
+        let text = format!(
+            "{}targeted_fields = [\"Edge-Cache-Control\"]\n",
+            cfg(&store, "targeted-own")
+        );
+        let gh = Gatehouse::start(&text, &origin).await;
+        for (path, cached) in [("/t/edge", true), ("/t/sidecar", false)] {
+            let before = origin.hits(path);
+            gh.get(path).await;
+            let r = gh.get(path).await;
+            assert_eq!(status(&r).starts_with("gatehouse; hit"), cached, "{path}");
+            assert_eq!(origin.hits(path) - before, if cached { 1 } else { 2 });
+            assert!(!r.headers().contains_key("edge-cache-control"), "{path}");
+        }
+        let r = gh.get("/t/sidecar").await;
+        assert_eq!(r.headers()["gatehouse-cache-control"], "max-age=600");
+        gh.shutdown().await;
+    }
+);
+
+both_stores!(
+    heuristic_freshness_is_opt_in_capped_and_shown,
+    |store: TestStore| async move {
+        let origin = TestOrigin::start(|s| {
+            let now = std::time::SystemTime::now();
+            let ago = |secs: u64| httpdate::fmt_http_date(now - Duration::from_secs(secs));
+            let r = Reply::ok(s.path.clone()).header("date", &ago(0));
+            match s.path.as_str() {
+                // 10% of 1000 s.
+                "/h/lm" | "/routed/h" => r.header("last-modified", &ago(1000)),
+                // 10% of 10 days, capped at heuristic_max.
+                "/h/capped" => r.header("last-modified", &ago(864_000)),
+                "/h/none" => r,
+                "/h/explicit" => r
+                    .header("cache-control", "max-age=5")
+                    .header("last-modified", &ago(1000)),
+                // 302 is not heuristically cacheable (RFC 9110 §15.1).
+                "/h/status" => Reply::status(302, "")
+                    .header("date", &ago(0))
+                    .header("last-modified", &ago(1000)),
+                "/h/future" => r.header(
+                    "last-modified",
+                    &httpdate::fmt_http_date(now + Duration::from_secs(1000)),
+                ),
+                _ => Reply::status(404, ""),
+            }
+        })
+        .await;
+        let text = format!(
+            "{}heuristic_fraction = 0.1\nheuristic_max = \"1h\"\n",
+            cfg(&store, "heuristic")
+        );
+        let gh = Gatehouse::start(&text, &origin).await;
+        let ttl = |s: &str| -> Option<u64> {
+            s.split("; ")
+                .find_map(|p| p.strip_prefix("ttl="))
+                .map(|t| t.parse().unwrap())
+        };
+        for (path, ttls, heuristic) in [
+            ("/h/lm", Some(95..=100), true),
+            ("/h/capped", Some(3590..=3600), true),
+            ("/h/none", None, false),
+            ("/h/explicit", Some(0..=5), false),
+            ("/h/status", None, false),
+            ("/h/future", None, false),
+            // A route ttl wins over the heuristic.
+            ("/routed/h", Some(590..=600), false),
+        ] {
+            let first = gh.get(path).await;
+            let r = gh.get(path).await;
+            let cs = status(&r);
+            match ttls {
+                Some(range) => {
+                    assert!(cs.starts_with("gatehouse; hit"), "{path}: {cs}");
+                    let t = ttl(&cs).unwrap();
+                    assert!(range.contains(&t), "{path}: ttl {t}");
+                    assert_eq!(
+                        cs.ends_with("; detail=heuristic"),
+                        heuristic,
+                        "{path}: {cs}"
+                    );
+                    let stored = status(&first);
+                    let want = if heuristic {
+                        "gatehouse; fwd=miss; stored; detail=heuristic"
+                    } else {
+                        "gatehouse; fwd=miss; stored"
+                    };
+                    assert_eq!(stored, want, "{path}");
+                }
+                None => assert!(!cs.starts_with("gatehouse; hit"), "{path}: {cs}"),
+            }
+        }
+        gh.shutdown().await;
+        // Off by default.
+        let gh = Gatehouse::start(&cfg(&store, "heuristic-off"), &origin).await;
+        gh.get("/h/lm").await;
+        let r = gh.get("/h/lm").await;
+        assert!(!status(&r).starts_with("gatehouse; hit"), "{}", status(&r));
+        gh.shutdown().await;
+    }
+);
+
+both_stores!(
+    revalidation_is_conditional_complete_and_per_variant,
+    |store: TestStore| async move {
+        let lm = "Mon, 01 Jan 2024 00:00:00 GMT";
+        let origin = TestOrigin::start(move |s| {
+            let h = |n: &str| {
+                s.headers
+                    .get(n)
+                    .map(|v| v.to_str().unwrap().to_string())
+                    .unwrap_or_default()
+            };
+            let lang = h("accept-language");
+            match s.path.as_str() {
+                // Never fresh, but with a validator: revalidated, not refetched.
+                "/nc/etag" | "/nc/max0" => {
+                    let cc = if s.path == "/nc/etag" {
+                        "no-cache"
+                    } else {
+                        "max-age=0"
+                    };
+                    if h("if-none-match") == "\"e1\"" {
+                        return Reply::status(304, "")
+                            .header("cache-control", cc)
+                            .header("etag", "\"e1\"");
+                    }
+                    Reply::ok("full")
+                        .header("cache-control", cc)
+                        .header("etag", "\"e1\"")
+                }
+                "/nc/lm" => {
+                    if h("if-modified-since") == lm {
+                        return Reply::status(304, "").header("cache-control", "no-cache");
+                    }
+                    Reply::ok("full")
+                        .header("cache-control", "no-cache")
+                        .header("last-modified", lm)
+                }
+                // A 304 that names another representation updates nothing: the
+                // stored body is not passed off as current.
+                "/mismatch" => {
+                    if !h("if-none-match").is_empty() {
+                        return Reply::status(304, "")
+                            .header("cache-control", "no-cache")
+                            .header("etag", "\"v2\"");
+                    }
+                    let (body, etag) = if h("x-round") == "2" {
+                        ("second", "\"v2\"")
+                    } else {
+                        ("first", "\"v1\"")
+                    };
+                    Reply::ok(body)
+                        .header("cache-control", "no-cache")
+                        .header("etag", etag)
+                }
+                "/weak" => {
+                    if h("if-none-match") == "W/\"w\"" {
+                        return Reply::status(304, "")
+                            .header("cache-control", "no-cache")
+                            .header("etag", "\"w\"")
+                            .header("x-updated", "yes");
+                    }
+                    Reply::ok("weak")
+                        .header("cache-control", "no-cache")
+                        .header("etag", "W/\"w\"")
+                }
+                // A 304 updates every stored field but the framing ones.
+                "/upd" => {
+                    if h("if-none-match") == "\"u\"" {
+                        let bare = Reply {
+                            headers: Vec::new(),
+                            ..Reply::status(304, "")
+                        };
+                        return bare
+                            .header("cache-control", "max-age=600")
+                            .header("etag", "\"u\"")
+                            .header("x-version", "2")
+                            .header("x-new", "yes")
+                            .header("link", "<b>")
+                            .header("content-type", "text/html");
+                    }
+                    Reply::ok("full body")
+                        .header("cache-control", "max-age=60, no-cache")
+                        .header("etag", "\"u\"")
+                        .header("x-version", "1")
+                        .header("link", "<a1>")
+                        .header("link", "<a2>")
+                }
+                // Each variant is revalidated with its own validator and the request
+                // headers that selected it, in the foreground and in the background.
+                "/vary/bg" | "/vary/fg" => {
+                    let cc = if s.path == "/vary/bg" {
+                        "max-age=1, stale-while-revalidate=600"
+                    } else {
+                        "max-age=0"
+                    };
+                    let etag = format!("\"{lang}\"");
+                    if h("if-none-match") == etag {
+                        return Reply::status(304, "")
+                            .header("cache-control", cc)
+                            .header("etag", &etag)
+                            .header("vary", "accept-language");
+                    }
+                    Reply::ok(format!("hello {lang}"))
+                        .header("cache-control", cc)
+                        .header("etag", &etag)
+                        .header("vary", "accept-language")
+                        .header("age", "5")
+                }
+                _ => Reply::status(404, ""),
+            }
+        })
+        .await;
+        let gh = Gatehouse::start(&cfg(&store, "reval"), &origin).await;
+        for (path, conditional, value) in [
+            ("/nc/etag", "if-none-match", "\"e1\""),
+            ("/nc/max0", "if-none-match", "\"e1\""),
+            ("/nc/lm", "if-modified-since", lm),
+        ] {
+            let r = gh.get(path).await;
+            assert_eq!(status(&r), "gatehouse; fwd=miss; stored", "{path}");
+            for _ in 0..2 {
+                let r = gh.get(path).await;
+                assert_eq!(
+                    status(&r),
+                    "gatehouse; fwd=stale; fwd-status=304; stored",
+                    "{path}"
+                );
+                assert_eq!(r.text().await.unwrap(), "full", "{path}");
+                let last = origin.last().unwrap();
+                assert_eq!(last.headers[conditional], value, "{path}");
+            }
+            assert_eq!(origin.hits(path), 3, "{path}");
+        }
+
+        gh.get("/mismatch").await;
+        let r = get_with(&gh, "/mismatch", &[("x-round", "2")]).await;
+        assert_eq!(status(&r), "gatehouse; fwd=miss; stored");
+        assert_eq!(r.headers()["etag"], "\"v2\"");
+        assert_eq!(r.text().await.unwrap(), "second");
+        let seen = origin.seen();
+        let asked: Vec<bool> = seen
+            .iter()
+            .filter(|s| s.path == "/mismatch")
+            .map(|s| s.headers.contains_key("if-none-match"))
+            .collect();
+        assert_eq!(asked, [false, true, false], "asked again, unconditionally");
+        // A strong ETag in a 304 identifies only the same strong ETag, not a weak one.
+        gh.get("/weak").await;
+        let r = gh.get("/weak").await;
+        assert!(!r.headers().contains_key("x-updated"), "{}", status(&r));
+
+        gh.get("/upd").await;
+        let r = gh.get("/upd").await;
+        assert_eq!(status(&r), "gatehouse; fwd=stale; fwd-status=304; stored");
+        let links: Vec<_> = r.headers().get_all("link").iter().collect();
+        assert_eq!(
+            links,
+            ["<b>"],
+            "a field the 304 sends replaces every stored line"
+        );
+        assert_eq!(r.headers()["x-version"], "2");
+        assert_eq!(r.headers()["x-new"], "yes");
+        assert_eq!(r.headers()["content-type"], "text/html");
+        assert_eq!(r.headers()["content-length"], "9");
+        assert_eq!(r.text().await.unwrap(), "full body");
+        // The stored Cache-Control was updated: no-cache is gone, max-age=600 holds.
+        let r = gh.get("/upd").await;
+        assert!(status(&r).starts_with("gatehouse; hit"), "{}", status(&r));
+        assert_eq!(r.headers()["cache-control"], "max-age=600");
+        assert_eq!(origin.hits("/upd"), 2);
+
+        for path in ["/vary/fg", "/vary/bg"] {
+            for lang in ["en", "fr"] {
+                get_with(&gh, path, &[("accept-language", lang)]).await;
+            }
+            for lang in ["fr", "en"] {
+                let r = get_with(&gh, path, &[("accept-language", lang)]).await;
+                assert_eq!(r.text().await.unwrap(), format!("hello {lang}"), "{path}");
+            }
+            let revalidated = |lang: &str| {
+                origin.seen().iter().any(|s| {
+                    s.path == path
+                        && s.headers
+                            .get("accept-language")
+                            .map(|v| v.to_str().unwrap())
+                            == Some(lang)
+                        && s.headers.get("if-none-match").map(|v| v.to_str().unwrap())
+                            == Some(&format!("\"{lang}\""))
+                })
+            };
+            assert!(
+                eventually(Duration::from_secs(5), || async {
+                    revalidated("en") && revalidated("fr")
+                })
+                .await,
+                "{path}: each variant revalidated with its own language and ETag"
+            );
+            assert!(
+                !origin.seen().iter().any(|s| s.path == path
+                    && s.headers.get("if-none-match").is_some_and(|inm| {
+                        let l = s.headers.get("accept-language").unwrap().to_str().unwrap();
+                        inm.to_str().unwrap() != format!("\"{l}\"")
+                    })),
+                "{path}: never another variant's validator"
+            );
+        }
+        gh.shutdown().await;
+    }
+);
+
+/// How the raw origin answers the next requests.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum RawMode {
+    /// A complete response (`Connection: close`).
+    Serve,
+    /// Reads the request, then closes without a byte of answer.
+    Close,
+    /// Reads the request, then resets the connection (RST).
+    Reset,
+    /// A complete head whose body breaks off after a few bytes.
+    CutBody,
+}
+
+/// An origin of raw TCP on 127.0.0.1:0, to fail in the ways a real one does.
+struct RawOrigin {
+    addr: std::net::SocketAddr,
+    mode: Arc<Mutex<RawMode>>,
+    requests: Arc<Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RawOrigin {
+    /// `head(path)` gives the extra header lines of the path's answer.
+    async fn start(head: fn(&str) -> String) -> RawOrigin {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mode = Arc::new(Mutex::new(RawMode::Serve));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let (m, reqs) = (mode.clone(), requests.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (m, reqs) = (m.clone(), reqs.clone());
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    let path = text.split(' ').nth(1).unwrap_or("/").to_string();
+                    reqs.lock().unwrap().push(text);
+                    let mode = *m.lock().unwrap();
+                    let body = format!("body of {path}");
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\n{}content-length: {}\r\nconnection: close\r\n\r\n",
+                        head(&path),
+                        body.len()
+                    );
+                    match mode {
+                        RawMode::Serve => {
+                            let _ = sock.write_all(format!("{head}{body}").as_bytes()).await;
+                            let _ = sock.shutdown().await;
+                        }
+                        RawMode::Close => drop(sock),
+                        RawMode::Reset => {
+                            let _ = sock.set_zero_linger();
+                            drop(sock);
+                        }
+                        RawMode::CutBody => {
+                            let _ = sock.write_all(format!("{head}bo").as_bytes()).await;
+                            let _ = sock.flush().await;
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            let _ = sock.set_zero_linger();
+                            drop(sock);
+                        }
+                    }
+                });
+            }
+        });
+        RawOrigin {
+            addr,
+            mode,
+            requests,
+            task,
+        }
+    }
+
+    fn set(&self, mode: RawMode) {
+        *self.mode.lock().unwrap() = mode;
+    }
+
+    fn hits(&self, path: &str) -> usize {
+        let line = format!("GET {path} ");
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.starts_with(&line))
+            .count()
+    }
+}
+
+impl Drop for RawOrigin {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Each entry is born stale (`Age: 61` against `max-age=60`), so every request
+/// goes to the origin; `true` when the RFCs let a failure be answered stale.
+const STALE_ON_FAILURE: &[(&str, &str, Option<&str>, bool)] = &[
+    ("/sof/sie", "max-age=60, stale-if-error=300", None, true),
+    // The route /routed gives stale_if_error = 5m.
+    ("/routed/sof", "max-age=60", None, true),
+    // Past its stale-while-revalidate window, stale-if-error still applies.
+    (
+        "/sof/swr-sie",
+        "max-age=60, stale-while-revalidate=1, stale-if-error=300",
+        None,
+        true,
+    ),
+    // The request's own stale-if-error (RFC 5861 §4); kept for its ETag.
+    ("/sof/req", "max-age=60", Some("stale-if-error=300"), true),
+    ("/sof/none", "max-age=60", None, false),
+    (
+        "/sof/mr",
+        "max-age=60, must-revalidate, stale-if-error=300",
+        None,
+        false,
+    ),
+    (
+        "/sof/pr",
+        "max-age=60, proxy-revalidate, stale-if-error=300",
+        None,
+        false,
+    ),
+    (
+        "/sof/nc",
+        "max-age=60, no-cache, stale-if-error=300",
+        None,
+        false,
+    ),
+    ("/sof/smax", "s-maxage=60, stale-if-error=300", None, false),
+    (
+        "/sof/mr-req",
+        "max-age=60, must-revalidate",
+        Some("stale-if-error=300"),
+        false,
+    ),
+    ("/sof/nc-req", "no-cache", Some("stale-if-error=300"), false),
+];
+
+fn stale_on_failure_head(path: &str) -> String {
+    let cc = STALE_ON_FAILURE
+        .iter()
+        .chain(
+            [(
+                "/sof/swr",
+                "max-age=60, stale-while-revalidate=300",
+                None,
+                true,
+            )]
+            .iter(),
+        )
+        .chain(
+            [(
+                "/sof/mr-swr",
+                "max-age=60, must-revalidate, stale-while-revalidate=300",
+                None,
+                false,
+            )]
+            .iter(),
+        )
+        .find(|(p, ..)| *p == path)
+        .map_or("no-store", |(_, cc, ..)| cc);
+    format!("cache-control: {cc}\r\netag: \"x\"\r\nage: 61\r\n")
+}
+
+both_stores!(
+    stale_answers_every_origin_failure_the_rfcs_allow_and_no_other,
+    |store: TestStore| async move {
+        let origin = RawOrigin::start(stale_on_failure_head).await;
+        let text = cfg(&store, "sof");
+        let gh =
+            Gatehouse::start_config(config(&text, Some(&format!("http://{}", origin.addr)))).await;
+        let req = |path: &'static str, cc: Option<&'static str>| {
+            let mut b = gh.client.get(gh.url(path));
+            if let Some(cc) = cc {
+                b = b.header("cache-control", cc);
+            }
+            b.send()
+        };
+        for (path, ..) in STALE_ON_FAILURE {
+            let r = req(path, None).await.unwrap();
+            assert_eq!(r.status(), 200, "{path}");
+        }
+        for path in ["/sof/swr", "/sof/mr-swr"] {
+            req(path, None).await.unwrap();
+        }
+        for mode in [RawMode::Close, RawMode::Reset, RawMode::CutBody] {
+            origin.set(mode);
+            for &(path, _, request_cc, stale) in STALE_ON_FAILURE {
+                let before = origin.hits(path);
+                let r = req(path, request_cc).await.unwrap();
+                assert_eq!(
+                    origin.hits(path),
+                    before + 1,
+                    "{mode:?} {path}: asked the origin"
+                );
+                if stale {
+                    assert_eq!(r.status(), 200, "{mode:?} {path}");
+                    assert_eq!(
+                        status(&r),
+                        "gatehouse; fwd=stale; detail=stale-if-error",
+                        "{mode:?} {path}"
+                    );
+                    assert_eq!(r.text().await.unwrap(), format!("body of {path}"));
+                } else {
+                    assert_eq!(r.status(), 502, "{mode:?} {path}: {}", status(&r));
+                    let body: serde_json::Value = r.json().await.unwrap();
+                    assert_eq!(body["error"], "ORIGIN_UNREACHABLE", "{mode:?} {path}");
+                }
+            }
+            // stale-while-revalidate answers at once and keeps answering while the
+            // background refresh fails; must-revalidate forbids it.
+            for _ in 0..2 {
+                let r = req("/sof/swr", None).await.unwrap();
+                assert_eq!(r.status(), 200, "{mode:?}");
+                assert_eq!(status(&r), "gatehouse; hit; detail=stale-while-revalidate");
+                assert_eq!(r.text().await.unwrap(), "body of /sof/swr");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let r = req("/sof/mr-swr", None).await.unwrap();
+            assert_eq!(r.status(), 502, "{mode:?} /sof/mr-swr");
+        }
+        // Back to serving: revalidated, and nothing was lost meanwhile.
+        origin.set(RawMode::Serve);
+        let r = req("/sof/sie", None).await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(status(&r), "gatehouse; fwd=miss; stored");
+        gh.shutdown().await;
+    }
+);
+
+both_stores!(
+    set_cookie_is_passed_stripped_or_stored_as_the_route_says,
+    |store: TestStore| async move {
+        let revalidations = Arc::new(AtomicUsize::new(0));
+        let n = revalidations.clone();
+        let origin = TestOrigin::start(move |s| {
+            if s.headers.contains_key("if-none-match") {
+                let i = n.fetch_add(1, Ordering::SeqCst);
+                let r = Reply::status(304, "")
+                    .header("cache-control", "no-cache")
+                    .header("etag", "\"c\"");
+                // Only the first revalidation sets a cookie.
+                return if i == 0 {
+                    r.header("set-cookie", "sid=from-304")
+                } else {
+                    r
+                };
+            }
+            let r = Reply::ok(s.path.clone())
+                .header("set-cookie", "sid=1; Path=/")
+                .header("set-cookie", "theme=dark");
+            match s.path.as_str() {
+                "/ck/reval" => r
+                    .header("cache-control", "no-cache")
+                    .header("etag", "\"c\""),
+                "/ck/slow" => r
+                    .header("cache-control", "max-age=60")
+                    .delay(Duration::from_millis(300)),
+                _ => r.header("cache-control", "max-age=60"),
+            }
+        })
+        .await;
+        let text = format!(
+            "{}\n[[routes]]\npath = \"/ck\"\nset_cookie = \"strip\"\n\n[[routes]]\npath = \"/keep\"\nset_cookie = \"store\"\n\n[[routes]]\npath = \"/pass\"\nset_cookie = \"pass\"\n",
+            cfg(&store, "cookie")
+        );
+        let gh = Arc::new(Gatehouse::start(&text, &origin).await);
+        let cookies = |r: &reqwest::Response| -> Vec<String> {
+            r.headers()
+                .get_all("set-cookie")
+                .iter()
+                .map(|v| v.to_str().unwrap().to_string())
+                .collect()
+        };
+        // pass (the default, and unrouted): never stored, every answer its own cookie.
+        for path in ["/pass/a", "/unrouted"] {
+            for detail in ["set-cookie", "hit-for-pass"] {
+                let r = gh.get(path).await;
+                assert_eq!(status(&r), format!("gatehouse; fwd=miss; detail={detail}"));
+                assert_eq!(cookies(&r), ["sid=1; Path=/", "theme=dark"], "{path}");
+            }
+            assert_eq!(origin.hits(path), 2, "{path}");
+        }
+        // strip: stored without it; the client that fetched it gets its cookies,
+        // later hits never do.
+        let r = gh.get("/ck/a").await;
+        assert_eq!(status(&r), "gatehouse; fwd=miss; stored");
+        assert_eq!(cookies(&r), ["sid=1; Path=/", "theme=dark"]);
+        let r = gh.get("/ck/a").await;
+        assert!(status(&r).starts_with("gatehouse; hit"), "{}", status(&r));
+        assert!(cookies(&r).is_empty());
+        assert_eq!(origin.hits("/ck/a"), 1);
+        // ... nor do requests collapsed onto that fetch.
+        let tasks: Vec<_> = (0..6)
+            .map(|_| {
+                let gh = gh.clone();
+                tokio::spawn(async move { gh.get("/ck/slow").await })
+            })
+            .collect();
+        let mut with_cookie = 0;
+        for t in tasks {
+            let r = t.await.unwrap();
+            if !cookies(&r).is_empty() {
+                with_cookie += 1;
+                assert_eq!(status(&r), "gatehouse; fwd=miss; stored");
+            }
+        }
+        assert_eq!(origin.hits("/ck/slow"), 1);
+        assert_eq!(with_cookie, 1, "only the client whose request fetched it");
+        // ... and a 304's cookie goes to the client it answered, never into the store.
+        gh.get("/ck/reval").await;
+        let r = gh.get("/ck/reval").await;
+        assert_eq!(status(&r), "gatehouse; fwd=stale; fwd-status=304; stored");
+        assert_eq!(cookies(&r), ["sid=from-304"]);
+        let r = gh.get("/ck/reval").await;
+        assert_eq!(status(&r), "gatehouse; fwd=stale; fwd-status=304; stored");
+        assert!(cookies(&r).is_empty(), "{:?}", cookies(&r));
+        // store: stored whole, every client gets the cookie.
+        for _ in 0..2 {
+            let r = gh.get("/keep/a").await;
+            assert_eq!(cookies(&r), ["sid=1; Path=/", "theme=dark"]);
+        }
+        assert_eq!(origin.hits("/keep/a"), 1);
+    }
+);
+
+both_stores!(
+    equivalent_accept_headers_share_a_variant_and_codings_never_mix,
+    |store: TestStore| async move {
+        let origin = TestOrigin::start(|s| {
+            let h = |n: &str| {
+                s.headers
+                    .get(n)
+                    .map(|v| v.to_str().unwrap().to_ascii_lowercase())
+                    .unwrap_or_default()
+            };
+            let ae = h("accept-encoding");
+            let wants_gzip = ae
+                .split(',')
+                .any(|m| m.trim().starts_with("gzip") && !m.replace(' ', "").ends_with("q=0"));
+            let coded = |r: Reply| {
+                if wants_gzip || s.path == "/ae/liar" {
+                    r.header("content-encoding", "gzip")
+                } else {
+                    r
+                }
+            };
+            let body = if wants_gzip || s.path == "/ae/liar" {
+                "GZ"
+            } else {
+                "plain"
+            };
+            let r = Reply::ok(body).header("cache-control", "max-age=600");
+            if s.path == "/ae/liar-slow" {
+                return r
+                    .header("vary", "Accept-Encoding")
+                    .header("content-encoding", "gzip")
+                    .delay(Duration::from_millis(300));
+            }
+            match s.path.as_str() {
+                "/al" => Reply::ok(format!("lang {}", h("accept-language")))
+                    .header("cache-control", "max-age=600")
+                    .header("vary", "Accept-Language"),
+                "/ae/vary" | "/ae/liar" => coded(r.header("vary", "Accept-Encoding")),
+                // An origin that compresses but forgets Vary.
+                "/ae/novary" => coded(r),
+                _ => Reply::status(404, ""),
+            }
+        })
+        .await;
+        let text = format!(
+            "{}[cache]\nmax_variants = 8\n",
+            store.toml(&prefix("vary-norm"))
+        );
+        let gh = Gatehouse::start(&text, &origin).await;
+        let gh = &gh;
+        let lang =
+            |v: &'static str| async move { get_with(gh, "/al", &[("accept-language", v)]).await };
+        lang("en-US,en;q=0.9,fr;q=0").await;
+        for same in [
+            "en;q=0.90, EN-us",
+            "en-us , en ; q=0.9",
+            "fr;q=0, en-us;q=1.0, en;q=0.9",
+        ] {
+            let r = lang(same).await;
+            assert!(
+                status(&r).starts_with("gatehouse; hit"),
+                "{same}: {}",
+                status(&r)
+            );
+        }
+        let r = lang("en, en-US;q=0.9").await;
+        assert!(
+            !status(&r).starts_with("gatehouse; hit"),
+            "another preference"
+        );
+        assert_eq!(origin.hits("/al"), 2);
+
+        for path in ["/ae/vary", "/ae/novary"] {
+            let ae = |v: Option<&'static str>| async move {
+                let h: Vec<(&str, &str)> = v.map(|v| ("accept-encoding", v)).into_iter().collect();
+                get_with(gh, path, &h).await
+            };
+            let r = ae(Some("gzip, deflate")).await;
+            assert_eq!(r.headers()["content-encoding"], "gzip", "{path}");
+            for same in ["deflate, gzip", "GZIP;q=1.0, Deflate"] {
+                let r = ae(Some(same)).await;
+                assert!(status(&r).starts_with("gatehouse; hit"), "{path} {same}");
+                assert_eq!(r.text().await.unwrap(), "GZ");
+            }
+            for other in [Some("br"), Some("gzip;q=0, br"), Some("identity"), None] {
+                for _ in 0..2 {
+                    let r = ae(other).await;
+                    assert!(
+                        !r.headers().contains_key("content-encoding"),
+                        "{path} {other:?}: a client that does not accept gzip got gzip"
+                    );
+                    assert_eq!(r.text().await.unwrap(), "plain", "{path} {other:?}");
+                }
+            }
+            // With Vary, the gzip variant is still there for those who take it. (Without,
+            // the identity answer says it varies on nothing and replaces it: identity
+            // is acceptable to everyone.)
+            if path == "/ae/vary" {
+                let r = ae(Some("gzip,deflate")).await;
+                assert!(status(&r).starts_with("gatehouse; hit"), "{}", status(&r));
+                assert_eq!(r.headers()["content-encoding"], "gzip");
+            }
+        }
+        // An origin that answers gzip to a request that did not accept it: passed on
+        // as the origin said, but never served from the cache to that request again.
+        for ae in [&[("accept-encoding", "br")][..], &[]] {
+            for _ in 0..2 {
+                let r = get_with(gh, "/ae/liar", ae).await;
+                assert!(
+                    !status(&r).starts_with("gatehouse; hit"),
+                    "{ae:?}: {}",
+                    status(&r)
+                );
+            }
+        }
+        assert_eq!(origin.hits("/ae/liar"), 4);
+        // ... nor to requests collapsed onto that fetch.
+        let answers = futures_util::future::join_all(
+            (0..4).map(|_| get_with(gh, "/ae/liar-slow", &[("accept-encoding", "br")])),
+        )
+        .await;
+        for r in &answers {
+            assert!(!status(r).contains("collapsed"), "{}", status(r));
+        }
+    }
+);

@@ -84,17 +84,23 @@ pub struct Flags {
     /// May answer a request that carried `Authorization` (`public`, `s-maxage`,
     /// `must-revalidate`, or a per-user key).
     pub auth_ok: bool,
+    /// Its freshness is heuristic (RFC 9111 §4.2.2): `Cache-Status` says so.
+    pub heuristic: bool,
 }
 
 impl Flags {
     fn bits(self) -> u8 {
-        (self.must_revalidate as u8) | (self.no_cache as u8) << 1 | (self.auth_ok as u8) << 2
+        (self.must_revalidate as u8)
+            | (self.no_cache as u8) << 1
+            | (self.auth_ok as u8) << 2
+            | (self.heuristic as u8) << 3
     }
     fn from_bits(b: u8) -> Flags {
         Flags {
             must_revalidate: b & 1 != 0,
             no_cache: b & 2 != 0,
             auth_ok: b & 4 != 0,
+            heuristic: b & 8 != 0,
         }
     }
 }
@@ -423,6 +429,7 @@ pub(crate) mod tests {
                 must_revalidate: false,
                 no_cache: false,
                 auth_ok: true,
+                heuristic: true,
             },
             tags: vec!["participant:1".into()],
             variant: vec![

@@ -242,6 +242,19 @@ impl<'e> Section<'e> {
         })
     }
 
+    /// A number (`0.1`, `1`, or from the environment `"0.1"`).
+    pub fn f64(&mut self, key: &str, default: f64) -> f64 {
+        self.parse(key, default, |v| match v {
+            toml::Value::Float(f) => Ok(*f),
+            toml::Value::Integer(i) => Ok(*i as f64),
+            toml::Value::String(s) => s
+                .trim()
+                .parse()
+                .map_err(|_| format!("expected a number such as 0.1, got {s:?}")),
+            other => Err(format!("expected a number, got {}", other.type_str())),
+        })
+    }
+
     pub fn duration(&mut self, key: &str, default: Duration) -> Duration {
         self.parse(key, default, |v| match v {
             toml::Value::String(s) => parse_duration(s),

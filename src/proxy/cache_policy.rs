@@ -3,11 +3,11 @@
 //! that is not stored says why (`NoCacheReason`), which also lands in
 //! `Cache-Status` and in `gatehouse_cache_stores_total{result}`.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::{header, HeaderMap, Method, StatusCode};
 
-use crate::config::{CacheConfig, KeyBy};
+use crate::config::{CacheConfig, KeyBy, SetCookie};
 use crate::routes::Route;
 
 /// Parsed `Cache-Control` directives that matter to a shared cache.
@@ -26,6 +26,9 @@ pub struct Directives {
     pub only_if_cached: bool,
     pub max_stale: Option<Option<u64>>,
     pub min_fresh: Option<Delta>,
+    /// The directives came from a targeted field (RFC 9213), not `Cache-Control`:
+    /// `Expires` is then ignored too.
+    pub targeted: bool,
 }
 
 /// A delta-seconds argument: valid seconds, or invalid (unparsable, negative, or
@@ -134,6 +137,14 @@ pub fn parse_cache_control(headers: &HeaderMap) -> Directives {
     d
 }
 
+/// The directives a response gives gatehouse: those of the first valid targeted
+/// field of `cache.targeted_fields` (RFC 9213 §2.1: `Cache-Control` and `Expires`
+/// are then ignored), else its `Cache-Control`.
+pub fn response_directives(headers: &HeaderMap, cfg: &CacheConfig) -> Directives {
+    super::targeted::select(headers, &cfg.targeted_fields)
+        .unwrap_or_else(|| parse_cache_control(headers))
+}
+
 /// Request directives (RFC 9111 §5.2.1), with `Pragma: no-cache` honoured when the
 /// request has no `Cache-Control` (§5.4).
 pub fn request_directives(headers: &HeaderMap) -> Directives {
@@ -202,14 +213,30 @@ pub fn reuse(
     Reuse::Revalidate
 }
 
-/// Whether a stale entry may answer because the origin (or store) failed
-/// (`stale-if-error`, RFC 5861 §4), never for must-revalidate / no-cache entries.
-pub fn stale_if_error_allows(entry: &crate::cache::entry::StoredResponse, now: u64) -> bool {
+/// Whether a stale entry may answer because the origin (or store) failed: an
+/// error status, a timeout, a refused, closed or reset connection, or a body that
+/// broke off (`stale-if-error`, RFC 5861 §4). The window is the response's (or the
+/// route's), or the request's own `stale-if-error` ("its scope of application is
+/// the request it appears in"). Never for `must-revalidate`, `proxy-revalidate`,
+/// `s-maxage` or `no-cache` entries (RFC 9111 §4.2.4: "MUST NOT generate a stale
+/// response if it is prohibited by an explicit in-protocol directive").
+pub fn stale_if_error_allows(
+    entry: &crate::cache::entry::StoredResponse,
+    req: &Directives,
+    now: u64,
+) -> bool {
     if entry.flags.must_revalidate || entry.flags.no_cache {
         return false;
     }
     let age = entry.age_at(now);
-    age < entry.freshness || age - entry.freshness < entry.stale_if_error
+    if age < entry.freshness {
+        return true;
+    }
+    let stale_for = age - entry.freshness;
+    let requested = req
+        .stale_if_error
+        .map_or(0, |d| d.seconds().saturating_mul(1000));
+    stale_for < entry.stale_if_error || stale_for < requested
 }
 
 /// Why a response was not stored (or a request not served from cache).
@@ -293,6 +320,8 @@ pub struct Storable {
     pub must_revalidate: bool,
     pub no_cache: bool,
     pub auth_ok: bool,
+    /// The freshness is heuristic (RFC 9111 §4.2.2, `cache.heuristic_fraction`).
+    pub heuristic: bool,
 }
 
 /// Decides whether a response may be stored and for how long (RFC 9111 §3, §4.2.1),
@@ -307,7 +336,7 @@ pub fn storable(
     route: Option<&Route>,
     cfg: &CacheConfig,
 ) -> Result<Storable, NoCacheReason> {
-    let cc = parse_cache_control(response_headers);
+    let cc = response_directives(response_headers, cfg);
     let rc = route.map(|r| &r.config);
     let override_ttl = rc.is_some_and(|r| r.override_ttl);
     if cc.no_store && !override_ttl {
@@ -316,7 +345,8 @@ pub fn storable(
     if cc.private {
         return Err(NoCacheReason::Private);
     }
-    if response_headers.contains_key(header::SET_COOKIE) {
+    let set_cookie = rc.map_or(crate::config::DEFAULT_ROUTE_SET_COOKIE, |r| r.set_cookie);
+    if response_headers.contains_key(header::SET_COOKIE) && set_cookie == SetCookie::Pass {
         return Err(NoCacheReason::SetCookie);
     }
     if status == StatusCode::PARTIAL_CONTENT
@@ -346,12 +376,26 @@ pub fn storable(
     } else {
         rc.and_then(|r| r.ttl)
     };
+    let heuristic = match (explicit, route_ttl) {
+        (None, None) => heuristic_freshness(status, response_headers, cfg),
+        _ => None,
+    };
     let freshness = match (explicit, route_ttl) {
         (_, Some(ttl)) if override_ttl => ttl,
         (Some(f), _) => f,
         (None, Some(ttl)) if heuristically_cacheable(status) => ttl,
+        (None, None) if heuristic.is_some() => heuristic.unwrap_or_default(),
         (None, _) if !cfg.default_ttl.is_zero() && heuristically_cacheable(status) && !negative => {
             cfg.default_ttl
+        }
+        // `no-cache` with a validator: stored, never fresh, revalidated before each use
+        // (RFC 9111 §5.2.2.4) rather than fetched whole every time.
+        (None, _)
+            if cc.no_cache
+                && has_validator(response_headers)
+                && heuristically_cacheable(status) =>
+        {
+            Duration::ZERO
         }
         _ => return Err(NoCacheReason::NoFreshness),
     };
@@ -375,17 +419,52 @@ pub fn storable(
         must_revalidate,
         no_cache: cc.no_cache && !override_ttl,
         auth_ok,
+        heuristic: heuristic.is_some(),
     })
 }
 
+/// How long an entry with a validator is kept past its freshness, at most, to be
+/// revalidated (a 304 is cheaper than a full fetch); never-fresh ones (`no-cache`,
+/// `max-age=0`) are kept this long.
+pub const REVALIDATION_KEEP: Duration = Duration::from_secs(3600);
+
+/// Whether a response carries a validator (`ETag` or `Last-Modified`).
+pub fn has_validator(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::ETAG) || headers.contains_key(header::LAST_MODIFIED)
+}
+
+/// Heuristic freshness (RFC 9111 §4.2.2), opt-in by `cache.heuristic_fraction`: that
+/// fraction of the time between `Last-Modified` and `Date` (the response time when
+/// `Date` is absent or invalid), at most `cache.heuristic_max`, for a heuristically
+/// cacheable status. The caller applies it only when the response gives no explicit
+/// freshness and no route ttl applies. A `Last-Modified` after `Date` gives none.
+pub fn heuristic_freshness(
+    status: StatusCode,
+    headers: &HeaderMap,
+    cfg: &CacheConfig,
+) -> Option<Duration> {
+    if cfg.heuristic_fraction <= 0.0 || !heuristically_cacheable(status) {
+        return None;
+    }
+    let modified = header_date(headers, header::LAST_MODIFIED)?;
+    let date = header_date(headers, header::DATE).unwrap_or_else(SystemTime::now);
+    let since = date.duration_since(modified).ok()?;
+    let lifetime = since.mul_f64(cfg.heuristic_fraction).min(cfg.heuristic_max);
+    (lifetime >= Duration::from_secs(1)).then_some(lifetime)
+}
+
 /// Freshness the origin gave: `s-maxage` over `max-age` over `Expires - Date`
-/// (RFC 9111 §4.2.1). An invalid value means zero (stale), not absent.
+/// (RFC 9111 §4.2.1); directives from a targeted field ignore `Expires` (RFC 9213
+/// §2.1). An invalid value means zero (stale), not absent.
 pub fn explicit_freshness(cc: &Directives, headers: &HeaderMap) -> Option<Duration> {
     if let Some(d) = cc.s_maxage {
         return Some(Duration::from_secs(d.seconds()));
     }
     if let Some(d) = cc.max_age {
         return Some(Duration::from_secs(d.seconds()));
+    }
+    if cc.targeted {
+        return None;
     }
     let expires: Vec<_> = headers.get_all(header::EXPIRES).iter().collect();
     if expires.is_empty() {
@@ -394,37 +473,156 @@ pub fn explicit_freshness(cc: &Directives, headers: &HeaderMap) -> Option<Durati
     if expires.len() > 1 {
         return Some(Duration::ZERO);
     }
-    let Some(exp) = expires[0]
-        .to_str()
-        .ok()
-        .and_then(|s| httpdate::parse_http_date(s.trim()).ok())
-    else {
-        // An invalid Expires (e.g. "0") means already expired.
+    let Some(exp) = expires[0].to_str().ok().and_then(parse_http_date) else {
+        // An invalid Expires (e.g. "0") means already expired (§5.3).
         return Some(Duration::ZERO);
     };
-    let date = headers
-        .get(header::DATE)
+    let date = header_date(headers, header::DATE).unwrap_or_else(SystemTime::now);
+    Some(
+        exp.duration_since(date)
+            .unwrap_or(Duration::ZERO)
+            .min(Duration::from_secs(DELTA_MAX)),
+    )
+}
+
+/// A date-valued header (`Date`, `Last-Modified`): its first field line as an
+/// HTTP-date, `None` when absent or invalid.
+pub fn header_date(headers: &HeaderMap, name: header::HeaderName) -> Option<SystemTime> {
+    headers
+        .get(name)
         .and_then(|v| v.to_str().ok())
-        .and_then(|s| httpdate::parse_http_date(s.trim()).ok())
-        .unwrap_or_else(std::time::SystemTime::now);
-    Some(exp.duration_since(date).unwrap_or(Duration::ZERO))
+        .and_then(parse_http_date)
+}
+
+/// An HTTP-date (RFC 9110 §5.6.7) in any of its three formats: IMF-fixdate
+/// (`Sun, 06 Nov 1994 08:49:37 GMT`), the obsolete RFC 850 form
+/// (`Sunday, 06-Nov-94 08:49:37 GMT`) and asctime (`Sun Nov  6 08:49:37 1994`).
+/// HTTP-date is case-sensitive, and the weekday must be the date's. An RFC 850
+/// two-digit year that would be more than 50 years in the future is the most recent
+/// past year with those digits (§5.6.7's MUST; `httpdate` alone fixes the century at
+/// 1970, which reads `01-Jan-71` as 1971).
+pub fn parse_http_date(text: &str) -> Option<SystemTime> {
+    let text = text.trim();
+    if let Some(t) = parse_rfc850(text) {
+        return Some(t);
+    }
+    httpdate::parse_http_date(text).ok()
+}
+
+const WEEKDAYS: [&str; 7] = [
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+];
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+fn two_digits(b: &[u8]) -> Option<u32> {
+    match b {
+        [a, c] if a.is_ascii_digit() && c.is_ascii_digit() => {
+            Some(u32::from(a - b'0') * 10 + u32::from(c - b'0'))
+        }
+        _ => None,
+    }
+}
+
+/// `rfc850-date = day-name-l "," SP date2 SP time-of-day SP GMT`, `date2 = day "-"
+/// month "-" 2DIGIT`.
+fn parse_rfc850(text: &str) -> Option<SystemTime> {
+    let (name, rest) = text.split_once(", ")?;
+    let wday = WEEKDAYS.iter().position(|d| *d == name)? as i64;
+    let b = rest.as_bytes();
+    if b.len() != 22
+        || b[2] != b'-'
+        || b[6] != b'-'
+        || b[9] != b' '
+        || b[12] != b':'
+        || b[15] != b':'
+        || &rest[18..] != " GMT"
+    {
+        return None;
+    }
+    let day = two_digits(&b[0..2])?;
+    let month = MONTHS.iter().position(|m| *m == &rest[3..6])? as u32 + 1;
+    let yy = i64::from(two_digits(&b[7..9])?);
+    let (hour, min, sec) = (
+        two_digits(&b[10..12])?,
+        two_digits(&b[13..15])?,
+        two_digits(&b[16..18])?,
+    );
+    if hour > 23 || min > 59 || sec > 59 {
+        return None;
+    }
+    let now_days = (now_secs() / 86_400) as i64;
+    let this_year = civil_from_days(now_days).0;
+    let mut year = this_year - this_year.rem_euclid(100) + yy;
+    if year > this_year + 50 {
+        year -= 100;
+    }
+    let days = days_from_civil(year, month, day);
+    // Rejects 31-Feb and the like, dates before 1970, and a weekday that is not the date's.
+    if civil_from_days(days) != (year, month, day) || days < 0 || (days + 3).rem_euclid(7) != wday {
+        return None;
+    }
+    let secs = days as u64 * 86_400 + u64::from(hour * 3600 + min * 60 + sec);
+    Some(UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (i64::from(m) + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// The `Age` field (RFC 9111 §5.1) in seconds: a list-based value (`Age: 5, 10`, or
+/// two field lines) counts by its first member; a first member that is not a
+/// non-negative integer (`5s`, `-1`, `abc`) makes the field ignored; values beyond
+/// 2^31 count as 2^31 (§1.2.2).
+pub fn age_value(headers: &HeaderMap) -> Option<u64> {
+    let first = headers.get(header::AGE)?.to_str().ok()?;
+    let member = first.split(',').next()?.trim();
+    if member.is_empty() || !member.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(member.parse::<u64>().unwrap_or(DELTA_MAX).min(DELTA_MAX))
 }
 
 /// RFC 9111 §4.2.3 `corrected_initial_age` in ms, from the response's `Age` and
 /// `Date` and the request/response times (Unix ms).
 pub fn initial_age(headers: &HeaderMap, request_time: u64, response_time: u64) -> u64 {
-    let age_value = headers
-        .get(header::AGE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .unwrap_or(0)
-        .min(DELTA_MAX)
-        * 1000;
-    let date = headers
-        .get(header::DATE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| httpdate::parse_http_date(s.trim()).ok())
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+    let age_value = age_value(headers).unwrap_or(0) * 1000;
+    let date = header_date(headers, header::DATE)
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map(|d| d.as_millis() as u64);
     let apparent_age = date.map(|d| response_time.saturating_sub(d)).unwrap_or(0);
     let response_delay = response_time.saturating_sub(request_time);
@@ -579,7 +777,73 @@ mod tests {
         let strict = stored(60_000, 30_000, true);
         assert_eq!(reuse(&strict, &none, true, 70_000), Reuse::Revalidate);
         assert_eq!(reuse(&strict, &max_stale, true, 70_000), Reuse::Revalidate);
-        assert!(!stale_if_error_allows(&strict, 70_000));
+        assert!(!stale_if_error_allows(&strict, &none, 70_000));
+        // The request's own stale-if-error (RFC 5861 §4), never past must-revalidate.
+        let asks = Directives {
+            stale_if_error: Some(Delta::Seconds(60)),
+            ..Default::default()
+        };
+        assert!(!stale_if_error_allows(&r, &none, 95_000));
+        assert!(stale_if_error_allows(&r, &asks, 95_000));
+        assert!(!stale_if_error_allows(&r, &asks, 130_000));
+        assert!(!stale_if_error_allows(&strict, &asks, 70_000));
+    }
+
+    #[test]
+    fn http_dates_parse_in_all_three_formats_case_sensitively() {
+        let imf = parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
+        assert_eq!(parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT"), Some(imf));
+        assert_eq!(parse_http_date("Sun Nov  6 08:49:37 1994"), Some(imf));
+        assert_eq!(
+            parse_http_date("  Sun, 06 Nov 1994 08:49:37 GMT "),
+            Some(imf)
+        );
+        // RFC 9110 §5.6.7: a two-digit year is at most 50 years ahead.
+        let y2070 = UNIX_EPOCH + Duration::from_secs(days_from_civil(2070, 1, 1) as u64 * 86_400);
+        assert_eq!(
+            parse_http_date("Wednesday, 01-Jan-70 00:00:00 GMT"),
+            Some(y2070)
+        );
+        let y2037 = UNIX_EPOCH + Duration::from_secs(days_from_civil(2037, 1, 1) as u64 * 86_400);
+        assert_eq!(
+            parse_http_date("Thursday, 01-Jan-37 00:00:00 GMT"),
+            Some(y2037)
+        );
+        for bad in [
+            "sun, 06 nov 1994 08:49:37 gmt",
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Mon, 06 Nov 1994 08:49:37 GMT",
+            "Monday, 06-Nov-94 08:49:37 GMT",
+            "Sunday, 31-Feb-94 08:49:37 GMT",
+            "Sunday, 06-Nov-94 24:49:37 GMT",
+            "0",
+            "",
+        ] {
+            assert_eq!(parse_http_date(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn age_uses_the_first_member_and_ignores_invalid_values() {
+        for (lines, want) in [
+            (&["30"][..], Some(30)),
+            (&["30, 50"][..], Some(30)),
+            (&["30", "50"][..], Some(30)),
+            (&[" 7 "][..], Some(7)),
+            (&["30abc"][..], None),
+            (&["-1"][..], None),
+            (&["abc, 30"][..], None),
+            (&[""][..], None),
+            (&["99999999999999999999999"][..], Some(1 << 31)),
+        ] {
+            let mut h = HeaderMap::new();
+            for l in lines {
+                h.append(header::AGE, HeaderValue::from_str(l).unwrap());
+            }
+            assert_eq!(age_value(&h), want, "{lines:?}");
+        }
+        let h = headers(&[("age", "5, 100")]);
+        assert_eq!(initial_age(&h, 1_000, 1_200), 5_200);
     }
 
     #[test]

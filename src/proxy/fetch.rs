@@ -113,15 +113,20 @@ fn origin_label(e: &OriginError) -> &'static str {
 
 /// What one fill produced.
 pub enum Filled {
-    /// A new response, stored in L1 and L2.
-    Stored(Arc<Entry>),
+    /// A new response, stored in L1 and L2, with the `Set-Cookie` lines a
+    /// `set_cookie = "strip"` route kept out of the store: for the client whose
+    /// request made the fill, and no other.
+    Stored(Arc<Entry>, Cookies),
     /// The origin answered 304: the stale entry's headers and freshness were
-    /// updated (and stored when still storable).
-    Revalidated(Arc<Entry>, bool),
+    /// updated (and stored when still storable), with stripped cookies as above.
+    Revalidated(Arc<Entry>, bool, Cookies),
     /// Not storable: the response itself, for the one client that asked.
     Pass(Response<Body>, NoCacheReason),
     Failed(OriginError),
 }
+
+/// `Set-Cookie` lines kept out of a stored entry.
+pub type Cookies = Vec<http::HeaderValue>;
 
 /// A cacheable request that the cache could not answer: lead a fill, or wait for
 /// the one in flight. `stale` is the entry the request could not use as is.
@@ -328,7 +333,7 @@ impl Miss {
             &self.parts.headers,
             self.head(),
             self.parts.version,
-            cache_status,
+            &with_heuristic_detail(cache_status, entry),
         )
     }
 
@@ -365,7 +370,8 @@ impl Miss {
     /// The stale entry, when `stale-if-error` lets it answer now.
     fn stale_if_error(&self, cache_status: &str) -> Option<Response<Body>> {
         let stale = self.stale.as_ref()?;
-        cache_policy::stale_if_error_allows(stale.response(), now_ms())
+        let req = cache_policy::request_directives(&self.parts.headers);
+        cache_policy::stale_if_error_allows(stale.response(), &req, now_ms())
             .then(|| self.answer(stale, cache_status))
     }
 
@@ -445,22 +451,22 @@ impl Miss {
             .await
             .map_err(|e| Error::internal(format!("fill task failed: {e}")))?;
         match filled {
-            Filled::Stored(entry) => {
+            Filled::Stored(entry, cookies) => {
                 self.state.cache.clear_hit_for_pass(&self.key.id);
                 let status = if detail.is_empty() {
                     "gatehouse; fwd=miss; stored".to_string()
                 } else {
                     format!("gatehouse; fwd=miss; stored; detail={detail}")
                 };
-                Ok(self.answer(&entry, &status))
+                Ok(with_cookies(self.answer(&entry, &status), cookies))
             }
-            Filled::Revalidated(entry, stored) => {
+            Filled::Revalidated(entry, stored, cookies) => {
                 let status = if stored {
                     "gatehouse; fwd=stale; fwd-status=304; stored"
                 } else {
                     "gatehouse; fwd=stale; fwd-status=304"
                 };
-                Ok(self.answer(&entry, status))
+                Ok(with_cookies(self.answer(&entry, status), cookies))
             }
             Filled::Pass(resp, NoCacheReason::TooLarge) if self.ranged() => {
                 // The whole representation was asked for to be stored; too large to
@@ -541,9 +547,10 @@ impl Miss {
     }
 
     /// The request a fill sends: GET for GET and HEAD, forwarding headers added, the
-    /// client's conditionals replaced by the stale entry's validators, without the
-    /// client's `Range`: the whole representation is stored and ranges cut from it.
-    fn fill_request(&self) -> Request<Body> {
+    /// client's conditionals replaced by the stale entry's validators (none when
+    /// `conditional` is false), without the client's `Range`: the whole
+    /// representation is stored and ranges cut from it.
+    fn fill_request(&self, conditional: bool) -> Request<Body> {
         let parts = &self.parts;
         let mut headers: HeaderMap = parts.headers.clone();
         for h in [
@@ -556,7 +563,7 @@ impl Miss {
         ] {
             headers.remove(h);
         }
-        if let Some(stale) = &self.stale {
+        if let Some(stale) = self.stale.as_ref().filter(|_| conditional) {
             let r = stale.response();
             if r.status.is_success() {
                 if let Some(etag) = r.header("etag") {
@@ -585,29 +592,37 @@ impl Miss {
         };
         let cfg = state.runtime.load().config.cache.clone();
         let route = self.route.as_deref();
-        let began = Began::now();
-        let req = self.fill_request();
-        let resp = match state.origin.send(req).await {
-            Ok(r) => r,
-            Err(e) => {
-                count_origin(state, origin_label(&e));
-                // Dropping the guard hands the fill over to a waiter.
-                drop(guard);
-                return Filled::Failed(e);
+        let mut conditional = true;
+        let (began, response_time, mut parts, incoming) = loop {
+            let began = Began::now();
+            let req = self.fill_request(conditional);
+            let resp = match state.origin.send(req).await {
+                Ok(r) => r,
+                Err(e) => {
+                    count_origin(state, origin_label(&e));
+                    // Dropping the guard hands the fill over to a waiter.
+                    drop(guard);
+                    return Filled::Failed(e);
+                }
+            };
+            count_origin(state, "ok");
+            let response_time = now_ms();
+            let (mut parts, incoming) = resp.into_parts();
+            origin::strip_hop_by_hop(&mut parts.headers);
+            match &self.stale {
+                Some(stale) if conditional && parts.status == StatusCode::NOT_MODIFIED => {
+                    if identifies(stale.response(), &parts.headers) {
+                        return self
+                            .revalidated(stale, &parts.headers, began, response_time, &cfg, guard)
+                            .await;
+                    }
+                    // A 304 for another representation than the stored one (RFC 9111
+                    // §4.3.4: it updates nothing): ask again, unconditionally.
+                    conditional = false;
+                }
+                _ => break (began, response_time, parts, incoming),
             }
         };
-        count_origin(state, "ok");
-        let response_time = now_ms();
-        let (mut parts, incoming) = resp.into_parts();
-        origin::strip_hop_by_hop(&mut parts.headers);
-
-        if parts.status == StatusCode::NOT_MODIFIED {
-            if let Some(stale) = &self.stale {
-                return self
-                    .revalidated(stale, &parts.headers, began, response_time, &cfg, guard)
-                    .await;
-            }
-        }
 
         let decision =
             cache_policy::storable(self.credentials, parts.status, &parts.headers, route, &cfg);
@@ -658,6 +673,7 @@ impl Miss {
         let initial_age = cache_policy::initial_age(&parts.headers, began.ms, response_time);
         // `Age` was counted into initial_age; it is recomputed whenever served.
         parts.headers.remove(header::AGE);
+        let cookies = strip_cookies(route, &mut parts.headers);
         let mut tags: Vec<String> = route
             .map(|r| {
                 let params = r.pattern.matches(self.parts.uri.path()).unwrap_or_default();
@@ -690,6 +706,7 @@ impl Miss {
                 must_revalidate: storable.must_revalidate,
                 no_cache: storable.no_cache,
                 auth_ok: storable.auth_ok,
+                heuristic: storable.heuristic,
             },
             tags,
             variant: Vec::new(),
@@ -715,7 +732,7 @@ impl Miss {
             .store(&self.key, &self.parts.headers, entry, began)
             .await;
         finish_guard(Outcome::Stored(entry_arc.clone()), guard);
-        Filled::Stored(entry_arc)
+        Filled::Stored(entry_arc, cookies)
     }
 
     /// A 304 from the origin: the stored headers are updated from it (all but the
@@ -759,6 +776,7 @@ impl Miss {
             self.route.as_deref(),
             cfg,
         );
+        let cookies = strip_cookies(self.route.as_deref(), &mut merged);
         let initial_age = cache_policy::initial_age(fresh_headers, began.ms, response_time);
         let mut updated = old.clone();
         updated.headers = merged.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
@@ -781,6 +799,7 @@ impl Miss {
                 must_revalidate: s.must_revalidate,
                 no_cache: s.no_cache,
                 auth_ok: s.auth_ok,
+                heuristic: s.heuristic,
             };
         } else {
             // Usable for this answer only.
@@ -801,27 +820,85 @@ impl Miss {
             if let Some(g) = guard {
                 g.finish(Outcome::Stored(entry_arc.clone()));
             }
-            Filled::Revalidated(entry_arc, true)
+            Filled::Revalidated(entry_arc, true, cookies)
         } else {
             if let Some(g) = guard {
                 g.finish(Outcome::Uncacheable);
             }
-            Filled::Revalidated(entry_arc, false)
+            Filled::Revalidated(entry_arc, false, cookies)
         }
     }
 }
 
-/// How long past its stale windows an entry with a validator is kept for
-/// revalidation (a 304 is cheaper than a full fetch). Capped by its freshness
-/// lifetime and an hour.
-fn keep_for(headers: &HeaderMap, s: &cache_policy::Storable) -> u64 {
-    let has_validator =
-        headers.contains_key(header::ETAG) || headers.contains_key(header::LAST_MODIFIED);
-    if has_validator {
-        s.freshness.min(Duration::from_secs(3600)).as_millis() as u64
-    } else {
-        0
+/// Whether a 304 identifies the stored response it was asked about (RFC 9111 §4.3.4):
+/// a strong `ETag` must be the stored one, a weak one must match it by weak
+/// comparison (RFC 9110 §8.8.3.2); a 304 without an `ETag` is taken as the stored
+/// response's (origins often leave validators out of 304s).
+fn identifies(stored: &StoredResponse, not_modified: &HeaderMap) -> bool {
+    let Some(new) = not_modified
+        .get(header::ETAG)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+    else {
+        return true;
+    };
+    let Some(old) = stored
+        .header("etag")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+    else {
+        return false;
+    };
+    match new.strip_prefix("W/") {
+        None => new == old,
+        Some(opaque) => opaque == old.strip_prefix("W/").unwrap_or(old),
     }
+}
+
+/// On a `set_cookie = "strip"` route, takes the `Set-Cookie` lines out of what is
+/// about to be stored.
+fn strip_cookies(route: Option<&Route>, headers: &mut HeaderMap) -> Cookies {
+    if !route.is_some_and(|r| r.config.set_cookie == crate::config::SetCookie::Strip) {
+        return Vec::new();
+    }
+    match headers.entry(header::SET_COOKIE) {
+        http::header::Entry::Occupied(e) => e.remove_entry_mult().1.collect(),
+        http::header::Entry::Vacant(_) => Vec::new(),
+    }
+}
+
+/// Gives the client whose request made the fill the cookies kept out of the store.
+fn with_cookies(mut resp: Response<Body>, cookies: Cookies) -> Response<Body> {
+    for c in cookies {
+        resp.headers_mut().append(header::SET_COOKIE, c);
+    }
+    resp
+}
+
+/// `Cache-Status` of an answer from `entry`: `detail=heuristic` added when its
+/// freshness is heuristic (RFC 9111 §4.2.2) and nothing more specific is said.
+pub fn with_heuristic_detail(cache_status: &str, entry: &Entry) -> String {
+    if entry.response().flags.heuristic && !cache_status.contains("detail=") {
+        format!("{cache_status}; detail=heuristic")
+    } else {
+        cache_status.to_string()
+    }
+}
+
+/// How long past its stale windows an entry with a validator is kept for
+/// revalidation (a 304 is cheaper than a full fetch): its freshness lifetime, at most
+/// an hour; an hour for one that is never fresh (`no-cache`, `max-age=0`), which is
+/// kept only to be revalidated before each use.
+fn keep_for(headers: &HeaderMap, s: &cache_policy::Storable) -> u64 {
+    if !cache_policy::has_validator(headers) {
+        return 0;
+    }
+    let keep = if s.no_cache || s.freshness.is_zero() {
+        cache_policy::REVALIDATION_KEEP
+    } else {
+        s.freshness.min(cache_policy::REVALIDATION_KEEP)
+    };
+    keep.as_millis() as u64
 }
 
 /// Tags the origin gives: `Surrogate-Key` (space separated) and `Cache-Tag`

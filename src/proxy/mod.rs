@@ -19,11 +19,14 @@
 //!                       a range whose whole representation cannot be stored is
 //!                       asked of the origin as is        fetch.rs, cache/coalesce.rs
 //! storable(response)? store L1 + L2 : pass; stale-if-error on failure
+//!   directives: the first targeted field (RFC 9213), else Cache-Control
+//!                                                   cache_policy.rs, targeted.rs
 //! successful unsafe method -> invalidate target, Location, invalidate_on routes
 //!                                                   invalidate.rs
 //! ```
 //!
-//! Every response carries `Cache-Status` (RFC 9211).
+//! Every response carries `Cache-Status` (RFC 9211); gatehouse's own targeted field
+//! (`cache.targeted_fields`) never leaves.
 
 pub mod authorize;
 pub mod cache_key;
@@ -35,6 +38,7 @@ pub mod invalidate;
 pub mod origin;
 pub mod range;
 pub mod respond;
+pub mod targeted;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -152,8 +156,26 @@ async fn serve(
     result
 }
 
-/// Everything after the gates: pass-through or the cache.
+/// Everything after the gates: pass-through or the cache. Gatehouse's own targeted
+/// field (`cache.targeted_fields`, RFC 9213) is for gatehouse alone: it is removed
+/// from every answer, cached or passed, before it leaves.
 async fn forward(
+    state: &Arc<AppState>,
+    runtime: &Runtime,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    tls: bool,
+    route: Option<Arc<Route>>,
+    who: authorize::Authorized,
+) -> Result<Response<Body>, Error> {
+    let mut resp = forward_to_cache_or_origin(state, runtime, req, peer, tls, route, who).await?;
+    if let Some(own) = targeted::own_field(&runtime.config.cache.targeted_fields) {
+        resp.headers_mut().remove(own);
+    }
+    Ok(resp)
+}
+
+async fn forward_to_cache_or_origin(
     state: &Arc<AppState>,
     runtime: &Runtime,
     req: Request<Incoming>,
@@ -219,7 +241,8 @@ async fn forward(
                     let status = if entry.is_negative() {
                         format!("gatehouse; hit; ttl={}; detail=negative", remaining / 1000)
                     } else {
-                        format!("gatehouse; hit; ttl={}", remaining / 1000)
+                        let hit = format!("gatehouse; hit; ttl={}", remaining / 1000);
+                        fetch::with_heuristic_detail(&hit, &entry)
                     };
                     return Ok(respond::answer(
                         &entry,
