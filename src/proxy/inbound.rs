@@ -25,7 +25,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, StatusCode, Uri, Version};
 
-use super::origin::HOP_BY_HOP;
+use super::origin::strip_hop_by_hop_keeping;
 use crate::config::Config;
 use crate::error::{Error, Source};
 use crate::metrics::Metrics;
@@ -182,24 +182,7 @@ fn authority<B>(req: &Request<B>, tls: bool) -> Result<String, Refusal> {
 /// Removes the client's hop-by-hop fields, and those its `Connection` list names,
 /// except `Host` and `Content-Length` (the request's meaning and framing).
 pub fn strip_client_hop_by_hop(headers: &mut HeaderMap) {
-    if headers.contains_key(header::CONNECTION) {
-        let named: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-            .filter(|n| *n != header::HOST && *n != header::CONTENT_LENGTH)
-            .collect();
-        for n in named {
-            headers.remove(n);
-        }
-    }
-    for n in HOP_BY_HOP {
-        headers.remove(n);
-    }
-    headers.remove("keep-alive");
-    headers.remove("proxy-connection");
+    strip_hop_by_hop_keeping(headers, &[header::HOST, header::CONTENT_LENGTH]);
 }
 
 /// Removes `X-Gatehouse-*` and the claims headers, in any `-`/`_` spelling.

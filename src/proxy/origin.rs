@@ -172,7 +172,7 @@ impl Origin {
 }
 
 /// Headers that describe one connection and never cross a proxy (RFC 9110 §7.6.1).
-pub const HOP_BY_HOP: &[HeaderName] = &[
+const HOP_BY_HOP: &[HeaderName] = &[
     header::CONNECTION,
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
@@ -184,15 +184,23 @@ pub const HOP_BY_HOP: &[HeaderName] = &[
 
 /// Removes hop-by-hop headers, including those named in `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for n in named {
-        headers.remove(n);
+    strip_hop_by_hop_keeping(headers, &[]);
+}
+
+/// `strip_hop_by_hop`, but a `Connection` list never removes the fields in `keep`.
+pub fn strip_hop_by_hop_keeping(headers: &mut HeaderMap, keep: &[HeaderName]) {
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+            .filter(|n| !keep.contains(n))
+            .collect();
+        for n in named {
+            headers.remove(n);
+        }
     }
     for n in HOP_BY_HOP {
         headers.remove(n);

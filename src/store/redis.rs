@@ -335,22 +335,7 @@ impl RedisStore {
         prefix: &str,
         limit: usize,
     ) -> StoreResult<Vec<String>> {
-        let start = format!("[{prefix}");
-        // Every member with the prefix sorts below prefix + 0xff.
-        let mut end = b"[".to_vec();
-        end.extend_from_slice(prefix.as_bytes());
-        end.push(0xff);
-        self.query(
-            redis::cmd("ZRANGE")
-                .arg(key)
-                .arg(start)
-                .arg(end)
-                .arg("BYLEX")
-                .arg("LIMIT")
-                .arg(0)
-                .arg(limit),
-        )
-        .await
+        self.zrange_prefix_after(key, prefix, None, limit).await
     }
 
     pub async fn del_if_eq(&self, key: &str, expected: &str) -> StoreResult<bool> {
