@@ -209,8 +209,9 @@ def by_kind(kind):
 
 def dur_s(text):
     total = 0
-    for n, unit in re.findall(r"(\d+)(ms|s|m|h|d)", text):
-        total += int(n) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
+    for n, unit in re.findall(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h|d)", text):
+        total += float(n) * {"ns": 1e-9, "us": 1e-6, "\u00b5s": 1e-6, "\u03bcs": 1e-6,
+                             "ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
     return total
 
 def port_of(addr):

@@ -327,3 +327,36 @@ fn run_fails_on_files_it_cannot_load_before_binding_any_port() {
     }
     TcpListener::bind(("127.0.0.1", port)).expect("port still free");
 }
+
+#[test]
+fn durations_take_decimals_and_go_units_in_every_key() {
+    let text = r#"
+[server]
+shutdown_grace = "1.5s"
+idle_timeout = "1m30s"
+[origin]
+timeout = "0.5m"
+connect_timeout = "1500ms"
+[cache]
+coherence_grace = "250000us"
+[[routes]]
+path = "/a"
+ttl = "1.5h"
+"#;
+    let cfg = Config::from_toml_str(text, &HashMap::new()).expect("valid");
+    use std::time::Duration;
+    assert_eq!(cfg.server.shutdown_grace, Duration::from_millis(1500));
+    assert_eq!(cfg.server.idle_timeout, Duration::from_secs(90));
+    assert_eq!(cfg.origin.timeout, Duration::from_secs(30));
+    assert_eq!(cfg.origin.connect_timeout, Duration::from_millis(1500));
+    assert_eq!(cfg.cache.coherence_grace, Duration::from_millis(250));
+    assert_eq!(cfg.routes[0].ttl, Some(Duration::from_secs(5400)));
+
+    let errs = Config::from_toml_str(
+        "[origin]\ntimeout = \"1.5 s\"\n[[routes]]\npath = \"/a\"\nttl = \"2 hours\"\n",
+        &HashMap::new(),
+    )
+    .unwrap_err();
+    let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["origin.timeout", "routes[0].ttl"], "{errs:?}");
+}
