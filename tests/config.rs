@@ -329,6 +329,34 @@ fn run_fails_on_files_it_cannot_load_before_binding_any_port() {
 }
 
 #[test]
+fn an_unknown_log_level_is_a_config_error_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    // "infoo" would otherwise be read as a target name: every line filtered out.
+    let path = write(dir.path(), "typo.toml", "[log]\nlevel = \"infoo\"\n");
+    let (code, err) = check(&path, &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("  log.level: unknown level \"infoo\""),
+        "{err}"
+    );
+
+    let path = write(
+        dir.path(),
+        "ok.toml",
+        "[log]\nlevel = \"info,gatehouse=debug\"\n",
+    );
+    let (code, err) = check(&path, &[]);
+    assert_eq!(code, Some(0), "{err}");
+    // GATEHOUSE_LOG overrides log.level: held to the same rule, named as itself.
+    let (code, err) = check(&path, &[("GATEHOUSE_LOG", "verbose")]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("  GATEHOUSE_LOG: unknown level \"verbose\""),
+        "{err}"
+    );
+}
+
+#[test]
 fn durations_take_decimals_and_go_units_in_every_key() {
     let text = r#"
 [server]
