@@ -239,6 +239,14 @@ impl<'w> MakeWriter<'w> for Captured {
     }
 }
 
+/// The JSON log lines (every level) that `f` emits on this thread.
+#[cfg(test)]
+pub(crate) fn capture(f: impl FnOnce()) -> Vec<Value> {
+    let out = Captured::default();
+    tracing::subscriber::with_default(subscriber("trace", true, false, out.clone()), f);
+    out.json_lines()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

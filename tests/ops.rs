@@ -1,5 +1,5 @@
 //! The log suits a terminal and a collector alike: no ANSI codes in a pipe, JSON
-//! lines with a flat message.
+//! lines with a flat message, refusals below warn.
 
 mod support;
 
@@ -7,11 +7,22 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use serde_json::Value;
-use support::{eventually, free_port, Reply, TestOrigin};
+use serde_json::{json, Value};
+use support::{eventually, free_port, Gatehouse, Reply, TestOrigin};
 
 const HS_SECRET: &str = "an-hs256-secret-of-more-than-32-bytes-for-ops";
 
+async fn api(gh: &Gatehouse, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
+    let r = gh
+        .client
+        .request(method, gh.api_url(path))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
 // ------------------------------------------------------------------------- logs
 
 /// Starts the binary with `log` as the `[log]` section, makes one request that is
@@ -125,4 +136,100 @@ fn json_logs_are_one_object_per_line_with_a_flat_message() {
         .find(|l| l["code"] == "TOKEN_MISSING")
         .unwrap_or_else(|| panic!("no line for the 401 in {log}"));
     assert_eq!(refusal["level"], "DEBUG");
+    assert_eq!(refusal["status"], 401);
+}
+
+#[tokio::test]
+async fn client_refusals_are_logged_below_warn() {
+    let captured = gatehouse::logging::Captured::default();
+    // Current-thread runtime: gatehouse's tasks run on this thread, under this logger.
+    let _guard = tracing::subscriber::set_default(gatehouse::logging::subscriber(
+        "debug",
+        true,
+        false,
+        captured.clone(),
+    ));
+    let origin = TestOrigin::start(|_| Reply::ok("o")).await;
+    let gh = Gatehouse::start(
+        &format!(
+            "[auth]\nhs_secret = \"{HS_SECRET}\"\n[[routes]]\npath = \"/me\"\nauth = \"required\"\n"
+        ),
+        &origin,
+    )
+    .await;
+    use reqwest::Method;
+    assert_eq!(gh.get("/me").await.status(), 401);
+    let (s, created) = api(
+        &gh,
+        Method::POST,
+        "/v1/transfers",
+        json!({"payload": {"a": 1}, "ttlMs": 60000, "audience": "admin"}),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let claim = |token: Value, audience: &str| json!({"token": token, "audience": audience});
+    let (s, _) = api(
+        &gh,
+        Method::POST,
+        "/v1/transfers/claim",
+        claim(created["token"].clone(), "other"),
+    )
+    .await;
+    assert_eq!(s, 403);
+    let (s, _) = api(
+        &gh,
+        Method::POST,
+        "/v1/transfers/claim",
+        claim(json!("no-such-token"), "admin"),
+    )
+    .await;
+    assert_eq!(s, 410);
+    let (s, _) = api(
+        &gh,
+        Method::POST,
+        "/v1/capacity/ops/full/admissions",
+        json!({"memberId": "a", "capacity": 1}),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let (s, _) = api(
+        &gh,
+        Method::POST,
+        "/v1/capacity/ops/full/admissions",
+        json!({"memberId": "b"}),
+    )
+    .await;
+    assert_eq!(s, 409);
+    let (s, _) = api(
+        &gh,
+        Method::POST,
+        "/v1/locks/ops/l",
+        json!({"ttlMs": "soon"}),
+    )
+    .await;
+    assert_eq!(s, 400);
+    let r = gh.client.get(gh.admin_url("/nope")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    gh.shutdown().await;
+
+    let lines = captured.json_lines();
+    let loud: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["level"] == "WARN" || l["level"] == "ERROR")
+        .collect();
+    assert!(
+        loud.is_empty(),
+        "refusals logged at warn or error: {loud:?}"
+    );
+    let gone = lines
+        .iter()
+        .find(|l| l["message"] == "transfer claim refused: used, expired or unknown")
+        .unwrap_or_else(|| panic!("the gone claim is logged: {lines:?}"));
+    assert_eq!(gone["level"], "INFO");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["code"] == "TOKEN_MISSING" && l["level"] == "DEBUG"),
+        "{lines:?}"
+    );
 }
