@@ -67,7 +67,11 @@ pub async fn pass(
     let incoming = incoming.map_err(origin::ClientBodyError);
     let limited = http_body_util::Limited::new(incoming, max_body as usize);
     let out = Request::from_parts(parts, body::boxed(limited));
-    match state.origin.send(out).await {
+    match state
+        .origin
+        .send(out, route.map_or("none", Route::label))
+        .await
+    {
         Ok(resp) => {
             count_origin(state, "ok");
             if resp.status().is_success() && route.is_some_and(|r| r.config.revoke_on_success) {
@@ -533,7 +537,11 @@ impl Miss {
         let route = self.route.as_deref();
         let began = Began::now();
         let req = self.fill_request();
-        let resp = match state.origin.send(req).await {
+        let resp = match state
+            .origin
+            .send(req, route.map_or("none", Route::label))
+            .await
+        {
             Ok(r) => r,
             Err(e) => {
                 count_origin(state, origin_label(&e));

@@ -3,7 +3,8 @@
 //! `X-Forwarded-For/-Proto/-Host`.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Uri, Version};
@@ -14,6 +15,7 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::body::Body;
 use crate::config::OriginConfig;
+use crate::metrics::Metrics;
 
 /// Why the origin gave no response head.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +49,17 @@ impl std::error::Error for ClientBodyError {
 }
 
 impl OriginError {
+    /// The `result` label of `gatehouse_origin_requests_total` and
+    /// `gatehouse_origin_duration_seconds`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            OriginError::Timeout => "timeout",
+            OriginError::Unreachable(_) => "unreachable",
+            OriginError::BodyTooLarge => "body_too_large",
+            OriginError::ClientBody => "client_body_error",
+        }
+    }
+
     pub fn into_error(self) -> crate::error::Error {
         match self {
             OriginError::Unreachable(d) => crate::error::Error::origin_unreachable(&d),
@@ -68,10 +81,11 @@ pub struct Origin {
     authority: http::uri::Authority,
     timeout: Duration,
     preserve_host: bool,
+    metrics: Arc<Metrics>,
 }
 
 impl Origin {
-    pub fn new(cfg: &OriginConfig) -> Origin {
+    pub fn new(cfg: &OriginConfig, metrics: Arc<Metrics>) -> Origin {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(cfg.connect_timeout));
         connector.set_nodelay(true);
@@ -91,6 +105,7 @@ impl Origin {
                 .expect("validated origin has a host"),
             timeout: cfg.timeout,
             preserve_host: cfg.preserve_host,
+            metrics,
         }
     }
 
@@ -108,8 +123,28 @@ impl Origin {
             .expect("scheme, authority and path make a URI")
     }
 
-    /// Sends a request whose headers were already prepared with `prepare_request`.
-    pub async fn send(&self, mut req: Request<Body>) -> Result<Response<Incoming>, OriginError> {
+    /// Sends a request whose headers were already prepared with `prepare_request`,
+    /// timed up to the response head in `gatehouse_origin_duration_seconds{route,result}`
+    /// (`route`: the route's metric label, "none" without one).
+    pub async fn send(
+        &self,
+        req: Request<Body>,
+        route: &str,
+    ) -> Result<Response<Incoming>, OriginError> {
+        let started = Instant::now();
+        let out = self.send_untimed(req).await;
+        let result = out.as_ref().map_or_else(OriginError::label, |_| "ok");
+        self.metrics
+            .origin_duration_seconds
+            .with_label_values(&[route, result])
+            .observe(started.elapsed().as_secs_f64());
+        out
+    }
+
+    async fn send_untimed(
+        &self,
+        mut req: Request<Body>,
+    ) -> Result<Response<Incoming>, OriginError> {
         *req.uri_mut() = self.uri_for(req.uri().path_and_query());
         *req.version_mut() = Version::HTTP_11;
         if !self.preserve_host {
