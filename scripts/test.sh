@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # THE test command: what a newcomer runs on a fresh Debian machine, and all CI runs
 # (.ci/run execs this file). It installs only what is missing (redis-server for the
-# integration tests, helm when the repo has charts), then runs, in order: chart
-# checks, cargo fmt --check, cargo clippy -D warnings, cargo test. Exits non-zero on
-# the first failure, naming the step.
+# integration tests; helm and promtool when the repo has charts), then runs, in
+# order: cargo fmt --check, cargo clippy -D warnings, cargo test, the chart checks.
+# Exits non-zero on the first failure, naming the step.
 #
 # It never starts, stops or talks to a Redis already running on the machine: the
 # tests start their own redis-server processes on free ports.
@@ -68,6 +68,25 @@ apt_install() {
   as_root apt-get install -y --no-install-recommends "$@"
 }
 
+# promtool alone, from Debian's prometheus package: unpacked into the tools
+# directory, not installed, so no Prometheus server is set up or started.
+install_promtool() {
+  if [ "$apt_updated" -eq 0 ]; then
+    as_root apt-get update
+    apt_updated=1
+  fi
+  local work
+  work="$(mktemp -d)"
+  (
+    cd "$work"
+    apt-get download -o APT::Sandbox::User=root prometheus
+    dpkg-deb --fsys-tarfile ./prometheus_*.deb | tar -x ./usr/bin/promtool
+  )
+  mkdir -p "$tools_dir"
+  install -m 0755 "$work/usr/bin/promtool" "$tools_dir/promtool"
+  rm -rf "$work"
+}
+
 has_charts() {
   compgen -G "charts/*/Chart.yaml" >/dev/null
 }
@@ -114,10 +133,15 @@ if has_charts && ! command -v helm >/dev/null 2>&1; then
   echo "helm is missing (the repo has charts): installing into $tools_dir"
   install_helm
 fi
+if has_charts && ! command -v promtool >/dev/null 2>&1; then
+  echo "promtool is missing (the chart's alert rules are checked with it): unpacking it into $tools_dir"
+  install_promtool
+fi
 echo "cargo:        $(cargo --version)"
 echo "redis-server: $(redis-server --version | head -n1)"
 if has_charts; then
   echo "helm:         $(helm version --short)"
+  echo "promtool:     $(promtool --version 2>&1 | head -n1)"
 fi
 
 section "cargo fmt --check"
