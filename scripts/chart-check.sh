@@ -10,19 +10,24 @@
 #                         ${GATEHOUSE_TOOLS_DIR:-.tools/bin}
 #   kubernetes-validate,  from PyPI into a virtualenv, ${GATEHOUSE_CHART_VENV:-.tools/venv}
 #   yamllint
+#   promtool              from Debian's prometheus package, unpacked into the tools
+#                         directory (installing the package would start a Prometheus)
 #
 # For the chart's default values and each charts/gatehouse/ci/*.yaml, and for the app
 # chart charts/gatehouse/tests/sidecar-app (gatehouse as a sidecar, plain and native):
 #   1. helm lint --strict            (values.schema.json included)
 #   2. helm template                 (the template guards run here: lint skips `fail`)
 #   3. kubernetes-validate --strict  against each of $CHART_KUBE_VERSIONS. It has no
-#      schemas for CRDs: ServiceMonitor (monitoring.coreos.com/v1) is kept out of it and
-#      checked by step 4 instead; any other kind it cannot validate is a failure.
+#      schemas for CRDs: ServiceMonitor and PrometheusRule (monitoring.coreos.com/v1)
+#      are kept out of it and checked by step 4 instead; any other kind it cannot
+#      validate is a failure.
 #   4. consistency of what was rendered: selectors, named ports, probes on the admin
 #      port, the config TOML (parsed), listen ports = container ports, the api listener
 #      on 127.0.0.1 unless published, terminationGracePeriodSeconds > drain_delay +
 #      shutdown_grace, the checksum annotation = sha256 of the ConfigMap's TOML, the
-#      securityContext, enableServiceLinks off, the ServiceMonitor's selector and port
+#      securityContext, enableServiceLinks off, the ServiceMonitor's selector and port,
+#      the dashboard ConfigMap's JSON and label, the PrometheusRule's groups
+#   4b. promtool check rules         on each rendered PrometheusRule's spec
 #   5. yamllint --strict (charts/.yamllint) on the values files and rendered output
 #   6. `gatehouse check` on each rendered TOML, when a gatehouse binary is at hand
 #      ($GATEHOUSE_BIN, or target/{release,debug}/gatehouse newer than src/); files the
@@ -115,6 +120,26 @@ install_python_tools() {
   "$venv/bin/pip" install --quiet --disable-pip-version-check "${py_packages[@]}"
 }
 
+# promtool alone, from Debian's prometheus package: unpacked, not installed, so no
+# Prometheus server is set up or started.
+install_promtool() {
+  command -v apt-get >/dev/null 2>&1 || fail "apt-get not found: install promtool (Prometheus) with your package manager"
+  if [ "$apt_updated" -eq 0 ]; then
+    as_root apt-get update -qq
+    apt_updated=1
+  fi
+  local work
+  work="$(mktemp -d)"
+  (
+    cd "$work"
+    apt-get download -qq -o APT::Sandbox::User=root prometheus
+    dpkg-deb --fsys-tarfile ./prometheus_*.deb | tar -x ./usr/bin/promtool
+  )
+  mkdir -p "$tools_dir"
+  install -m 0755 "$work/usr/bin/promtool" "$tools_dir/promtool"
+  rm -rf "$work"
+}
+
 python_tools_ok() {
   [ -x "$venv/bin/kubernetes-validate" ] && [ -x "$venv/bin/yamllint" ] &&
     "$venv/bin/python" - "${py_packages[@]}" <<'PY'
@@ -141,12 +166,17 @@ if ! python_tools_ok; then
   install_python_tools
   python_tools_ok || fail "kubernetes-validate / yamllint did not install into $venv"
 fi
+if ! command -v promtool >/dev/null 2>&1; then
+  echo "chart-check: promtool is missing: unpacking it from Debian's prometheus package into $tools_dir"
+  install_promtool
+fi
 py="$venv/bin/python"
 kv="$venv/bin/kubernetes-validate"
 yl="$venv/bin/yamllint"
 echo "helm:                $(helm version --short)"
 echo "kubernetes-validate: $("$kv" --version) (schemas for Kubernetes $kube_versions)"
 echo "yamllint:            $("$yl" --version)"
+echo "promtool:            $(promtool --version 2>&1 | head -n1)"
 
 gatehouse_bin="${GATEHOUSE_BIN:-}"
 if [ -z "$gatehouse_bin" ]; then
@@ -168,7 +198,7 @@ mkdir -p "$out"
 
 # --- the checks of one rendering ------------------------------------------------------
 # Kinds kubernetes-validate has no schema for; step 4 checks them.
-crd_kinds="ServiceMonitor"
+crd_kinds="ServiceMonitor PrometheusRule"
 
 validate_rendered() { # name file
   local name="$1" file="$2" core="$out/$1.core.yaml" v log
@@ -196,7 +226,7 @@ PY
 
   step="$name: consistency"
   "$py" - "$file" "$name" "$out" <<'PY'
-import hashlib, re, sys, tomllib, yaml
+import hashlib, json, re, sys, tomllib, yaml
 
 src, name, out = sys.argv[1:4]
 docs = [d for d in yaml.safe_load_all(open(src)) if d]
@@ -209,8 +239,9 @@ def by_kind(kind):
 
 def dur_s(text):
     total = 0
-    for n, unit in re.findall(r"(\d+)(ms|s|m|h|d)", text):
-        total += int(n) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
+    for n, unit in re.findall(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h|d)", text):
+        total += float(n) * {"ns": 1e-9, "us": 1e-6, "\u00b5s": 1e-6, "\u03bcs": 1e-6,
+                             "ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
     return total
 
 def port_of(addr):
@@ -341,6 +372,28 @@ for sm in by_kind("ServiceMonitor"):
         if ep.get("port") not in names or ep.get("path") != "/metrics":
             bad(f"ServiceMonitor {sname}: endpoint {ep} is not /metrics on a port of Service {hit[0]['metadata']['name']}")
 
+for pr in by_kind("PrometheusRule"):
+    pname = pr["metadata"]["name"]
+    if pr["apiVersion"] != "monitoring.coreos.com/v1":
+        bad(f"PrometheusRule {pname}: apiVersion {pr['apiVersion']}")
+    groups = pr.get("spec", {}).get("groups") or []
+    rules = [r for g in groups for r in g.get("rules") or []]
+    if not rules or not all(r.get("alert") and r.get("expr") for r in rules):
+        bad(f"PrometheusRule {pname}: no groups of alerts, or an alert without a name or expr")
+    with open(f"{out}/{name}.{pname}.rules.yaml", "w") as f:
+        yaml.safe_dump(pr["spec"], f, sort_keys=False)
+for cm in by_kind("ConfigMap"):
+    if cm["metadata"].get("labels", {}).get("grafana_dashboard") is None:
+        continue
+    for key, text in cm.get("data", {}).items():
+        try:
+            dash = json.loads(text)
+        except ValueError as e:
+            bad(f"ConfigMap {cm['metadata']['name']}: {key} is not JSON: {e}")
+            continue
+        if not key.endswith(".json") or not dash.get("panels") or not dash.get("uid"):
+            bad(f"ConfigMap {cm['metadata']['name']}: {key} is not a Grafana dashboard with a uid and panels")
+
 tests = [d for d in by_kind("Pod") if d["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"]
 for t in tests:
     url = t["spec"]["containers"][0]["args"][-1]
@@ -360,6 +413,15 @@ if problems:
     sys.exit(1)
 print(f"  consistency: ok ({len(docs)} resources, {gatehouse_pods} pod template(s) running gatehouse)")
 PY
+
+  step="$name: promtool check rules"
+  local rules
+  for rules in "$out/$name".*.rules.yaml; do
+    [ -e "$rules" ] || continue
+    promtool check rules "$rules" >"$rules.log" 2>&1 ||
+      { cat "$rules.log" >&2; fail "$name: promtool check rules rejected the PrometheusRule ($rules)"; }
+    echo "  promtool check rules: ok ($(grep -o '[0-9]* rules found' "$rules.log"))"
+  done
 
   step="$name: yamllint"
   "$yl" --strict -c charts/.yamllint "$file" || fail "$name: yamllint rejected the rendered output"

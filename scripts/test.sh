@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # THE test command: what a newcomer runs on a fresh Debian machine, and all CI runs
 # (.ci/run execs this file). It installs only what is missing (redis-server for the
-# integration tests, helm when the repo has charts), then runs, in order: chart
-# checks, cargo fmt --check, cargo clippy -D warnings, cargo test. Exits non-zero on
-# the first failure, naming the step.
+# integration tests; helm and promtool when the repo has charts; buildah for the
+# image), then runs, in order: cargo fmt --check, cargo clippy -D warnings, cargo
+# test, the chart checks, and the image build and its checks (scripts/image.sh, as
+# root). Exits non-zero on the first failure, naming the step.
 #
 # It never starts, stops or talks to a Redis already running on the machine: the
 # tests start their own redis-server processes on free ports.
@@ -68,6 +69,25 @@ apt_install() {
   as_root apt-get install -y --no-install-recommends "$@"
 }
 
+# promtool alone, from Debian's prometheus package: unpacked into the tools
+# directory, not installed, so no Prometheus server is set up or started.
+install_promtool() {
+  if [ "$apt_updated" -eq 0 ]; then
+    as_root apt-get update
+    apt_updated=1
+  fi
+  local work
+  work="$(mktemp -d)"
+  (
+    cd "$work"
+    apt-get download -o APT::Sandbox::User=root prometheus
+    dpkg-deb --fsys-tarfile ./prometheus_*.deb | tar -x ./usr/bin/promtool
+  )
+  mkdir -p "$tools_dir"
+  install -m 0755 "$work/usr/bin/promtool" "$tools_dir/promtool"
+  rm -rf "$work"
+}
+
 has_charts() {
   compgen -G "charts/*/Chart.yaml" >/dev/null
 }
@@ -114,10 +134,23 @@ if has_charts && ! command -v helm >/dev/null 2>&1; then
   echo "helm is missing (the repo has charts): installing into $tools_dir"
   install_helm
 fi
+if has_charts && ! command -v promtool >/dev/null 2>&1; then
+  echo "promtool is missing (the chart's alert rules are checked with it): unpacking it into $tools_dir"
+  install_promtool
+fi
+# The image is built and checked as root (chroot, file owners in the layer).
+if [ "$(id -u)" -eq 0 ] && ! command -v buildah >/dev/null 2>&1; then
+  echo "buildah is missing (scripts/image.sh builds the OCI image with it): installing"
+  apt_install buildah || echo "buildah did not install: scripts/image.sh will use its tar fallback"
+fi
 echo "cargo:        $(cargo --version)"
 echo "redis-server: $(redis-server --version | head -n1)"
 if has_charts; then
   echo "helm:         $(helm version --short)"
+  echo "promtool:     $(promtool --version 2>&1 | head -n1)"
+fi
+if command -v buildah >/dev/null 2>&1; then
+  echo "buildah:      $(buildah --version)"
 fi
 
 section "cargo fmt --check"
@@ -145,4 +178,17 @@ rm -f "$test_log"
 if has_charts; then
   section "helm charts"
   check_charts
+fi
+
+section "image"
+if [ "$(id -u)" -ne 0 ]; then
+  echo "skipped: scripts/image.sh runs as root (it chroots into the image to check it)"
+elif [ -x target/release/gatehouse ] &&
+  [ -z "$(find src lua Cargo.toml Cargo.lock -newer target/release/gatehouse -print -quit)" ]; then
+  bash scripts/image.sh
+else
+  # No fresh release binary: the image is assembled and checked around the binary
+  # cargo test just built (stripped), which keeps this step to seconds instead of a
+  # release build's minutes. `bash scripts/image.sh` alone builds the release image.
+  GATEHOUSE_IMAGE_BINARY=target/debug/gatehouse bash scripts/image.sh
 fi

@@ -1014,6 +1014,9 @@ impl Config {
         if !matches!(self.log.format.as_str(), "text" | "json") {
             err("log.format", "must be \"text\" or \"json\"".into());
         }
+        if let Err(m) = crate::logging::check_filter(&self.log.level) {
+            err("log.level", m);
+        }
     }
 
     /// The part that reloads without rebinding must not touch what needs a rebind.
@@ -1177,9 +1180,19 @@ fn apply_env(
         let Some(rest) = name.strip_prefix("GATEHOUSE_") else {
             continue;
         };
-        // GATEHOUSE_LOG is the log filter (tracing's EnvFilter syntax), not a key;
-        // Kubernetes service links of a Service named gatehouse* are not keys either.
-        if rest == "LOG" || is_service_link(rest) {
+        // GATEHOUSE_LOG is the log filter (tracing's EnvFilter syntax), not a key,
+        // checked like log.level; Kubernetes service links of a Service named
+        // gatehouse* are not keys either.
+        if rest == "LOG" {
+            if let Err(message) = crate::logging::check_filter(value) {
+                errors.push(ConfigError {
+                    key: name.clone(),
+                    message,
+                });
+            }
+            continue;
+        }
+        if is_service_link(rest) {
             continue;
         }
         // An empty value would silently mean "unset" (an empty api.token switches the

@@ -100,15 +100,35 @@ struct State {
     total: u64,
 }
 
+/// Told one line per request the demo origin serves (`gatehouse demo` prints them,
+/// so each curl that reaches the origin shows, and a cache hit shows none).
+pub type Announce = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// The demo origin's request handler.
 #[derive(Clone, Default)]
 struct DemoHandler {
     state: Arc<Mutex<State>>,
+    announce: Option<Announce>,
 }
 
 impl Handler for DemoHandler {
     async fn call(&self, req: Request<Incoming>, _peer: SocketAddr) -> Response<Body> {
-        self.handle(req).await
+        let Some(announce) = &self.announce else {
+            return self.handle(req).await;
+        };
+        let started = std::time::Instant::now();
+        let line = format!(
+            "origin served {} {}",
+            req.method(),
+            req.uri().path_and_query().map_or("/", |pq| pq.as_str())
+        );
+        let resp = self.handle(req).await;
+        announce(&format!(
+            "{line} -> {} in {} ms",
+            resp.status().as_u16(),
+            started.elapsed().as_millis()
+        ));
+        resp
     }
 }
 
@@ -353,7 +373,7 @@ pub async fn serve_demo_origin(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let (tx, rx) = watch::channel(false);
-    let task = spawn_server(listener, rx);
+    let task = spawn_server(listener, rx, None);
     shutdown.await;
     let _ = tx.send(true);
     task.await.map_err(std::io::Error::other)
@@ -362,12 +382,17 @@ pub async fn serve_demo_origin(
 fn spawn_server(
     listener: TcpListener,
     shutdown: watch::Receiver<bool>,
+    announce: Option<Announce>,
 ) -> tokio::task::JoinHandle<()> {
+    let handler = DemoHandler {
+        announce,
+        ..DemoHandler::default()
+    };
     server::serve(
         "demo-origin",
         listener,
         None,
-        Arc::new(DemoHandler::default()),
+        Arc::new(handler),
         Limits::default(),
         None,
         shutdown,
@@ -385,9 +410,17 @@ pub struct DemoOrigin {
 impl DemoOrigin {
     /// Starts serving on `listener` in a background task.
     pub fn start(listener: TcpListener) -> std::io::Result<DemoOrigin> {
+        DemoOrigin::start_announcing(listener, None)
+    }
+
+    /// Like `start`, telling `announce` one line per request served.
+    pub fn start_announcing(
+        listener: TcpListener,
+        announce: Option<Announce>,
+    ) -> std::io::Result<DemoOrigin> {
         let addr = listener.local_addr()?;
         let (shutdown, rx) = watch::channel(false);
-        let task = spawn_server(listener, rx);
+        let task = spawn_server(listener, rx, announce);
         Ok(DemoOrigin {
             addr,
             shutdown,
@@ -508,7 +541,8 @@ impl Demo {
         let t = r#"-w '\n(%{time_total}s)\n'"#;
         format!(
             "\
-gatehouse demo is running (memory store). Ctrl-C stops it.
+gatehouse demo is running (memory store). Ctrl-C stops it. Each request that reaches
+the origin prints a line here (\"origin served GET ...\"): a cache hit prints none.
 
   proxy   http://{p}   clients call this
   origin  http://{o}   the demo check-in API (participant reads take ~300 ms)
@@ -547,9 +581,11 @@ gatehouse demo is running (memory store). Ctrl-C stops it.
 }
 
 impl Prepared {
-    /// Starts the demo origin and gatehouse with the prepared config.
+    /// Starts the demo origin and gatehouse with the prepared config; the origin
+    /// prints a line on stdout for each request it serves.
     pub async fn start(self) -> anyhow::Result<Demo> {
-        let origin = DemoOrigin::start(self.origin)?;
+        let print: Announce = Arc::new(|line: &str| println!("{line}"));
+        let origin = DemoOrigin::start_announcing(self.origin, Some(print))?;
         match App::start(self.config, None).await {
             Ok(app) => Ok(Demo { origin, app }),
             Err(e) => {

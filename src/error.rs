@@ -1,7 +1,9 @@
 //! Errors that leave gatehouse as an HTTP answer, and the ONE mapping from error to
 //! response: `{"error": "CODE", "message": "..."}` plus optional fields and headers.
-//! Client errors are logged at debug, origin and store errors at warn, internal
-//! errors at error; bodies never carry internals (store addresses, stack traces).
+//! Client errors, and every 4xx whatever its source (a refusal is the client's
+//! business, not an operator's), are logged at debug; origin and store errors at
+//! warn, internal errors at error; bodies never carry internals (store addresses,
+//! stack traces).
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, StatusCode};
@@ -156,10 +158,20 @@ impl Error {
         Value::Object(m)
     }
 
-    /// The one mapping to an HTTP response; logs by source.
+    /// The one mapping to an HTTP response; logs by source (a 4xx at debug).
     pub fn into_response(self) -> http::Response<Body> {
-        match self.source {
-            Source::Client => tracing::debug!(code = self.code, "{}", self.message),
+        let source = if self.status.is_client_error() {
+            Source::Client
+        } else {
+            self.source
+        };
+        match source {
+            Source::Client => tracing::debug!(
+                code = self.code,
+                status = self.status.as_u16(),
+                "{}",
+                self.message
+            ),
             Source::Origin | Source::Store => {
                 tracing::warn!(code = self.code, "{}", self.message)
             }
@@ -204,4 +216,30 @@ pub fn empty_response(status: StatusCode) -> http::Response<Body> {
     let mut resp = http::Response::new(crate::body::empty());
     *resp.status_mut() = status;
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_log_at_debug_and_failures_at_warn_or_error() {
+        let cases = [
+            (StatusCode::UNAUTHORIZED, Source::Client, "DEBUG"),
+            (StatusCode::CONFLICT, Source::Client, "DEBUG"),
+            // A 4xx is a refusal even when an origin or the store led to it.
+            (StatusCode::PAYLOAD_TOO_LARGE, Source::Origin, "DEBUG"),
+            (StatusCode::GONE, Source::Store, "DEBUG"),
+            (StatusCode::BAD_GATEWAY, Source::Origin, "WARN"),
+            (StatusCode::SERVICE_UNAVAILABLE, Source::Store, "WARN"),
+            (StatusCode::INTERNAL_SERVER_ERROR, Source::Internal, "ERROR"),
+        ];
+        for (status, source, level) in cases {
+            let lines = crate::logging::capture(|| {
+                let _ = Error::new(status, "CODE", "m", source).into_response();
+            });
+            assert_eq!(lines.len(), 1, "{status}: {lines:?}");
+            assert_eq!(lines[0]["level"], level, "{status} from {source:?}");
+        }
+    }
 }

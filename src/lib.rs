@@ -19,6 +19,7 @@
 //! | [`api`] | thin handlers for `/v1/...` on the api listener; the route table |
 //! | [`admin`] | `/livez`, `/readyz`, `/metrics` |
 //! | [`metrics`] | every collector, on a registry the app owns |
+//! | [`logging`] | logs on stderr: text (ANSI only on a terminal) or JSON lines; the `log.level` filter check |
 //! | [`demo`] | `gatehouse demo`: a demo check-in origin and gatehouse in front of it |
 //!
 //! # The request path (proxy listener)
@@ -61,6 +62,7 @@ pub mod config;
 pub mod coordination;
 pub mod demo;
 pub mod error;
+pub mod logging;
 pub mod metrics;
 pub mod proxy;
 pub mod routes;

@@ -61,16 +61,7 @@ fn load(path: Option<&PathBuf>) -> Result<Config, ExitCode> {
 }
 
 fn init_logging(cfg: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log.level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
-    if cfg.log.format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+    gatehouse::logging::init(&cfg.log);
 }
 
 fn main() -> ExitCode {

@@ -402,3 +402,64 @@ fn a_bad_value_from_the_environment_names_its_variable() {
         "{errs:?}"
     );
 }
+
+#[test]
+fn an_unknown_log_level_is_a_config_error_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    // "infoo" would otherwise be read as a target name: every line filtered out.
+    let path = write(dir.path(), "typo.toml", "[log]\nlevel = \"infoo\"\n");
+    let (code, err) = check(&path, &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("  log.level: unknown level \"infoo\""),
+        "{err}"
+    );
+
+    let path = write(
+        dir.path(),
+        "ok.toml",
+        "[log]\nlevel = \"info,gatehouse=debug\"\n",
+    );
+    let (code, err) = check(&path, &[]);
+    assert_eq!(code, Some(0), "{err}");
+    // GATEHOUSE_LOG overrides log.level: held to the same rule, named as itself.
+    let (code, err) = check(&path, &[("GATEHOUSE_LOG", "verbose")]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("  GATEHOUSE_LOG: unknown level \"verbose\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn durations_take_decimals_and_go_units_in_every_key() {
+    let text = r#"
+[server]
+shutdown_grace = "1.5s"
+idle_timeout = "1m30s"
+[origin]
+timeout = "0.5m"
+connect_timeout = "1500ms"
+[cache]
+coherence_grace = "250000us"
+[[routes]]
+path = "/a"
+ttl = "1.5h"
+"#;
+    let cfg = Config::from_toml_str(text, &HashMap::new()).expect("valid");
+    use std::time::Duration;
+    assert_eq!(cfg.server.shutdown_grace, Duration::from_millis(1500));
+    assert_eq!(cfg.server.idle_timeout, Duration::from_secs(90));
+    assert_eq!(cfg.origin.timeout, Duration::from_secs(30));
+    assert_eq!(cfg.origin.connect_timeout, Duration::from_millis(1500));
+    assert_eq!(cfg.cache.coherence_grace, Duration::from_millis(250));
+    assert_eq!(cfg.routes[0].ttl, Some(Duration::from_secs(5400)));
+
+    let errs = Config::from_toml_str(
+        "[origin]\ntimeout = \"1.5 s\"\n[[routes]]\npath = \"/a\"\nttl = \"2 hours\"\n",
+        &HashMap::new(),
+    )
+    .unwrap_err();
+    let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["origin.timeout", "routes[0].ttl"], "{errs:?}");
+}

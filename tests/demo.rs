@@ -224,3 +224,43 @@ async fn gatehouse_caches_the_404_and_coalesces_concurrent_misses() {
     app.shutdown().await;
     origin.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_demo_origin_tells_each_request_it_serves_and_a_hit_never_arrives() {
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = lines.clone();
+    let announce: demo::Announce = std::sync::Arc::new(move |line: &str| {
+        seen.lock().unwrap().push(line.to_string());
+    });
+    let origin = DemoOrigin::start_announcing(loopback().await, Some(announce)).unwrap();
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let config = demo::config(origin.addr(), any, any, any).unwrap();
+    let app = App::start(config, None).await.unwrap();
+    let c = client();
+    let url = format!("http://{}/api/participants/7", app.proxy_addr);
+    let miss = c.get(&url).send().await.unwrap();
+    assert!(cache_status(&miss).contains("fwd=miss"));
+    let hit = c.get(&url).send().await.unwrap();
+    assert!(cache_status(&hit).starts_with("gatehouse; hit"));
+    let missing = format!("http://{}/api/participants/999", app.proxy_addr);
+    assert_eq!(c.get(&missing).send().await.unwrap().status(), 404);
+
+    let lines = lines.lock().unwrap().clone();
+    assert_eq!(
+        lines.len(),
+        2,
+        "one line per request the origin served: {lines:?}"
+    );
+    assert!(
+        lines[0].starts_with("origin served GET /api/participants/7 -> 200 in "),
+        "{lines:?}"
+    );
+    assert!(lines[0].ends_with(" ms"), "{lines:?}");
+    assert!(
+        lines[1].starts_with("origin served GET /api/participants/999 -> 404 in "),
+        "{lines:?}"
+    );
+    drop(c);
+    app.shutdown().await;
+    origin.shutdown().await;
+}

@@ -20,54 +20,106 @@ impl std::fmt::Display for ConfigError {
     }
 }
 
-/// Parses "250ms", "30s", "10m", "2h", "1d", "1h30m", "0" into a Duration.
+/// The units a duration may carry, as Go's `time.ParseDuration` and Envoy users
+/// write them (plus `d`), with their length in nanoseconds.
+const DURATION_UNITS: &[(&str, u128)] = &[
+    ("ns", 1),
+    ("us", 1_000),
+    ("\u{b5}s", 1_000),  // µ, MICRO SIGN
+    ("\u{3bc}s", 1_000), // μ, GREEK SMALL LETTER MU
+    ("ms", 1_000_000),
+    ("s", 1_000_000_000),
+    ("m", 60 * 1_000_000_000),
+    ("h", 3_600 * 1_000_000_000),
+    ("d", 86_400 * 1_000_000_000),
+];
+
+const UNIT_NAMES: &str = "ns, us (or \u{b5}s), ms, s, m, h or d";
+
+/// Parses a duration as Go's `time.ParseDuration` does, plus days: one or more
+/// numbers, each with a unit (`250ms`, `30s`, `1.5s`, `0.5m`, `1h30m`, `100us`,
+/// `2d`), or a bare `0`. Decimals are exact to the nanosecond; signs, spaces
+/// inside and a number without a unit are refused.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let s = text.trim();
     if s.is_empty() {
-        return Err("empty duration; expected e.g. \"250ms\", \"30s\", \"10m\"".into());
+        return Err("empty duration; expected e.g. \"250ms\", \"30s\", \"1.5s\", \"1h30m\"".into());
     }
     if s == "0" {
         return Ok(Duration::ZERO);
     }
+    if s.starts_with(['-', '+']) {
+        return Err(format!(
+            "invalid duration {text:?}: a duration has no sign (and is never negative)"
+        ));
+    }
+    let too_large = || format!("duration {text:?} is too large");
     let mut total: u128 = 0;
     let mut rest = s;
     while !rest.is_empty() {
-        let digits = rest.bytes().take_while(|b| b.is_ascii_digit()).count();
-        if digits == 0 {
+        let whole_len = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let whole = &rest[..whole_len];
+        rest = &rest[whole_len..];
+        let mut fraction = "";
+        if let Some(after_dot) = rest.strip_prefix('.') {
+            let len = after_dot.bytes().take_while(u8::is_ascii_digit).count();
+            fraction = &after_dot[..len];
+            rest = &after_dot[len..];
+            if whole.is_empty() && fraction.is_empty() {
+                return Err(format!("invalid duration {text:?}: \".\" is not a number"));
+            }
+        } else if whole.is_empty() {
             return Err(format!(
-                "invalid duration {text:?}; expected a number and a unit (ms, s, m, h, d)"
+                "invalid duration {text:?}; expected numbers with units, e.g. \"1h30m\" or \"1.5s\" (units: {UNIT_NAMES})"
             ));
         }
-        let n: u128 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("duration {text:?} is too large"))?;
-        rest = &rest[digits..];
-        let unit_len = rest.bytes().take_while(|b| b.is_ascii_alphabetic()).count();
+        let unit_len: usize = rest
+            .char_indices()
+            .take_while(|(_, c)| c.is_alphabetic())
+            .map(|(_, c)| c.len_utf8())
+            .sum();
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
-        let ms_per: u128 = match unit {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            "" => {
+        let per: u128 = match DURATION_UNITS.iter().find(|(u, _)| *u == unit) {
+            Some((_, per)) => *per,
+            None if unit.is_empty() => {
+                let n = if fraction.is_empty() {
+                    whole.to_string()
+                } else {
+                    format!("{whole}.{fraction}")
+                };
                 return Err(format!(
-                    "duration {text:?} has no unit; write e.g. \"{n}s\" or \"{n}ms\""
-                ))
+                    "duration {text:?} has no unit after {n}; write e.g. \"{n}s\" or \"{n}ms\""
+                ));
             }
-            other => {
+            None => {
                 return Err(format!(
-                    "duration {text:?} has unknown unit {other:?}; use ms, s, m, h or d"
+                    "duration {text:?} has unknown unit {unit:?}; use {UNIT_NAMES}"
                 ))
             }
         };
-        total = total
-            .checked_add(n.checked_mul(ms_per).ok_or("duration too large")?)
-            .ok_or("duration too large")?;
+        let whole: u128 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().map_err(|_| too_large())?
+        };
+        // Digits beyond the 18th cannot matter at nanosecond precision for any unit
+        // up to a day (10^14 ns): dropping them keeps the arithmetic in range.
+        let fraction = &fraction[..fraction.len().min(18)];
+        let part = if fraction.is_empty() {
+            0
+        } else {
+            let f: u128 = fraction.parse().expect("ascii digits");
+            f * per / 10u128.pow(fraction.len() as u32)
+        };
+        total = whole
+            .checked_mul(per)
+            .and_then(|w| w.checked_add(part))
+            .and_then(|n| total.checked_add(n))
+            .ok_or_else(too_large)?;
     }
-    let ms = u64::try_from(total).map_err(|_| format!("duration {text:?} is too large"))?;
-    Ok(Duration::from_millis(ms))
+    let nanos = u64::try_from(total).map_err(|_| too_large())?;
+    Ok(Duration::from_nanos(nanos))
 }
 
 /// Parses "256MiB", "8MiB", "64KiB", "1GiB", "100kB", "512B" or a plain byte count.
@@ -256,23 +308,11 @@ impl<'e> Section<'e> {
     }
 
     pub fn duration(&mut self, key: &str, default: Duration) -> Duration {
-        self.parse(key, default, |v| match v {
-            toml::Value::String(s) => parse_duration(s),
-            other => Err(format!(
-                "expected a duration string such as \"30s\", got {}",
-                other.type_str()
-            )),
-        })
+        self.parse(key, default, as_duration)
     }
 
     pub fn opt_duration(&mut self, key: &str) -> Option<Duration> {
-        self.parse(key, None, |v| match v {
-            toml::Value::String(s) => parse_duration(s).map(Some),
-            other => Err(format!(
-                "expected a duration string such as \"30s\", got {}",
-                other.type_str()
-            )),
-        })
+        self.parse(key, None, |v| as_duration(v).map(Some))
     }
 
     pub fn size(&mut self, key: &str, default: u64) -> u64 {
@@ -385,6 +425,24 @@ impl<'e> Section<'e> {
     }
 }
 
+/// A config duration: what `parse_duration` reads, 0 or at least 1ms (TTLs and
+/// timeouts reach the store in whole milliseconds, where less would become 0).
+pub fn as_duration(v: &toml::Value) -> Result<Duration, String> {
+    let toml::Value::String(s) = v else {
+        return Err(format!(
+            "expected a duration string such as \"30s\", got {}",
+            v.type_str()
+        ));
+    };
+    let d = parse_duration(s)?;
+    if !d.is_zero() && d < Duration::from_millis(1) {
+        return Err(format!(
+            "{s:?} is under 1ms; gatehouse keeps time in whole milliseconds: use 0 or at least \"1ms\""
+        ));
+    }
+    Ok(d)
+}
+
 pub fn as_string(v: &toml::Value) -> Result<String, String> {
     match v {
         toml::Value::String(s) => Ok(s.clone()),
@@ -425,6 +483,117 @@ mod tests {
         assert!(parse_duration("10").unwrap_err().contains("no unit"));
         assert!(parse_duration("10x").unwrap_err().contains("unknown unit"));
         assert!(parse_duration("abc").is_err());
+    }
+
+    #[test]
+    fn durations_take_decimals_exact_to_the_nanosecond() {
+        let ms = Duration::from_millis;
+        assert_eq!(parse_duration("1.5s").unwrap(), ms(1500));
+        assert_eq!(parse_duration("0.5m").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("1.25h").unwrap(), Duration::from_secs(4500));
+        assert_eq!(
+            parse_duration("2.5ms").unwrap(),
+            Duration::from_micros(2500)
+        );
+        assert_eq!(parse_duration(".5s").unwrap(), ms(500));
+        assert_eq!(parse_duration("1.s").unwrap(), Duration::from_secs(1));
+        assert_eq!(
+            parse_duration("0.1s").unwrap(),
+            ms(100),
+            "no float rounding"
+        );
+        assert_eq!(
+            parse_duration("0.3s").unwrap(),
+            ms(300),
+            "no float rounding"
+        );
+        assert_eq!(parse_duration("0.5d").unwrap(), Duration::from_secs(43_200));
+        assert_eq!(
+            parse_duration("1.000000000000000000000001s").unwrap(),
+            Duration::from_secs(1),
+            "digits past nanoseconds are dropped"
+        );
+        assert!(parse_duration(".s").unwrap_err().contains("not a number"));
+        assert!(parse_duration("1.5")
+            .unwrap_err()
+            .contains("no unit after 1.5"));
+    }
+
+    #[test]
+    fn durations_take_go_and_envoy_units() {
+        assert_eq!(parse_duration("300ns").unwrap(), Duration::from_nanos(300));
+        assert_eq!(parse_duration("100us").unwrap(), Duration::from_micros(100));
+        assert_eq!(
+            parse_duration("100\u{b5}s").unwrap(),
+            Duration::from_micros(100)
+        );
+        assert_eq!(
+            parse_duration("100\u{3bc}s").unwrap(),
+            Duration::from_micros(100)
+        );
+        assert_eq!(parse_duration("2d").unwrap(), Duration::from_secs(172_800));
+        // Compound, in any order, as Go reads them.
+        assert_eq!(
+            parse_duration("1h30m15.5s").unwrap(),
+            Duration::from_millis(5_415_500)
+        );
+        assert_eq!(parse_duration("1m1h").unwrap(), Duration::from_secs(3660));
+        assert_eq!(
+            parse_duration("1s500ms").unwrap(),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(parse_duration(" 30s ").unwrap(), Duration::from_secs(30));
+        for bad in [
+            "-1s", "+1s", "1 s", "1h 30m", "1sec", "1S", "1H", "s", "1.2.3s", "1e3s",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} should be refused");
+        }
+        assert!(parse_duration("-1s").unwrap_err().contains("sign"));
+        assert!(parse_duration("5sec").unwrap_err().contains("\"sec\""));
+        assert!(parse_duration("5sec").unwrap_err().contains("ns, us"));
+        assert!(parse_duration("1000000000000d")
+            .unwrap_err()
+            .contains("too large"));
+        assert!(parse_duration("99999999999999999999999999999999999999999s")
+            .unwrap_err()
+            .contains("too large"));
+    }
+
+    #[test]
+    fn a_bad_duration_is_an_error_naming_its_key() {
+        let mut errors = Vec::new();
+        let mut known = BTreeSet::new();
+        let table: toml::Table =
+            "a = \"1.5x\"\nb = \"500us\"\nc = 5\nd = \"1.5s\"\ne = \"0.5m\"\nf = \"0\""
+                .parse()
+                .unwrap();
+        let mut s = Section::new("origin", "origin", table, &mut errors, &mut known);
+        let fallback = Duration::from_secs(7);
+        assert_eq!(s.duration("a", fallback), fallback);
+        assert_eq!(s.duration("b", fallback), fallback);
+        assert_eq!(s.opt_duration("c"), None);
+        assert_eq!(s.duration("d", fallback), Duration::from_millis(1500));
+        assert_eq!(s.opt_duration("e"), Some(Duration::from_secs(30)));
+        assert_eq!(s.duration("f", fallback), Duration::ZERO);
+        s.finish();
+        let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["origin.a", "origin.b", "origin.c"], "{errors:?}");
+        assert!(
+            errors[0].to_string().starts_with("origin.a: "),
+            "{}",
+            errors[0]
+        );
+        assert!(
+            errors[0].message.contains("unknown unit \"x\""),
+            "{}",
+            errors[0]
+        );
+        assert!(errors[1].message.contains("under 1ms"), "{}", errors[1]);
+        assert!(
+            errors[2].message.contains("duration string"),
+            "{}",
+            errors[2]
+        );
     }
 
     #[test]

@@ -219,7 +219,17 @@ pub fn reload(state: &AppState) -> Result<(), ReloadError> {
                 .config_reloads_total
                 .with_label_values(&["invalid"])
                 .inc();
-            tracing::error!(path = %path.display(), error = %e, "config reload rejected; the running config stays");
+            match &e {
+                ReloadError::Invalid(problems) => tracing::error!(
+                    path = %path.display(),
+                    problems = ?problems,
+                    "config reload rejected; the running config stays: {e}"
+                ),
+                ReloadError::NoFile => tracing::error!(
+                    path = %path.display(),
+                    "config reload rejected; the running config stays: {e}"
+                ),
+            }
             Err(e)
         }
     }

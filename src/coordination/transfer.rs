@@ -3,7 +3,8 @@
 //! token's SHA-256, for at most 300 s, bound to an audience. A claim checks the
 //! audience and deletes in one atomic step, so exactly one claim wins and a claim
 //! for the wrong audience consumes nothing. A claim of a used, expired or unknown
-//! token is counted and logged as a warning, never with the token.
+//! token is counted and logged (at info: the caller's mistake or a replay, not a
+//! fault of gatehouse), never with the token.
 
 use std::time::Duration;
 
@@ -86,13 +87,13 @@ pub async fn claim(
     match result? {
         TransferClaim::Claimed(bytes) => Ok(Claim::Claimed(parse_payload(bytes))),
         TransferClaim::AudienceMismatch => {
-            tracing::warn!(%audience, "transfer claimed for the wrong audience; not consumed");
+            tracing::info!(%audience, "transfer claimed for the wrong audience; not consumed");
             Ok(Claim::AudienceMismatch)
         }
         TransferClaim::Gone => {
             // A replay, a late claim or a guess: worth a look, but the token is a
             // secret and stays out of the log (a hash prefix lets claims be correlated).
-            tracing::warn!(%audience, token_sha256_prefix = &hash[..12], "transfer claim refused: used, expired or unknown");
+            tracing::info!(%audience, token_sha256_prefix = &hash[..12], "transfer claim refused: used, expired or unknown");
             Ok(Claim::Gone)
         }
     }

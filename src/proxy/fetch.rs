@@ -67,7 +67,11 @@ pub async fn pass(
     let incoming = incoming.map_err(origin::ClientBodyError);
     let limited = http_body_util::Limited::new(incoming, max_body as usize);
     let out = Request::from_parts(parts, body::boxed(limited));
-    match state.origin.send(out).await {
+    match state
+        .origin
+        .send(out, route.map_or("none", Route::label))
+        .await
+    {
         Ok(resp) => {
             count_origin(state, "ok");
             if resp.status().is_success() && route.is_some_and(|r| r.config.revoke_on_success) {
@@ -310,7 +314,8 @@ impl Miss {
             "gatehouse; fwd=miss; detail={}",
             NoCacheReason::Range.label()
         );
-        match self.state.origin.send(req).await {
+        let route = self.route.as_deref().map_or("none", Route::label);
+        match self.state.origin.send(req, route).await {
             Ok(resp) => {
                 count_origin(&self.state, "ok");
                 Ok(respond::from_origin(resp, parts.version, &status))
@@ -596,7 +601,11 @@ impl Miss {
         let (began, response_time, mut parts, incoming) = loop {
             let began = Began::now();
             let req = self.fill_request(conditional);
-            let resp = match state.origin.send(req).await {
+            let resp = match state
+                .origin
+                .send(req, route.map_or("none", Route::label))
+                .await
+            {
                 Ok(r) => r,
                 Err(e) => {
                     count_origin(state, origin_label(&e));

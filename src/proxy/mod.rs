@@ -83,9 +83,7 @@ pub async fn handle(
         let resp = e.into_response();
         state
             .metrics
-            .requests_total
-            .with_label_values(&["none", resp.status().as_str()])
-            .inc();
+            .observe_request("none", resp.status(), None, started.elapsed());
         return resp;
     }
     if runtime.config.cache.purge_method && req.method().as_str() == "PURGE" {
@@ -119,15 +117,12 @@ pub async fn handle(
             r
         }
     };
-    state
-        .metrics
-        .requests_total
-        .with_label_values(&[label, resp.status().as_str()])
-        .inc();
-    state
-        .metrics
-        .request_duration_seconds
-        .observe(started.elapsed().as_secs_f64());
+    state.metrics.observe_request(
+        label,
+        resp.status(),
+        resp.headers().get("cache-status"),
+        started.elapsed(),
+    );
     resp
 }
 

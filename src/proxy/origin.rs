@@ -3,7 +3,8 @@
 //! `X-Forwarded-For/-Proto/-Host`.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Uri, Version};
@@ -14,6 +15,7 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::body::Body;
 use crate::config::OriginConfig;
+use crate::metrics::Metrics;
 
 /// Why the origin gave no response head.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +49,17 @@ impl std::error::Error for ClientBodyError {
 }
 
 impl OriginError {
+    /// The `result` label of `gatehouse_origin_requests_total` and
+    /// `gatehouse_origin_duration_seconds`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            OriginError::Timeout => "timeout",
+            OriginError::Unreachable(_) => "unreachable",
+            OriginError::BodyTooLarge => "body_too_large",
+            OriginError::ClientBody => "client_body_error",
+        }
+    }
+
     pub fn into_error(self) -> crate::error::Error {
         match self {
             OriginError::Unreachable(d) => crate::error::Error::origin_unreachable(&d),
@@ -64,17 +77,15 @@ impl OriginError {
 
 pub struct Origin {
     client: Client<HttpConnector, Body>,
-    /// `gatehouse_origin_interim_responses_total{status}`.
-    interim: prometheus::IntCounterVec,
     scheme: http::uri::Scheme,
     authority: http::uri::Authority,
     timeout: Duration,
     preserve_host: bool,
+    metrics: Arc<Metrics>,
 }
 
 impl Origin {
-    /// `interim` counts the origin's 1xx responses by status.
-    pub fn new(cfg: &OriginConfig, interim: prometheus::IntCounterVec) -> Origin {
+    pub fn new(cfg: &OriginConfig, metrics: Arc<Metrics>) -> Origin {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(cfg.connect_timeout));
         connector.set_nodelay(true);
@@ -86,7 +97,6 @@ impl Origin {
             .build(connector);
         Origin {
             client,
-            interim,
             scheme: cfg.url.scheme().cloned().unwrap_or(http::uri::Scheme::HTTP),
             authority: cfg
                 .url
@@ -95,6 +105,7 @@ impl Origin {
                 .expect("validated origin has a host"),
             timeout: cfg.timeout,
             preserve_host: cfg.preserve_host,
+            metrics,
         }
     }
 
@@ -112,14 +123,34 @@ impl Origin {
             .expect("scheme, authority and path make a URI")
     }
 
-    /// Sends a request whose headers were already prepared with `prepare_request`.
-    ///
-    /// 1xx interim responses (103 Early Hints, 102 Processing) that come before the
-    /// final one are counted and dropped: hyper's client hands them to a callback
-    /// only, so their fields (a 103's `Link`) never reach the final response, the
-    /// cache or the client (hyper's server has no way to send them on, h1 or h2).
-    pub async fn send(&self, mut req: Request<Body>) -> Result<Response<Incoming>, OriginError> {
-        let interim = self.interim.clone();
+    /// Sends a request whose headers were already prepared with `prepare_request`,
+    /// timed up to the response head in `gatehouse_origin_duration_seconds{route,result}`
+    /// (`route`: the route's metric label, "none" without one).
+    pub async fn send(
+        &self,
+        req: Request<Body>,
+        route: &str,
+    ) -> Result<Response<Incoming>, OriginError> {
+        let started = Instant::now();
+        let out = self.send_untimed(req).await;
+        let result = out.as_ref().map_or_else(OriginError::label, |_| "ok");
+        self.metrics
+            .origin_duration_seconds
+            .with_label_values(&[route, result])
+            .observe(started.elapsed().as_secs_f64());
+        out
+    }
+
+    async fn send_untimed(
+        &self,
+        mut req: Request<Body>,
+    ) -> Result<Response<Incoming>, OriginError> {
+        // 1xx interim responses (103 Early Hints, 102 Processing) that come before
+        // the final one are counted and dropped: hyper's client hands them to a
+        // callback only, so their fields (a 103's `Link`) never reach the final
+        // response, the cache or the client (hyper's server has no way to send them
+        // on, h1 or h2).
+        let interim = self.metrics.origin_interim_responses_total.clone();
         hyper::ext::on_informational(&mut req, move |res| {
             let status = res.status();
             tracing::debug!(
