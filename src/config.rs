@@ -83,6 +83,8 @@ pub const MIN_API_TOKEN_BYTES: usize = 32;
 pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(2);
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 pub const DEFAULT_LOG_FORMAT: &str = "text";
+/// Every request gets an access line unless sampled down.
+pub const DEFAULT_ACCESS_SAMPLE: f64 = 1.0;
 
 /// The whole configuration, typed and defaulted.
 #[derive(Clone, Debug, PartialEq)]
@@ -361,6 +363,8 @@ pub struct RouteConfig {
     /// The route matches only requests for these authorities (patterns as in
     /// `server.hosts`); empty: any.
     pub hosts: Vec<String>,
+    /// This route's `log.access_sample` (0: no access lines).
+    pub access_sample: Option<f64>,
     pub ttl: Option<Duration>,
     pub override_ttl: bool,
     pub negative_ttl: Option<Duration>,
@@ -474,6 +478,10 @@ pub struct ReloadConfig {
 pub struct LogConfig {
     pub level: String,
     pub format: String,
+    /// One access line per proxied request (target `access`).
+    pub access: bool,
+    /// The fraction of requests given an access line (5xx always, unless 0).
+    pub access_sample: f64,
 }
 
 const SECTIONS: &[&str] = &[
@@ -1011,6 +1019,18 @@ impl Config {
                 err(key, "must be greater than 0s".into());
             }
         }
+        let fraction = |f: f64| (0.0..=1.0).contains(&f);
+        if !fraction(self.log.access_sample) {
+            err("log.access_sample", "must be from 0 to 1".into());
+        }
+        for (i, r) in self.routes.iter().enumerate() {
+            if r.access_sample.is_some_and(|f| !fraction(f)) {
+                err(
+                    &format!("routes[{i}].access_sample"),
+                    "must be from 0 to 1 (0: no access lines for this route)".into(),
+                );
+            }
+        }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             err("log.format", "must be \"text\" or \"json\"".into());
         }
@@ -1051,6 +1071,7 @@ impl RouteConfig {
             path: path.to_string(),
             methods: vec![http::Method::GET, http::Method::HEAD],
             hosts: Vec::new(),
+            access_sample: None,
             ttl: None,
             override_ttl: false,
             negative_ttl: None,
@@ -1552,6 +1573,8 @@ fn read(
     let log = LogConfig {
         level: s.string("level", DEFAULT_LOG_LEVEL),
         format: s.string("format", DEFAULT_LOG_FORMAT),
+        access: s.bool("access", true),
+        access_sample: s.f64("access_sample", DEFAULT_ACCESS_SAMPLE),
     };
     s.finish();
 
@@ -1641,6 +1664,7 @@ fn read_route(s: &mut Section<'_>) -> RouteConfig {
         path,
         methods,
         hosts: read_hosts(s, "hosts"),
+        access_sample: s.opt_f64("access_sample"),
         ttl: s.opt_duration("ttl"),
         override_ttl: s.bool("override", false),
         negative_ttl: s.opt_duration("negative_ttl"),

@@ -31,6 +31,27 @@ async fn api(gh: &Gatehouse, method: reqwest::Method, path: &str, body: Value) -
 /// Starts the binary with `log` as the `[log]` section, makes one request that is
 /// refused (401) and one proxied, stops it, and returns its stderr.
 fn run_binary_and_read_its_log(log: &str) -> String {
+    run_binary(log, async |proxy| {
+        let client = reqwest::Client::new();
+        let r = client
+            .get(format!("http://127.0.0.1:{proxy}/me"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        let r = client
+            .get(format!("http://127.0.0.1:{proxy}/x"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    })
+}
+
+/// Starts the binary (routes `/me` auth-required, `/quiet` with no access lines,
+/// `/x` anything else), runs `requests` against its proxy port, stops it, and returns
+/// its stderr.
+fn run_binary(log: &str, requests: impl AsyncFnOnce(u16)) -> String {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let origin = rt.block_on(TestOrigin::start(|_| Reply::ok("o")));
     let dir = tempfile::tempdir().unwrap();
@@ -40,7 +61,8 @@ fn run_binary_and_read_its_log(log: &str) -> String {
         &path,
         format!(
             "[server]\nlisten = \"127.0.0.1:{proxy}\"\napi_listen = \"127.0.0.1:{api}\"\nadmin_listen = \"127.0.0.1:{admin}\"\n\
-             [origin]\nurl = \"{}\"\n[auth]\nhs_secret = \"{HS_SECRET}\"\n[[routes]]\npath = \"/me\"\nauth = \"required\"\n{log}\n",
+             [origin]\nurl = \"{}\"\n[auth]\nhs_secret = \"{HS_SECRET}\"\n[[routes]]\npath = \"/me\"\nauth = \"required\"\n\
+             [[routes]]\npath = \"/quiet\"\naccess_sample = 0\n{log}\n",
             origin.url()
         ),
     )
@@ -75,18 +97,7 @@ fn run_binary_and_read_its_log(log: &str) -> String {
             .await,
             "gatehouse did not start"
         );
-        let r = client
-            .get(format!("http://127.0.0.1:{proxy}/me"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 401);
-        let r = client
-            .get(format!("http://127.0.0.1:{proxy}/x"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
+        requests(proxy).await;
     });
     let pid = child.id().to_string();
     assert!(Command::new("kill")
@@ -96,6 +107,77 @@ fn run_binary_and_read_its_log(log: &str) -> String {
         .success());
     assert!(child.wait().unwrap().success());
     reader.join().unwrap()
+}
+
+#[test]
+fn every_request_has_an_id_and_one_access_line() {
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({"sub": "alice", "exp": 4_000_000_000u64}),
+        &jsonwebtoken::EncodingKey::from_secret(HS_SECRET.as_bytes()),
+    )
+    .unwrap();
+    let t = token.clone();
+    let log = run_binary("[log]\nformat = \"json\"", async move |proxy| {
+        let client = reqwest::Client::new();
+        let url = |p: &str| format!("http://127.0.0.1:{proxy}{p}");
+        let r = client
+            .get(url("/me"))
+            .bearer_auth(&t)
+            .header("x-request-id", "req-42")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            r.headers()["x-request-id"],
+            "req-42",
+            "the client's id is echoed"
+        );
+        let r = client
+            .get(url("/x/./%61"))
+            .header("x-request-id", "not a valid id")
+            .send()
+            .await
+            .unwrap();
+        let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+        assert_eq!(id.len(), 32, "an implausible id is replaced: {id}");
+        assert_eq!(
+            client.get(url("/quiet")).send().await.unwrap().status(),
+            200
+        );
+        assert_eq!(client.get(url("/me")).send().await.unwrap().status(), 401);
+    });
+    let access: Vec<Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["target"] == "access")
+        .collect();
+    assert_eq!(
+        access.len(),
+        3,
+        "one line per request, none for /quiet: {log}"
+    );
+    let me = &access[0];
+    assert_eq!(me["request_id"], "req-42");
+    assert_eq!(me["method"], "GET");
+    assert_eq!(me["path"], "/me");
+    assert_eq!(me["route"], "/me");
+    assert_eq!(me["status"], 200);
+    assert_eq!(me["user"], "alice", "the verified sub");
+    assert!(me["duration_ms"].as_f64().unwrap() > 0.0);
+    assert!(me["origin_ms"].as_f64().unwrap() > 0.0, "{me}");
+    assert!(me["cache"].as_str().unwrap().starts_with("gatehouse;"));
+    assert_eq!(me["client"], "127.0.0.1");
+    let other = &access[1];
+    assert_eq!(other["path"], "/x/a", "the canonical target");
+    assert_eq!(other["route"], "none");
+    assert_eq!(other["bytes"], "1");
+    let refused = &access[2];
+    assert_eq!(refused["status"], 401);
+    assert_eq!(refused["user"], "-");
+    assert!(refused["origin_ms"].is_null());
+    assert!(!log.contains(&token), "the token is never logged");
 }
 
 #[test]
@@ -570,6 +652,28 @@ auth = "required"
         missing.is_empty(),
         "the chart uses metrics gatehouse does not expose: {missing:?}\nexposed: {:?}",
         families.keys().collect::<Vec<_>>()
+    );
+    gh.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_request_id_reaches_the_origin_and_comes_back() {
+    let origin = TestOrigin::start(|_| Reply::ok("o")).await;
+    let gh = Gatehouse::start("", &origin).await;
+    let r = gh
+        .client
+        .get(gh.url("/a"))
+        .header("x-request-id", "trace-7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "trace-7");
+    assert_eq!(origin.last().unwrap().headers["x-request-id"], "trace-7");
+    let r = gh.get("/b").await;
+    let made = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert_eq!(
+        origin.last().unwrap().headers["x-request-id"],
+        made.as_str()
     );
     gh.shutdown().await;
 }

@@ -307,6 +307,19 @@ impl<'e> Section<'e> {
         })
     }
 
+    pub fn opt_f64(&mut self, key: &str) -> Option<f64> {
+        self.parse(key, None, |v| match v {
+            toml::Value::Float(f) => Ok(Some(*f)),
+            toml::Value::Integer(i) => Ok(Some(*i as f64)),
+            toml::Value::String(s) => s
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| format!("expected a number such as 0.1, got {s:?}")),
+            other => Err(format!("expected a number, got {}", other.type_str())),
+        })
+    }
+
     pub fn duration(&mut self, key: &str, default: Duration) -> Duration {
         self.parse(key, default, as_duration)
     }

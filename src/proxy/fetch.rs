@@ -272,6 +272,9 @@ pub struct Miss {
     /// The id this request's fetch is coalesced under (per instance and per fleet):
     /// `key.id`, or its variant's id once the URL's Vary index is known.
     pub flight: Arc<str>,
+    /// Microseconds the fill's origin request took (0: none yet), shared with the
+    /// detached fill task, for the access log.
+    pub origin_time: Arc<std::sync::atomic::AtomicU64>,
     /// The stored entry the request could not use as is: revalidated, and the
     /// `stale-if-error` fallback.
     pub stale: Option<Arc<Entry>>,
@@ -450,6 +453,22 @@ impl Miss {
         lease: Option<String>,
         detail: &str,
     ) -> Result<Response<Body>, Error> {
+        let mut answer = self.finish_fill(guard, lease, detail).await;
+        // The fill ran in its own task: its origin time reaches the access log here.
+        let micros = self.origin_time.load(std::sync::atomic::Ordering::Relaxed);
+        if let (Ok(resp), true) = (&mut answer, micros > 0) {
+            resp.extensions_mut()
+                .insert(origin::OriginTime(Duration::from_micros(micros)));
+        }
+        answer
+    }
+
+    async fn finish_fill(
+        &self,
+        guard: Option<LeaderGuard>,
+        lease: Option<String>,
+        detail: &str,
+    ) -> Result<Response<Body>, Error> {
         let ctx = self.clone_for_task();
         let task = tokio::spawn(async move { ctx.run_fill(guard, lease).await });
         let filled = task
@@ -531,6 +550,7 @@ impl Miss {
             route: self.route.clone(),
             key: self.key.clone(),
             flight: self.flight.clone(),
+            origin_time: self.origin_time.clone(),
             stale: self.stale.clone(),
         }
     }
@@ -614,6 +634,10 @@ impl Miss {
                     return Filled::Failed(e);
                 }
             };
+            if let Some(t) = resp.extensions().get::<origin::OriginTime>() {
+                self.origin_time
+                    .store(t.0.as_micros() as u64, std::sync::atomic::Ordering::Relaxed);
+            }
             count_origin(state, "ok");
             let response_time = now_ms();
             let (mut parts, incoming) = resp.into_parts();

@@ -28,6 +28,7 @@
 //! Every response carries `Cache-Status` (RFC 9211); gatehouse's own targeted field
 //! (`cache.targeted_fields`) never leaves.
 
+pub mod access;
 pub mod authorize;
 pub mod cache_key;
 pub mod cache_policy;
@@ -46,6 +47,7 @@ use std::time::Instant;
 
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
+use tracing::Instrument;
 
 use crate::app::AppState;
 use crate::body::Body;
@@ -69,33 +71,86 @@ impl crate::server::Handler for Proxy {
     }
 }
 
-/// Handles one proxied request and records its metrics.
+/// Handles one proxied request: its id, its metrics and its access line.
 pub async fn handle(
     state: &Arc<AppState>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     peer: SocketAddr,
     tls: bool,
 ) -> Response<Body> {
     let started = Instant::now();
     let runtime = state.runtime.load_full();
-    let mut req = req;
-    if let Err(e) = inbound::canonicalize(&mut req, &runtime.config, tls, &state.metrics) {
-        let resp = e.into_response();
-        state
-            .metrics
-            .observe_request("none", resp.status(), None, started.elapsed());
-        return resp;
+    let id = access::request_id(req.headers());
+    req.headers_mut().insert(access::REQUEST_ID, id.clone());
+    let method = req.method().clone();
+    let span = tracing::info_span!("request", id = id.to_str().unwrap_or("-"));
+    let mut user = None;
+    let (mut resp, route) = route_and_serve(state, &runtime, req, peer, tls, &mut user)
+        .instrument(span.clone())
+        .await;
+    let label = route.as_deref().map_or("none", Route::label);
+    let elapsed = started.elapsed();
+    state.metrics.observe_request(
+        label,
+        resp.status(),
+        resp.headers().get("cache-status"),
+        elapsed,
+    );
+    let log = &runtime.config.log;
+    if log.access && access::wanted(log.access_sample, route.as_deref(), resp.status()) {
+        let _in = span.enter();
+        let path = resp
+            .extensions()
+            .get::<CanonicalTarget>()
+            .map_or("-", |t| t.0.as_str());
+        access::log(
+            &access::Line {
+                method: &method,
+                path,
+                route: label,
+                status: resp.status(),
+                duration: elapsed,
+                origin: resp.extensions().get::<origin::OriginTime>().map(|t| t.0),
+                user: user.as_deref(),
+                peer,
+                request_id: &id,
+            },
+            &resp,
+        );
     }
+    resp.headers_mut().insert(access::REQUEST_ID, id);
+    resp
+}
+
+/// The canonical target a response answered, for its access line.
+#[derive(Clone, Debug)]
+struct CanonicalTarget(http::uri::PathAndQuery);
+
+/// Canonicalises, routes and serves; answers with the route that matched. `user`
+/// gets the verified subject.
+async fn route_and_serve(
+    state: &Arc<AppState>,
+    runtime: &Runtime,
+    mut req: Request<Incoming>,
+    peer: SocketAddr,
+    tls: bool,
+    user: &mut Option<String>,
+) -> (Response<Body>, Option<Arc<Route>>) {
+    if let Err(e) = inbound::canonicalize(&mut req, &runtime.config, tls, &state.metrics) {
+        return (e.into_response(), None);
+    }
+    let target = req.uri().path_and_query().cloned().map(CanonicalTarget);
+    let with_target = |mut resp: Response<Body>| {
+        if let Some(t) = target.clone() {
+            resp.extensions_mut().insert(t);
+        }
+        resp
+    };
     if runtime.config.cache.purge_method && req.method().as_str() == "PURGE" {
-        let resp = purge(state, &runtime, req.uri(), peer)
+        let resp = purge(state, runtime, req.uri(), peer)
             .await
             .unwrap_or_else(Error::into_response);
-        state
-            .metrics
-            .requests_total
-            .with_label_values(&["none", resp.status().as_str()])
-            .inc();
-        return resp;
+        return (with_target(resp), None);
     }
     let host = req
         .headers()
@@ -103,10 +158,7 @@ pub async fn handle(
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
     let route = runtime.router.find(req.method(), host, req.uri().path());
-    // Held so the label borrows from it after `route` moves on.
-    let labelled = route.clone();
-    let label = labelled.as_deref().map_or("none", |r| r.label());
-    let resp = match serve(state, &runtime, req, peer, tls, route).await {
+    let resp = match serve(state, runtime, req, peer, tls, route.clone(), user).await {
         Ok(r) => r,
         Err(e) => {
             let mut r = e.into_response();
@@ -117,13 +169,7 @@ pub async fn handle(
             r
         }
     };
-    state.metrics.observe_request(
-        label,
-        resp.status(),
-        resp.headers().get("cache-status"),
-        started.elapsed(),
-    );
-    resp
+    (with_target(resp), route)
 }
 
 async fn serve(
@@ -133,8 +179,10 @@ async fn serve(
     peer: SocketAddr,
     tls: bool,
     route: Option<Arc<Route>>,
+    user: &mut Option<String>,
 ) -> Result<Response<Body>, Error> {
     let who = authorize::authorize(state, runtime, route.as_deref(), req.headers_mut()).await?;
+    *user = who.sub().map(str::to_string);
     let has_gates = route
         .as_deref()
         .is_some_and(|r| r.config.capacity.is_some() || r.config.lock.is_some());
@@ -286,6 +334,7 @@ async fn forward_to_cache_or_origin(
         tls,
         route,
         flight: key.id.clone(),
+        origin_time: Default::default(),
         key,
         stale,
         credentials: has_auth,

@@ -75,6 +75,11 @@ impl OriginError {
     }
 }
 
+/// How long the origin took to answer a request's head, carried in the response's
+/// extensions (for the access log).
+#[derive(Clone, Copy, Debug)]
+pub struct OriginTime(pub Duration);
+
 pub struct Origin {
     client: Client<HttpConnector, Body>,
     scheme: http::uri::Scheme,
@@ -132,12 +137,16 @@ impl Origin {
         route: &str,
     ) -> Result<Response<Incoming>, OriginError> {
         let started = Instant::now();
-        let out = self.send_untimed(req).await;
+        let mut out = self.send_untimed(req).await;
+        let elapsed = started.elapsed();
         let result = out.as_ref().map_or_else(OriginError::label, |_| "ok");
         self.metrics
             .origin_duration_seconds
             .with_label_values(&[route, result])
-            .observe(started.elapsed().as_secs_f64());
+            .observe(elapsed.as_secs_f64());
+        if let Ok(resp) = &mut out {
+            resp.extensions_mut().insert(OriginTime(elapsed));
+        }
         out
     }
 
