@@ -471,6 +471,15 @@ for entry in "${value_sets[@]}"; do
     { cat "$out/$name.template.log" >&2; fail "$name: helm template failed"; }
   validate_rendered "$name" "$out/$name.yaml"
 done
+# A native sidecar needs Kubernetes >= 1.29: older clusters are refused by the chart.
+step="sidecar-app: native on Kubernetes 1.28 refused"
+if helm template checkin "$sidecar_app" --kube-version 1.28.0 --set gatehouse.sidecar.native=true \
+  >/dev/null 2>"$out/native-1.28.log"; then
+  fail "sidecar.native rendered for Kubernetes 1.28, which has no native sidecars"
+fi
+grep -q 'sidecar.native needs Kubernetes >= 1.29' "$out/native-1.28.log" ||
+  { cat "$out/native-1.28.log" >&2; fail "sidecar.native on 1.28 was refused, but not by the chart's check"; }
+echo "  native on Kubernetes 1.28: refused"
 
 step="yamllint of the values files"
 "$yl" --strict -c charts/.yamllint "$chart/Chart.yaml" "$chart/values.yaml" "$chart"/ci/*.yaml \
@@ -542,7 +551,7 @@ helm dependency build "$sidecar_app" >"$out/sidecar-app.dep.log" 2>&1 ||
   { cat "$out/sidecar-app.dep.log" >&2; fail "helm dependency build $sidecar_app failed"; }
 for variant in plain native; do
   name="sidecar-app-$variant"
-  set -- ; [ "$variant" = native ] && set -- --set gatehouse.sidecar.native=true
+  set -- --kube-version 1.30.0; [ "$variant" = native ] && set -- "$@" --set gatehouse.sidecar.native=true
   step="$name: helm lint"
   helm lint --strict "$sidecar_app" "$@" >"$out/$name.lint.log" 2>&1 ||
     { cat "$out/$name.lint.log" >&2; fail "$name: helm lint --strict failed"; }

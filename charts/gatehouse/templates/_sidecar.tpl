@@ -32,6 +32,10 @@ nindent places it. See README.md, "Sidecar".
   image: {{ include "gatehouse.image" . | quote }}
   imagePullPolicy: {{ $v.image.pullPolicy }}
   {{- if $v.sidecar.native }}
+  {{- $kube := .context.Capabilities.KubeVersion.Version }}
+  {{- if not (semverCompare ">=1.29.0-0" $kube) }}
+  {{- fail (printf "gatehouse: sidecar.native needs Kubernetes >= 1.29 (an init container with restartPolicy: Always); this cluster is %s: set gatehouse.sidecar.native=false and list gatehouse.sidecar under containers" $kube) }}
+  {{- end }}
   restartPolicy: Always
   {{- end }}
   command:
