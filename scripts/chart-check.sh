@@ -473,6 +473,8 @@ for entry in "${value_sets[@]}"; do
 done
 # A native sidecar needs Kubernetes >= 1.29: older clusters are refused by the chart.
 step="sidecar-app: native on Kubernetes 1.28 refused"
+[ -d "$sidecar_app/charts" ] || helm dependency build "$sidecar_app" >"$out/sidecar-app.dep2.log" 2>&1 ||
+  { cat "$out/sidecar-app.dep2.log" >&2; fail "helm dependency build $sidecar_app failed"; }
 if helm template checkin "$sidecar_app" --kube-version 1.28.0 --set gatehouse.sidecar.native=true \
   >/dev/null 2>"$out/native-1.28.log"; then
   fail "sidecar.native rendered for Kubernetes 1.28, which has no native sidecars"
