@@ -1,4 +1,5 @@
-//! Micro-benches of the steps every cacheable request takes: cache key derivation,
+//! Micro-benches of the steps every cacheable request takes: making the request
+//! canonical (target, authority, header hygiene), cache key derivation,
 //! `Cache-Control` parsing, the L1 lookup, and the L2 entry encoding.
 //!
 //! `cargo bench --bench hot_paths` (about a minute); results and machine in
@@ -108,6 +109,40 @@ fn cache_key(c: &mut Criterion) {
     g.finish();
 }
 
+/// `proxy::inbound::canonicalize`: what every request pays before routing.
+fn inbound(c: &mut Criterion) {
+    let config = gatehouse::Config::default();
+    let metrics = gatehouse::metrics::Metrics::new();
+    let headers = request_headers();
+    let request = |target: &'static str| {
+        let mut r = http::Request::new(());
+        *r.uri_mut() = Uri::from_static(target);
+        *r.headers_mut() = headers.clone();
+        r
+    };
+    let mut g = c.benchmark_group("inbound");
+    for (name, target) in [
+        ("canonical_already", "/api/participants/7?include=sessions"),
+        (
+            "percent_encoded",
+            "/api/participants/%37/./%7Eprofile?q=a%2fb",
+        ),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter_batched(
+                || request(target),
+                |mut r| {
+                    gatehouse::proxy::inbound::canonicalize(&mut r, &config, false, &metrics)
+                        .unwrap();
+                    r
+                },
+                criterion::BatchSize::SmallInput,
+            )
+        });
+    }
+    g.finish();
+}
+
 fn entry_encoding(c: &mut Criterion) {
     let e = sample_entry();
     let bytes = entry::encode(&e);
@@ -178,6 +213,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = hot_paths;
     config = config();
-    targets = cache_key, cache_control, l1_lookup, entry_encoding
+    targets = inbound, cache_key, cache_control, l1_lookup, entry_encoding
 }
 criterion_main!(hot_paths);
