@@ -100,7 +100,8 @@ impl App {
                 "store not reachable at start; serving from L1 and the origin until it is"
             );
         }
-        let origin = Origin::new(&config.origin, metrics.clone());
+        let origin = Origin::new(&config.origin, metrics.clone())
+            .map_err(|e| anyhow::anyhow!(crate::config::reload::report(&e)))?;
         let cache = Arc::new(Cache::new(&config.cache, store.clone(), metrics.clone()));
         let revocations = Arc::new(Revocations::new(store.clone(), metrics.clone()));
         let state = Arc::new(AppState {

@@ -33,6 +33,7 @@ pub const DEFAULT_ORIGIN_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_ORIGIN_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_ORIGIN_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 pub const DEFAULT_ORIGIN_POOL_MAX_IDLE: u64 = 256;
+pub const DEFAULT_ORIGIN_PROTOCOL: OriginProtocol = OriginProtocol::Http1;
 
 pub const DEFAULT_STORE_URL: &str = "redis://127.0.0.1:6379";
 pub const DEFAULT_KEY_PREFIX: &str = "gatehouse:development";
@@ -261,6 +262,28 @@ pub struct OriginConfig {
     pub pool_max_idle: u64,
     /// Forward the client's `Host` (true, like Envoy) or the origin's authority.
     pub preserve_host: bool,
+    /// The HTTP version spoken to the origin.
+    pub protocol: OriginProtocol,
+    /// PEM CA bundle that verifies an `https://` origin (instead of the system roots).
+    pub ca_file: Option<PathBuf>,
+    /// The TLS server name sent and verified (instead of the URL's host).
+    pub sni: Option<String>,
+    /// Client certificate chain and key presented to an `https://` origin (mTLS).
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
+}
+
+/// `origin.protocol`: how gatehouse speaks to the origin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OriginProtocol {
+    /// HTTP/1.1 (over TLS for `https://`).
+    Http1,
+    /// HTTP/2 without TLS, prior knowledge (`http://` only).
+    H2c,
+    /// HTTP/2 over TLS, ALPN `h2` only (`https://` only).
+    H2,
+    /// `https://`: ALPN offers h2 and http/1.1; `http://`: HTTP/1.1.
+    Auto,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -386,6 +409,8 @@ pub struct RouteConfig {
     pub capacity: Option<CapacityGate>,
     /// `[routes.lock]`: hold a lock for the length of the request.
     pub lock: Option<LockGate>,
+    /// This route's `origin.timeout` (time to the origin's response head).
+    pub timeout: Option<Duration>,
 }
 
 /// Where a capacity gate takes the member id from.
@@ -657,6 +682,56 @@ impl Config {
         if self.origin.connect_timeout.is_zero() {
             err("origin.connect_timeout", "must be greater than 0s".into());
         }
+        let o = &self.origin;
+        let https = o.url.scheme_str() == Some("https");
+        match o.protocol {
+            OriginProtocol::H2 if !https => err(
+                "origin.protocol",
+                "\"h2\" is HTTP/2 over TLS and needs an https:// origin.url; use \"h2c\" for http://".into(),
+            ),
+            OriginProtocol::H2c if https => err(
+                "origin.protocol",
+                "\"h2c\" is HTTP/2 without TLS and needs an http:// origin.url; use \"h2\" for https://".into(),
+            ),
+            _ => {}
+        }
+        for (key, file) in [
+            ("origin.ca_file", &o.ca_file),
+            ("origin.client_cert_file", &o.client_cert_file),
+            ("origin.client_key_file", &o.client_key_file),
+        ] {
+            if let Some(f) = file {
+                if !f.is_file() {
+                    err(key, format!("file {} does not exist", f.display()));
+                } else if !https {
+                    err(key, "applies to an https:// origin.url only".into());
+                }
+            }
+        }
+        match (&o.client_cert_file, &o.client_key_file) {
+            (Some(_), None) => err(
+                "origin.client_key_file",
+                "must be set with origin.client_cert_file".into(),
+            ),
+            (None, Some(_)) => err(
+                "origin.client_cert_file",
+                "must be set with origin.client_key_file".into(),
+            ),
+            _ => {}
+        }
+        if let Some(sni) = &o.sni {
+            if !https {
+                err(
+                    "origin.sni",
+                    "applies to an https:// origin.url only".into(),
+                );
+            } else if rustls_pki_types::ServerName::try_from(sni.as_str()).is_err() {
+                err(
+                    "origin.sni",
+                    format!("{sni:?} is not a DNS name or IP address"),
+                );
+            }
+        }
         let st = &self.store;
         if st.key_prefix.is_empty()
             || st.key_prefix.contains(char::is_whitespace)
@@ -766,6 +841,12 @@ impl Config {
         for (i, r) in self.routes.iter().enumerate() {
             if let Err(m) = crate::routes::PathPattern::parse(&r.path) {
                 err(&format!("routes[{i}].path"), m);
+            }
+            if r.timeout.is_some_and(|t| t.is_zero()) {
+                err(
+                    &format!("routes[{i}].timeout"),
+                    "must be greater than 0s".into(),
+                );
             }
             let earlier = self.routes[..i]
                 .iter()
@@ -1089,6 +1170,7 @@ impl RouteConfig {
             on_store_error: None,
             capacity: None,
             lock: None,
+            timeout: None,
         }
     }
 }
@@ -1402,6 +1484,20 @@ fn read(
         pool_idle_timeout: s.duration("pool_idle_timeout", DEFAULT_ORIGIN_POOL_IDLE_TIMEOUT),
         pool_max_idle: s.u64("pool_max_idle", DEFAULT_ORIGIN_POOL_MAX_IDLE),
         preserve_host: s.bool("preserve_host", true),
+        protocol: s.choice(
+            "protocol",
+            DEFAULT_ORIGIN_PROTOCOL,
+            &[
+                ("http1", OriginProtocol::Http1),
+                ("h2c", OriginProtocol::H2c),
+                ("h2", OriginProtocol::H2),
+                ("auto", OriginProtocol::Auto),
+            ],
+        ),
+        ca_file: s.opt_string("ca_file").map(PathBuf::from),
+        sni: s.opt_string("sni"),
+        client_cert_file: s.opt_string("client_cert_file").map(PathBuf::from),
+        client_key_file: s.opt_string("client_key_file").map(PathBuf::from),
     };
     s.finish();
 
@@ -1670,6 +1766,7 @@ fn read_route(s: &mut Section<'_>) -> RouteConfig {
         negative_ttl: s.opt_duration("negative_ttl"),
         stale_while_revalidate: s.opt_duration("stale_while_revalidate"),
         stale_if_error: s.opt_duration("stale_if_error"),
+        timeout: s.opt_duration("timeout"),
         vary: s
             .strings("vary", &[])
             .into_iter()
@@ -1731,11 +1828,8 @@ fn read_route(s: &mut Section<'_>) -> RouteConfig {
 fn parse_origin_url(text: &str) -> Result<http::Uri, String> {
     let uri: http::Uri = text.parse().map_err(|_| format!("{text:?} is not a URL"))?;
     match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err("https origins are not supported yet; use http:// to a local app".into())
-        }
-        _ => return Err(format!("{text:?} must start with http://")),
+        Some("http") | Some("https") => {}
+        _ => return Err(format!("{text:?} must start with http:// or https://")),
     }
     if uri.authority().is_none() {
         return Err(format!("{text:?} has no host"));

@@ -120,6 +120,17 @@ impl Error {
         )
     }
 
+    /// The TLS handshake with an `https://` origin failed (certificate not trusted,
+    /// wrong name, client certificate refused).
+    pub fn origin_tls_error(detail: &str) -> Error {
+        Error::new(
+            StatusCode::BAD_GATEWAY,
+            "ORIGIN_TLS_ERROR",
+            format!("TLS with the origin failed ({detail})"),
+            Source::Origin,
+        )
+    }
+
     pub fn origin_timeout() -> Error {
         Error::new(
             StatusCode::GATEWAY_TIMEOUT,

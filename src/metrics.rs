@@ -107,6 +107,7 @@ pub struct Metrics {
     pub cache_stores_total: IntCounterVec,
     pub origin_requests_total: IntCounterVec,
     pub origin_interim_responses_total: IntCounterVec,
+    pub grpc_responses_total: IntCounterVec,
     pub origin_duration_seconds: HistogramVec,
     pub coalesced_requests_total: IntCounter,
     pub coalesce_handovers_total: IntCounter,
@@ -254,9 +255,14 @@ impl Metrics {
                 "1xx interim responses (103 Early Hints, 102 Processing, ...) received from the origin, never stored nor forwarded (hyper's server cannot send them), by status",
                 &["status"],
             ),
+            grpc_responses_total: r.counter_vec(
+                "gatehouse_grpc_responses_total",
+                "gRPC responses from the origin (content-type application/grpc*; grpc-status 0 is OK, anything else an error, missing when absent), by status",
+                &["status"],
+            ),
             origin_duration_seconds: r.histogram_vec(
                 "gatehouse_origin_duration_seconds",
-                "Time from sending a request to the origin to its response head or failure, by route and result (ok, timeout, unreachable, body_too_large, client_body_error)",
+                "Time from sending a request to the origin to its response head or failure, by route and result (ok, timeout, unreachable, tls_error, body_too_large, client_body_error)",
                 &["route", "result"],
                 LATENCY_BUCKETS,
             ),

@@ -253,6 +253,9 @@ fn broken_files(dir: &std::path::Path, listen: u16) -> std::path::PathBuf {
     let jwks = write(dir, "jwks.json", "{\"keys\": [");
     let store_ca = write(dir, "redis-ca.crt", not_pem);
     let jwks_ca = write(dir, "jwks-ca.crt", not_pem);
+    let origin_ca = write(dir, "origin-ca.crt", not_pem);
+    let origin_cert = write(dir, "origin-client.crt", not_pem);
+    let origin_key = write(dir, "origin-client.key", not_pem);
     write(
         dir,
         "files.toml",
@@ -271,6 +274,11 @@ algorithms = ["RS256"]
 public_key_files = ["{}"]
 jwks_file = "{}"
 jwks_ca_file = "{}"
+[origin]
+url = "https://127.0.0.1:8443"
+ca_file = "{}"
+client_cert_file = "{}"
+client_key_file = "{}"
 "#,
             tls_cert.display(),
             tls_key.display(),
@@ -278,6 +286,9 @@ jwks_ca_file = "{}"
             public_key.display(),
             jwks.display(),
             jwks_ca.display(),
+            origin_ca.display(),
+            origin_cert.display(),
+            origin_key.display(),
         ),
     )
 }
@@ -289,6 +300,9 @@ const EVERY_FILE_KEY: &[&str] = &[
     "auth.public_key_files[0]",
     "auth.jwks_file",
     "auth.jwks_ca_file",
+    "origin.ca_file",
+    "origin.client_cert_file",
+    "origin.client_key_file",
 ];
 
 #[test]
@@ -297,7 +311,7 @@ fn check_loads_every_file_run_would_and_reports_every_problem_at_once() {
     let path = broken_files(dir.path(), 0);
     let (code, err) = check(&path, &[("GATEHOUSE_ORIGIN_TIMEOUT", "soon")]);
     assert_eq!(code, Some(2), "{err}");
-    assert!(err.contains("(7 problems)"), "{err}");
+    assert!(err.contains("(10 problems)"), "{err}");
     for key in EVERY_FILE_KEY.iter().chain(&["origin.timeout"]) {
         assert!(
             err.contains(&format!("  {key}: ")),
@@ -462,4 +476,30 @@ ttl = "1.5h"
     .unwrap_err();
     let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
     assert_eq!(keys, ["origin.timeout", "routes[0].ttl"], "{errs:?}");
+}
+
+#[test]
+fn origin_tls_and_protocol_keys_are_validated_naming_each_key() {
+    let keys =
+        |text: &str| -> Vec<String> { problems(text, &[]).into_iter().map(|e| e.key).collect() };
+    let k =
+        keys("[origin]\nurl = \"http://127.0.0.1:1\"\nprotocol = \"h2\"\nsni = \"a.example\"\n");
+    assert!(k.contains(&"origin.protocol".to_string()), "{k:?}");
+    assert!(k.contains(&"origin.sni".to_string()), "{k:?}");
+    let k = keys("[origin]\nurl = \"https://127.0.0.1:1\"\nprotocol = \"h2c\"\n");
+    assert_eq!(k, ["origin.protocol"]);
+    let k = keys("[origin]\nprotocol = \"h3\"\n");
+    assert_eq!(k, ["origin.protocol"]);
+    let k = keys(&format!(
+        "[origin]\nurl = \"https://127.0.0.1:1\"\nclient_cert_file = {:?}\n",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml")
+    ));
+    assert_eq!(k, ["origin.client_key_file"]);
+    let k = keys("[[routes]]\npath = \"/a\"\ntimeout = \"0s\"\n");
+    assert_eq!(k, ["routes[0].timeout"]);
+    assert!(Config::from_toml_str(
+        "[origin]\nurl = \"https://app.internal:8443\"\nprotocol = \"auto\"\n",
+        &HashMap::new()
+    )
+    .is_ok());
 }

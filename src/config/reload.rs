@@ -79,8 +79,9 @@ pub fn report(errors: &[ConfigError]) -> String {
 
 /// Loads everything `run` loads from files before it binds a port, as `run` does: the
 /// route table, the JWT verifier (key files and JWKS file; a `jwks_url` is not
-/// fetched), the proxy listener's TLS certificate and key, and the CA bundles of
-/// `store.tls_ca_file` and `auth.jwks_ca_file`. Answers every problem, each with its
+/// fetched), the proxy listener's TLS certificate and key, the CA bundles of
+/// `store.tls_ca_file` and `auth.jwks_ca_file`, and an https origin's `origin.ca_file`,
+/// `origin.client_cert_file` and `origin.client_key_file`. Answers every problem, each with its
 /// key path. `gatehouse check` and `gatehouse run` (through `load_checked`) and
 /// `App::start` all call it, so what would fail a start fails the check.
 pub fn preflight(config: &Config) -> Vec<ConfigError> {
@@ -97,6 +98,11 @@ pub fn preflight(config: &Config) -> Vec<ConfigError> {
     }
     if let Some(tls) = &config.server.tls {
         if let Err(mut e) = crate::server::tls::acceptor(tls) {
+            errors.append(&mut e);
+        }
+    }
+    if config.origin.url.scheme_str() == Some("https") {
+        if let Err(mut e) = crate::proxy::origin::tls_config(&config.origin) {
             errors.append(&mut e);
         }
     }

@@ -254,6 +254,8 @@ pub enum NoCacheReason {
     NoFreshness,
     VaryStar,
     TooLarge,
+    /// A gRPC response (`content-type: application/grpc*`): a call, never a document.
+    Grpc,
 }
 
 impl NoCacheReason {
@@ -271,6 +273,7 @@ impl NoCacheReason {
             NoCacheReason::NoFreshness => "no-freshness",
             NoCacheReason::VaryStar => "vary-star",
             NoCacheReason::TooLarge => "too-large",
+            NoCacheReason::Grpc => "grpc",
         }
     }
 }
@@ -336,6 +339,12 @@ pub fn storable(
     route: Option<&Route>,
     cfg: &CacheConfig,
 ) -> Result<Storable, NoCacheReason> {
+    if response_headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+    {
+        return Err(NoCacheReason::Grpc);
+    }
     let cc = response_directives(response_headers, cfg);
     let rc = route.map(|r| &r.config);
     let override_ttl = rc.is_some_and(|r| r.override_ttl);

@@ -67,11 +67,7 @@ pub async fn pass(
     let incoming = incoming.map_err(origin::ClientBodyError);
     let limited = http_body_util::Limited::new(incoming, max_body as usize);
     let out = Request::from_parts(parts, body::boxed(limited));
-    match state
-        .origin
-        .send(out, route.map_or("none", Route::label))
-        .await
-    {
+    match state.origin.send(out, route).await {
         Ok(resp) => {
             count_origin(state, "ok");
             if resp.status().is_success() && route.is_some_and(|r| r.config.revoke_on_success) {
@@ -110,6 +106,7 @@ fn origin_label(e: &OriginError) -> &'static str {
     match e {
         OriginError::Timeout => "timeout",
         OriginError::Unreachable(_) => "unreachable",
+        OriginError::Tls(_) => "tls_error",
         OriginError::BodyTooLarge => "body_too_large",
         OriginError::ClientBody => "client_body_error",
     }
@@ -317,8 +314,7 @@ impl Miss {
             "gatehouse; fwd=miss; detail={}",
             NoCacheReason::Range.label()
         );
-        let route = self.route.as_deref().map_or("none", Route::label);
-        match self.state.origin.send(req, route).await {
+        match self.state.origin.send(req, self.route.as_deref()).await {
             Ok(resp) => {
                 count_origin(&self.state, "ok");
                 Ok(respond::from_origin(resp, parts.version, &status))
@@ -621,11 +617,7 @@ impl Miss {
         let (began, response_time, mut parts, incoming) = loop {
             let began = Began::now();
             let req = self.fill_request(conditional);
-            let resp = match state
-                .origin
-                .send(req, route.map_or("none", Route::label))
-                .await
-            {
+            let resp = match state.origin.send(req, route).await {
                 Ok(r) => r,
                 Err(e) => {
                     count_origin(state, origin_label(&e));

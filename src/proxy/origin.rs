@@ -9,12 +9,13 @@ use std::time::{Duration, Instant};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use crate::body::Body;
-use crate::config::OriginConfig;
+use crate::config::{ConfigError, OriginConfig, OriginProtocol};
 use crate::metrics::Metrics;
 
 /// Why the origin gave no response head.
@@ -22,6 +23,9 @@ use crate::metrics::Metrics;
 pub enum OriginError {
     /// Connection refused, reset, DNS, connect timeout: 502 `ORIGIN_UNREACHABLE`.
     Unreachable(String),
+    /// The TLS handshake with an `https://` origin failed (untrusted certificate,
+    /// wrong name, client certificate refused): 502 `ORIGIN_TLS_ERROR`.
+    Tls(String),
     /// No response head within `origin.timeout`: 504 `ORIGIN_TIMEOUT`.
     Timeout,
     /// The client's body went past `server.max_body_bytes` while being streamed.
@@ -55,6 +59,7 @@ impl OriginError {
         match self {
             OriginError::Timeout => "timeout",
             OriginError::Unreachable(_) => "unreachable",
+            OriginError::Tls(_) => "tls_error",
             OriginError::BodyTooLarge => "body_too_large",
             OriginError::ClientBody => "client_body_error",
         }
@@ -63,6 +68,7 @@ impl OriginError {
     pub fn into_error(self) -> crate::error::Error {
         match self {
             OriginError::Unreachable(d) => crate::error::Error::origin_unreachable(&d),
+            OriginError::Tls(d) => crate::error::Error::origin_tls_error(&d),
             OriginError::Timeout => crate::error::Error::origin_timeout(),
             OriginError::BodyTooLarge => crate::error::Error::new(
                 http::StatusCode::PAYLOAD_TOO_LARGE,
@@ -81,27 +87,132 @@ impl OriginError {
 pub struct OriginTime(pub Duration);
 
 pub struct Origin {
-    client: Client<HttpConnector, Body>,
+    client: Client<HttpsConnector<HttpConnector>, Body>,
     scheme: http::uri::Scheme,
     authority: http::uri::Authority,
     timeout: Duration,
+    /// The version requests are sent with: HTTP/2 when only h2 is spoken.
+    version: Version,
     preserve_host: bool,
     metrics: Arc<Metrics>,
 }
 
+fn problem(key: &str, message: String) -> ConfigError {
+    ConfigError {
+        key: key.to_string(),
+        message,
+    }
+}
+
+/// The rustls client configuration for an `https://` origin: `origin.ca_file` or the
+/// system roots, the optional client certificate, ALPN by `origin.protocol`. Every
+/// problem, each named by its key.
+pub fn tls_config(cfg: &OriginConfig) -> Result<rustls::ClientConfig, Vec<ConfigError>> {
+    use rustls_pki_types::pem::PemObject;
+    crate::server::tls::install_crypto_provider();
+    let mut errors = Vec::new();
+    let roots = match &cfg.ca_file {
+        Some(path) => crate::server::tls::ca_roots("origin.ca_file", path)
+            .map_err(|e| errors.push(e))
+            .ok(),
+        None => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(c);
+            }
+            Some(roots)
+        }
+    };
+    let client_auth = match (&cfg.client_cert_file, &cfg.client_key_file) {
+        (Some(cert), Some(key)) => {
+            let certs = crate::server::tls::certificates("origin.client_cert_file", cert)
+                .map_err(|e| errors.push(e))
+                .ok();
+            let key = rustls_pki_types::PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| {
+                    errors.push(problem(
+                        "origin.client_key_file",
+                        format!("cannot read a private key from {}: {e}", key.display()),
+                    ))
+                })
+                .ok();
+            certs.zip(key)
+        }
+        _ => None,
+    };
+    let Some(roots) = roots else {
+        return Err(errors);
+    };
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
+    let mut config = match client_auth {
+        Some((certs, key)) => builder.with_client_auth_cert(certs, key).map_err(|e| {
+            vec![problem(
+                "origin.client_cert_file",
+                format!("certificate and origin.client_key_file do not fit: {e}"),
+            )]
+        })?,
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = match cfg.protocol {
+        OriginProtocol::Http1 | OriginProtocol::H2c => vec![b"http/1.1".to_vec()],
+        OriginProtocol::H2 => vec![b"h2".to_vec()],
+        OriginProtocol::Auto => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+    };
+    Ok(config)
+}
+
 impl Origin {
-    pub fn new(cfg: &OriginConfig, metrics: Arc<Metrics>) -> Origin {
+    /// The origin client. Fails only on what `tls_config` refuses (which `preflight`
+    /// reports before a start).
+    pub fn new(cfg: &OriginConfig, metrics: Arc<Metrics>) -> Result<Origin, Vec<ConfigError>> {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(cfg.connect_timeout));
         connector.set_nodelay(true);
-        connector.enforce_http(true);
+        // The TLS layer takes https; plain http is passed through it.
+        connector.enforce_http(false);
+        let https = cfg.url.scheme_str() == Some("https");
+        let tls = if https {
+            tls_config(cfg)?
+        } else {
+            // Never used: an http:// origin is not wrapped in TLS.
+            crate::server::tls::install_crypto_provider();
+            rustls::ClientConfig::builder()
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth()
+        };
+        let resolver: Arc<dyn hyper_rustls::ResolveServerName + Send + Sync> = match cfg
+            .sni
+            .as_deref()
+            .map(rustls_pki_types::ServerName::try_from)
+        {
+            Some(Ok(name)) => Arc::new(hyper_rustls::FixedServerNameResolver::new(name.to_owned())),
+            Some(Err(_)) => {
+                return Err(vec![problem(
+                    "origin.sni",
+                    "is not a DNS name or IP address".into(),
+                )])
+            }
+            None => Arc::new(hyper_rustls::DefaultServerNameResolver::default()),
+        };
+        let connector = HttpsConnector::new(connector, tls, false, resolver);
+        let h2_only = matches!(cfg.protocol, OriginProtocol::H2 | OriginProtocol::H2c);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(cfg.pool_idle_timeout)
             .pool_max_idle_per_host(cfg.pool_max_idle as usize)
             .pool_timer(hyper_util::rt::TokioTimer::new())
+            .timer(hyper_util::rt::TokioTimer::new())
+            .http2_only(h2_only)
             .build(connector);
-        Origin {
+        Ok(Origin {
             client,
+            version: if h2_only {
+                Version::HTTP_2
+            } else {
+                Version::HTTP_11
+            },
             scheme: cfg.url.scheme().cloned().unwrap_or(http::uri::Scheme::HTTP),
             authority: cfg
                 .url
@@ -111,7 +222,7 @@ impl Origin {
             timeout: cfg.timeout,
             preserve_host: cfg.preserve_host,
             metrics,
-        }
+        })
     }
 
     /// The URI the origin is asked for, from the request's path and query.
@@ -131,13 +242,16 @@ impl Origin {
     /// Sends a request whose headers were already prepared with `prepare_request`,
     /// timed up to the response head in `gatehouse_origin_duration_seconds{route,result}`
     /// (`route`: the route's metric label, "none" without one).
+    /// The route's `timeout` replaces `origin.timeout`.
     pub async fn send(
         &self,
         req: Request<Body>,
-        route: &str,
+        route: Option<&crate::routes::Route>,
     ) -> Result<Response<Incoming>, OriginError> {
+        let timeout = route.and_then(|r| r.config.timeout).unwrap_or(self.timeout);
+        let route = route.map_or("none", crate::routes::Route::label);
         let started = Instant::now();
-        let mut out = self.send_untimed(req).await;
+        let mut out = self.send_untimed(req, timeout).await;
         let elapsed = started.elapsed();
         let result = out.as_ref().map_or_else(OriginError::label, |_| "ok");
         self.metrics
@@ -146,6 +260,7 @@ impl Origin {
             .observe(elapsed.as_secs_f64());
         if let Ok(resp) = &mut out {
             resp.extensions_mut().insert(OriginTime(elapsed));
+            count_grpc(resp, &self.metrics);
         }
         out
     }
@@ -153,6 +268,7 @@ impl Origin {
     async fn send_untimed(
         &self,
         mut req: Request<Body>,
+        timeout: Duration,
     ) -> Result<Response<Incoming>, OriginError> {
         // 1xx interim responses (103 Early Hints, 102 Processing) that come before
         // the final one are counted and dropped: hyper's client hands them to a
@@ -170,13 +286,13 @@ impl Origin {
             interim.with_label_values(&[status.as_str()]).inc();
         });
         *req.uri_mut() = self.uri_for(req.uri().path_and_query());
-        *req.version_mut() = Version::HTTP_11;
+        *req.version_mut() = self.version;
         if !self.preserve_host {
             if let Ok(v) = HeaderValue::from_str(self.authority.as_str()) {
                 req.headers_mut().insert(header::HOST, v);
             }
         }
-        match tokio::time::timeout(self.timeout, self.client.request(req)).await {
+        match tokio::time::timeout(timeout, self.client.request(req)).await {
             Err(_) => Err(OriginError::Timeout),
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(e)) => {
@@ -189,6 +305,10 @@ impl Origin {
                         return Err(OriginError::ClientBody);
                     }
                     src = err.source();
+                }
+                if let Some(tls) = tls_error(&e) {
+                    tracing::warn!(error = %tls, origin = %self.authority, "TLS with the origin failed");
+                    return Err(OriginError::Tls(tls.to_string()));
                 }
                 let detail = if e.is_connect() {
                     let mut src: Option<&(dyn std::error::Error + 'static)> = Some(&e);
@@ -211,6 +331,76 @@ impl Origin {
     }
 }
 
+/// The rustls error in an origin client error's chain, if any (an `io::Error` hides
+/// its inner error from `source()`, so it is looked into too).
+fn tls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = src {
+        if let Some(t) = err.downcast_ref::<rustls::Error>() {
+            return Some(t);
+        }
+        src = match err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => err.source(),
+        };
+    }
+    None
+}
+
+/// Counts a gRPC response's `grpc-status` in `gatehouse_grpc_responses_total`: from
+/// the head of a trailers-only answer, else from the trailers as they pass.
+fn count_grpc(resp: &mut Response<Incoming>, metrics: &Metrics) {
+    let grpc = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    if !grpc {
+        return;
+    }
+    let counter = metrics.grpc_responses_total.clone();
+    match resp
+        .headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(status) => counter.with_label_values(&[status]).inc(),
+        None => {
+            resp.extensions_mut().insert(GrpcCounter(counter));
+        }
+    }
+}
+
+/// Carried by a gRPC response whose status comes in the trailers.
+#[derive(Clone)]
+pub struct GrpcCounter(prometheus::IntCounterVec);
+
+/// The body of an origin response, its gRPC trailers counted when it carries a
+/// `GrpcCounter`. Frames pass unchanged (trailers included).
+pub fn counted_body(resp: Response<Incoming>) -> Response<Body> {
+    let counter = resp.extensions().get::<GrpcCounter>().cloned();
+    let (parts, incoming) = resp.into_parts();
+    let body = match counter {
+        None => crate::body::boxed(incoming),
+        Some(GrpcCounter(c)) => {
+            use http_body_util::BodyExt;
+            crate::body::boxed(incoming.map_frame(move |f| {
+                if let Some(t) = f.trailers_ref() {
+                    let status = t
+                        .get("grpc-status")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("missing");
+                    c.with_label_values(&[status]).inc();
+                }
+                f
+            }))
+        }
+    };
+    Response::from_parts(parts, body)
+}
+
 /// Headers that describe one connection and never cross a proxy (RFC 9110 §7.6.1).
 const HOP_BY_HOP: &[HeaderName] = &[
     header::CONNECTION,
@@ -228,7 +418,21 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// `strip_hop_by_hop`, but a `Connection` list never removes the fields in `keep`.
+/// `TE: trailers` alone survives (RFC 9110 §7.6.1 / RFC 9113 §8.2.2): gRPC needs it
+/// end to end, and it is the one `TE` an h2 origin accepts.
 pub fn strip_hop_by_hop_keeping(headers: &mut HeaderMap, keep: &[HeaderName]) {
+    let trailers = headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            t.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("trailers")
+        });
     if headers.contains_key(header::CONNECTION) {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
@@ -247,6 +451,9 @@ pub fn strip_hop_by_hop_keeping(headers: &mut HeaderMap, keep: &[HeaderName]) {
     }
     headers.remove("keep-alive");
     headers.remove("proxy-connection");
+    if trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
 }
 
 fn via_value(version: Version) -> &'static str {
@@ -326,6 +533,18 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn te_trailers_alone_is_kept() {
+        let mut h = HeaderMap::new();
+        h.insert(header::TE, HeaderValue::from_static("gzip, trailers"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h[header::TE], "trailers");
+        let mut h = HeaderMap::new();
+        h.insert(header::TE, HeaderValue::from_static("gzip"));
+        strip_hop_by_hop(&mut h);
+        assert!(!h.contains_key(header::TE));
     }
 
     #[test]

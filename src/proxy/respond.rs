@@ -134,9 +134,9 @@ pub fn from_origin(
     version: Version,
     cache_status: &str,
 ) -> Response<Body> {
-    let (mut parts, incoming) = resp.into_parts();
+    let (mut parts, body) = super::origin::counted_body(resp).into_parts();
     super::origin::prepare_response(&mut parts.headers, version);
-    let mut resp = Response::from_parts(parts, body::boxed(incoming));
+    let mut resp = Response::from_parts(parts, body);
     set_cache_status(&mut resp, cache_status);
     resp
 }
