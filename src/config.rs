@@ -32,6 +32,8 @@ pub const DEFAULT_ORIGIN_URL: &str = "http://127.0.0.1:3000";
 pub const DEFAULT_ORIGIN_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_ORIGIN_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_ORIGIN_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// An upgraded (WebSocket) connection with no byte either way for this long is closed.
+pub const DEFAULT_ORIGIN_UPGRADE_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 pub const DEFAULT_ORIGIN_POOL_MAX_IDLE: u64 = 256;
 
 pub const DEFAULT_STORE_URL: &str = "redis://127.0.0.1:6379";
@@ -261,6 +263,9 @@ pub struct OriginConfig {
     pub pool_max_idle: u64,
     /// Forward the client's `Host` (true, like Envoy) or the origin's authority.
     pub preserve_host: bool,
+    /// An upgraded connection (`101 Switching Protocols`) with no byte either way for
+    /// this long is closed.
+    pub upgrade_idle_timeout: Duration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1402,6 +1407,8 @@ fn read(
         pool_idle_timeout: s.duration("pool_idle_timeout", DEFAULT_ORIGIN_POOL_IDLE_TIMEOUT),
         pool_max_idle: s.u64("pool_max_idle", DEFAULT_ORIGIN_POOL_MAX_IDLE),
         preserve_host: s.bool("preserve_host", true),
+        upgrade_idle_timeout: s
+            .duration("upgrade_idle_timeout", DEFAULT_ORIGIN_UPGRADE_IDLE_TIMEOUT),
     };
     s.finish();
 
