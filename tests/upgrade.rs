@@ -323,3 +323,60 @@ async fn shutdown_closes_upgraded_connections_within_the_grace() {
     assert!(!matches!(end, Some(Ok(Message::Text(_)))), "{end:?}");
     assert!(started.elapsed() < Duration::from_secs(3));
 }
+
+#[tokio::test]
+async fn the_api_405_lists_the_methods_the_path_takes() {
+    let origin = WsOrigin::start().await;
+    let gh = start("", &origin).await;
+    let r = gh
+        .client
+        .patch(gh.api_url("/v1/locks/rooms/7"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    let allow = r.headers()["allow"].to_str().unwrap().to_string();
+    let mut methods: Vec<&str> = allow.split(", ").collect();
+    methods.sort();
+    assert_eq!(methods, ["DELETE", "GET", "POST"]);
+    let r = gh
+        .client
+        .get(gh.api_url("/v1/cache/purge"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "POST");
+}
+
+#[tokio::test]
+async fn connect_is_405_method_not_allowed_with_an_allow_that_names_no_connect() {
+    let origin = WsOrigin::start().await;
+    let gh = start("", &origin).await;
+    let mut s = TcpStream::connect(gh.proxy).await.unwrap();
+    s.write_all(b"CONNECT origin.example:443 HTTP/1.1\r\nHost: origin.example:443\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let mut got = Vec::new();
+    while !String::from_utf8_lossy(&got).contains("METHOD_NOT_ALLOWED") {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "{}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 405"), "{text}");
+    let allow = text
+        .lines()
+        .find_map(|l| l.strip_prefix("allow: "))
+        .expect("an Allow field");
+    assert!(
+        allow.contains("get") && !allow.contains("connect"),
+        "{allow}"
+    );
+    assert_eq!(origin.upgrades.load(Ordering::SeqCst), 0);
+    assert_eq!(origin.plain.load(Ordering::SeqCst), 0);
+}
