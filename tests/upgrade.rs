@@ -136,6 +136,12 @@ async fn text_and_binary_messages_echo_through_gatehouse() {
         assert_eq!(back, Message::binary(bytes));
     }
     assert_eq!(gh.metric("gatehouse_upgrades_open").await, 1.0);
+    // The upgraded socket still counts as an open connection (max_connections).
+    assert_eq!(
+        gh.metric("gatehouse_connections_open{listener=\"proxy\"}")
+            .await,
+        1.0
+    );
     ws.close(None).await.unwrap();
     assert_eq!(
         gh.metric("gatehouse_upgrades_total{result=\"ok\"}").await,
@@ -144,6 +150,10 @@ async fn text_and_binary_messages_echo_through_gatehouse() {
     assert!(
         eventually(Duration::from_secs(5), || async {
             gh.metric("gatehouse_upgrades_open").await == 0.0
+                && gh
+                    .metric("gatehouse_connections_open{listener=\"proxy\"}")
+                    .await
+                    == 0.0
         })
         .await
     );
