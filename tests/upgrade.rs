@@ -160,14 +160,18 @@ async fn text_and_binary_messages_echo_through_gatehouse() {
     assert_eq!(origin.upgrades.load(Ordering::SeqCst), 1);
 }
 
-fn token() -> String {
-    let now = SystemTime::now()
+fn now() -> i64 {
+    SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
-        .as_secs() as i64;
+        .as_secs() as i64
+}
+
+fn token(jti: &str) -> String {
+    let now = now();
     let claims = serde_json::json!({
         "sub": "u1", "iss": "https://issuer.test", "aud": "gatehouse-tests",
-        "iat": now - 5, "exp": now + 600,
+        "iat": now - 5, "exp": now + 600, "jti": jti,
     });
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
@@ -194,7 +198,20 @@ cache = false
 async fn an_auth_required_route_answers_401_before_any_upgrade() {
     let origin = WsOrigin::start().await;
     let gh = start(AUTH, &origin).await;
-    for bad in [None, Some("Bearer not-a-jwt")] {
+    let revoked = format!("Bearer {}", token("ws-revoked"));
+    let expires = time::OffsetDateTime::from_unix_timestamp(now() + 600)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let r = gh
+        .client
+        .post(gh.api_url("/v1/revocations"))
+        .json(&serde_json::json!({"jti": "ws-revoked", "expiresAt": expires}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    for bad in [None, Some("Bearer not-a-jwt"), Some(revoked.as_str())] {
         let mut req = ws_url(&gh, "/private").into_client_request().unwrap();
         if let Some(b) = bad {
             req.headers_mut()
@@ -212,7 +229,7 @@ async fn an_auth_required_route_answers_401_before_any_upgrade() {
     let mut req = ws_url(&gh, "/private").into_client_request().unwrap();
     req.headers_mut().insert(
         "authorization",
-        format!("Bearer {}", token()).parse().unwrap(),
+        format!("Bearer {}", token("ws-ok")).parse().unwrap(),
     );
     let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
     ws.send(Message::text("hi")).await.unwrap();
