@@ -36,6 +36,8 @@ pub struct AppState {
     pub revocations: Arc<Revocations>,
     pub listeners_bound: AtomicBool,
     pub shutting_down: AtomicBool,
+    /// Upgraded (WebSocket) connections, closed after the listeners have drained.
+    pub tunnels: crate::proxy::upgrade::Tunnels,
 }
 
 impl AppState {
@@ -114,6 +116,7 @@ impl App {
             revocations,
             listeners_bound: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
+            tunnels: Default::default(),
         });
 
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -199,6 +202,8 @@ impl App {
         for s in self.servers {
             let _ = s.await;
         }
+        // Last: upgraded connections, which no listener's drain waits for.
+        self.state.tunnels.close_all();
         for b in self.background {
             b.abort();
         }

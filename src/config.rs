@@ -32,6 +32,8 @@ pub const DEFAULT_ORIGIN_URL: &str = "http://127.0.0.1:3000";
 pub const DEFAULT_ORIGIN_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_ORIGIN_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_ORIGIN_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// An upgraded (WebSocket) connection with no byte either way for this long is closed.
+pub const DEFAULT_ORIGIN_UPGRADE_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 pub const DEFAULT_ORIGIN_POOL_MAX_IDLE: u64 = 256;
 pub const DEFAULT_ORIGIN_PROTOCOL: OriginProtocol = OriginProtocol::Http1;
 
@@ -271,6 +273,9 @@ pub struct OriginConfig {
     /// Client certificate chain and key presented to an `https://` origin (mTLS).
     pub client_cert_file: Option<PathBuf>,
     pub client_key_file: Option<PathBuf>,
+    /// An upgraded connection (`101 Switching Protocols`) with no byte either way for
+    /// this long is closed.
+    pub upgrade_idle_timeout: Duration,
 }
 
 /// `origin.protocol`: how gatehouse speaks to the origin.
@@ -1498,6 +1503,8 @@ fn read(
         sni: s.opt_string("sni"),
         client_cert_file: s.opt_string("client_cert_file").map(PathBuf::from),
         client_key_file: s.opt_string("client_key_file").map(PathBuf::from),
+        upgrade_idle_timeout: s
+            .duration("upgrade_idle_timeout", DEFAULT_ORIGIN_UPGRADE_IDLE_TIMEOUT),
     };
     s.finish();
 

@@ -200,6 +200,15 @@ impl Error {
             http::header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
         );
+        // Every 503 STORE_UNAVAILABLE says when to retry, whoever built it.
+        if self.code == "STORE_UNAVAILABLE"
+            && !self
+                .headers
+                .iter()
+                .any(|(k, _)| k == http::header::RETRY_AFTER)
+        {
+            h.insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         for (k, v) in self.headers {
             h.append(k, v);
         }
@@ -232,6 +241,21 @@ pub fn empty_response(status: StatusCode) -> http::Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn store_unavailable_always_carries_retry_after() {
+        let built = Error::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "STORE_UNAVAILABLE",
+            "m",
+            Source::Store,
+        );
+        for e in [Error::store_unavailable(), built] {
+            let resp = e.into_response();
+            let all: Vec<_> = resp.headers().get_all("retry-after").iter().collect();
+            assert_eq!(all, ["1"]);
+        }
+    }
 
     #[test]
     fn refusals_log_at_debug_and_failures_at_warn_or_error() {

@@ -136,6 +136,8 @@ pub struct Metrics {
     pub connections_open: IntGaugeVec,
     pub connections_rejected_total: IntCounterVec,
     pub connections_closed_total: IntCounterVec,
+    pub upgrades_open: IntGauge,
+    pub upgrades_total: IntCounterVec,
     pub build_info: IntGaugeVec,
     /// Every family's name, HELP and label names, as registered.
     descs: Vec<Desc>,
@@ -383,6 +385,15 @@ impl Metrics {
                 "Client connections closed by gatehouse, by listener (proxy, api, admin) and reason (header_read_timeout, idle_timeout)",
                 &["listener", "reason"],
             ),
+            upgrades_open: r.gauge(
+                "gatehouse_upgrades_open",
+                "Upgraded (101 Switching Protocols, WebSocket) client connections being relayed now",
+            ),
+            upgrades_total: r.counter_vec(
+                "gatehouse_upgrades_total",
+                "Upgrade requests forwarded to the origin, by result (ok: 101 and relayed, refused: the origin answered another status, error: no answer or the upgrade failed)",
+                &["result"],
+            ),
             build_info: r.gauge_vec(
                 "gatehouse_build_info",
                 "Always 1; the running build, labelled by version",
@@ -417,6 +428,9 @@ impl Metrics {
         }
         for kind in ["urls", "tags", "prefix"] {
             self.purges_total.with_label_values(&[kind]);
+        }
+        for result in ["ok", "refused", "error"] {
+            self.upgrades_total.with_label_values(&[result]);
         }
         for listener in LISTENERS {
             self.connections_open.with_label_values(&[listener]);

@@ -232,26 +232,34 @@ async fn handle(
     check_token(state, req.headers())?;
     let path = req.uri().path().to_string();
     let method = req.method().clone();
-    let mut path_matched = false;
+    // The methods the path takes, for a 405's `Allow` (RFC 9110 §15.5.6).
+    let mut allowed: Vec<&str> = Vec::new();
     let mut found = None;
     for r in ROUTES.iter() {
         // Api paths are exact: a path without `{name}` is not a prefix here.
         let exact = r.path.contains('{') || r.path == path;
         if let Some(params) = r.pattern.matches(&path).filter(|_| exact) {
-            path_matched = true;
             if r.method == method {
                 found = Some((r, params));
                 break;
             }
+            if !allowed.contains(&r.method.as_str()) {
+                allowed.push(r.method.as_str());
+            }
         }
     }
     let Some((r, params)) = found else {
-        return Err(if path_matched {
+        return Err(if !allowed.is_empty() {
+            let allow = allowed.join(", ");
             Error::new(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "METHOD_NOT_ALLOWED",
-                format!("{method} is not allowed on {path}"),
+                format!("{method} is not allowed on {path} (allowed: {allow})"),
                 Source::Client,
+            )
+            .with_header(
+                http::header::ALLOW,
+                http::HeaderValue::from_str(&allow).expect("method names are header-safe"),
             )
         } else {
             Error::not_found("NO_ROUTE", format!("no api endpoint at {path}"))

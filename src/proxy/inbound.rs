@@ -31,6 +31,10 @@ use crate::error::{Error, Source};
 use crate::metrics::Metrics;
 use crate::target::{self, PathError};
 
+/// The methods the proxy listener forwards: every method but `CONNECT` (the `Allow`
+/// of its 405). Routes may narrow them (`methods`).
+pub const PROXY_ALLOW: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
+
 /// The prefix of the fields only gatehouse sets (e.g. `X-Gatehouse-Fence`).
 pub const OWN_PREFIX: &str = "x-gatehouse-";
 
@@ -48,6 +52,17 @@ pub fn canonicalize<B>(
             .inc();
         Error::new(status, code, msg.to_string(), Source::Client).with_field("reason", reason)
     };
+    // A reverse proxy opens no tunnels (RFC 9110 §9.3.6): CONNECT, h1 or h2, is 405
+    // whatever its target, before its authority-form target is looked at.
+    if req.method() == http::Method::CONNECT {
+        return Err(refuse(
+            "connect",
+            StatusCode::METHOD_NOT_ALLOWED,
+            "METHOD_NOT_ALLOWED",
+            "CONNECT is not accepted: gatehouse is a reverse proxy, not a tunnel",
+        )
+        .with_header(header::ALLOW, HeaderValue::from_static(PROXY_ALLOW)));
+    }
     let authority = authority(req, tls)
         .map_err(|(reason, code, msg)| refuse(reason, StatusCode::BAD_REQUEST, code, msg))?;
     if !target::host_allowed(&authority, &config.server.hosts) {
@@ -228,6 +243,25 @@ mod tests {
         let req = run(req).unwrap();
         assert_eq!(req.uri(), "/home");
         assert_eq!(req.headers()["host"], "victim.example");
+    }
+
+    #[test]
+    fn connect_is_405_with_an_allow_naming_no_connect() {
+        let req = Request::connect("app.example:443")
+            .header("host", "app.example:443")
+            .body(())
+            .unwrap();
+        let e = run(req).unwrap_err();
+        assert_eq!(e.status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(e.code, "METHOD_NOT_ALLOWED");
+        let allow = &e
+            .headers
+            .iter()
+            .find(|(k, _)| k == header::ALLOW)
+            .unwrap()
+            .1;
+        assert!(!allow.to_str().unwrap().contains("CONNECT"));
+        assert!(allow.to_str().unwrap().contains("GET"));
     }
 
     #[test]

@@ -25,6 +25,9 @@
 //!                                                   invalidate.rs
 //! ```
 //!
+//! An HTTP/1.1 upgrade request (WebSocket) is recognised before `inbound`, and after
+//! auth and the gates is relayed, never cached          upgrade.rs
+//!
 //! Every response carries `Cache-Status` (RFC 9211); gatehouse's own targeted field
 //! (`cache.targeted_fields`) never leaves.
 
@@ -40,6 +43,7 @@ pub mod origin;
 pub mod range;
 pub mod respond;
 pub mod targeted;
+pub mod upgrade;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -136,8 +140,13 @@ async fn route_and_serve(
     tls: bool,
     user: &mut Option<String>,
 ) -> (Response<Body>, Option<Arc<Route>>) {
+    // Recognised before `inbound` strips `Connection` and `Upgrade`.
+    let upgrade = upgrade::asked(&req);
     if let Err(e) = inbound::canonicalize(&mut req, &runtime.config, tls, &state.metrics) {
         return (e.into_response(), None);
+    }
+    if let Some(ask) = upgrade {
+        req.extensions_mut().insert(ask);
     }
     let target = req.uri().path_and_query().cloned().map(CanonicalTarget);
     let with_target = |mut resp: Response<Body>| {
@@ -221,12 +230,16 @@ async fn forward(
 async fn forward_to_cache_or_origin(
     state: &Arc<AppState>,
     runtime: &Runtime,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     peer: SocketAddr,
     tls: bool,
     route: Option<Arc<Route>>,
     who: authorize::Authorized,
 ) -> Result<Response<Body>, Error> {
+    if let Some(ask) = req.extensions_mut().remove::<upgrade::Ask>() {
+        // Never cached; auth and the gates have run.
+        return upgrade::pass(state, req, ask, peer, tls, route.as_deref()).await;
+    }
     if let Err(reason) =
         cache_policy::request_cacheable(req.method(), req.headers(), route.as_deref())
     {

@@ -236,14 +236,22 @@ impl http_body::Body for TrackedBody {
 }
 
 /// The accepted socket (under TLS, when there is TLS), recording each byte moved.
+/// `hold` lives as long as the socket: past the HTTP connection when it is upgraded
+/// (the upgraded IO owns this), so a connection's place under `max_connections` is
+/// given back when the socket closes, not when HTTP ends.
 pub struct Tracked<T> {
     io: T,
     conn: Arc<Conn>,
+    _hold: Box<dyn Send + Sync>,
 }
 
 impl<T> Tracked<T> {
-    pub fn new(io: T, conn: Arc<Conn>) -> Tracked<T> {
-        Tracked { io, conn }
+    pub fn new(io: T, conn: Arc<Conn>, hold: impl Send + Sync + 'static) -> Tracked<T> {
+        Tracked {
+            io,
+            conn,
+            _hold: Box::new(hold),
+        }
     }
 }
 

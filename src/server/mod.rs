@@ -4,7 +4,8 @@
 //!
 //! Limits, per listener (`Limits`, from `[server]`):
 //! - `max_connections`: a connection accepted while that many are open is closed at
-//!   once (counted in `gatehouse_connections_rejected_total`);
+//!   once (counted in `gatehouse_connections_rejected_total`); an upgraded connection
+//!   counts until its socket closes;
 //! - `header_read_timeout`: a new connection must deliver its TLS handshake and first
 //!   request head within it from accept, and a later HTTP/1 head within it from its
 //!   first byte; `idle_timeout`: a connection with no request in flight and no byte
@@ -208,13 +209,13 @@ pub fn serve<H: Handler>(
                     async move { Ok::<_, Infallible>(in_flight.answered(handler.call(req, peer).await)) }
                 })
             };
-            let io = Tracked::new(stream, conn.clone());
+            // The slot goes with the socket, upgraded (WebSocket) or not.
+            let io = Tracked::new(stream, conn.clone(), slot);
             let tls = tls.clone();
             let builder = builder.clone();
             let watcher = graceful.watcher();
             let counters = counters.clone();
             tokio::spawn(async move {
-                let _slot = slot;
                 let serve = async {
                     let result = match tls {
                         None => {

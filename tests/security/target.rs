@@ -290,14 +290,16 @@ both_stores!(
             assert_eq!(r.json()["error"], "INVALID_PATH", "{target}");
             assert_eq!(r.json()["reason"], reason, "{target}");
         }
-        // CONNECT (authority-form) names no resource of the origin's.
+        // CONNECT (authority-form) names no resource of the origin's, and a reverse
+        // proxy opens no tunnels: 405 (docs/api.md, "Protocols").
         let r = raw(
             gh.proxy,
             b"CONNECT internal.example:22 HTTP/1.1\r\nHost: internal.example:22\r\n\r\n",
         )
         .await
         .expect("CONNECT answered");
-        assert_eq!(r.status, 400);
+        assert_eq!(r.status, 405);
+        assert_eq!(r.json()["error"], "METHOD_NOT_ALLOWED");
         assert_eq!(origin.total(), 0);
         assert!(
             gh.metric("gatehouse_request_rejections_total{reason=\"encoded-slash\"}")
