@@ -18,16 +18,14 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
-use std::{io, pin::Pin};
 
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -36,6 +34,7 @@ use crate::app::AppState;
 use crate::body::{self, Body};
 use crate::error::Error;
 use crate::routes::Route;
+use crate::server::conn::{IoObserver, Tracked};
 
 /// The `Cache-Status` of every upgrade request's answer.
 pub const CACHE_STATUS: &str = "gatehouse; fwd=bypass; detail=upgrade";
@@ -184,10 +183,7 @@ where
     });
     // Every byte either way crosses the client side: reads go to the origin, writes
     // come from it.
-    let client = Active {
-        io: client,
-        activity: activity.clone(),
-    };
+    let client = Tracked::new(client, activity.clone(), ());
     let (mut client_read, mut client_write) = tokio::io::split(client);
     let (mut origin_read, mut origin_write) = tokio::io::split(origin);
     let up = async {
@@ -221,6 +217,16 @@ struct Activity {
     last_ms: AtomicU64,
 }
 
+impl IoObserver for Activity {
+    fn bytes_read(&self) {
+        self.touch();
+    }
+
+    fn bytes_written(&self) {
+        self.touch();
+    }
+}
+
 impl Activity {
     fn touch(&self) {
         self.last_ms
@@ -229,49 +235,6 @@ impl Activity {
 
     fn last(&self) -> Instant {
         self.base + Duration::from_millis(self.last_ms.load(Relaxed))
-    }
-}
-
-/// An IO recording when bytes move.
-struct Active<T> {
-    io: T,
-    activity: Arc<Activity>,
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Active<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let r = Pin::new(&mut self.io).poll_read(cx, buf);
-        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.activity.touch();
-        }
-        r
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Active<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let r = Pin::new(&mut self.io).poll_write(cx, buf);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        r
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 

@@ -235,18 +235,35 @@ impl http_body::Body for TrackedBody {
     }
 }
 
-/// The accepted socket (under TLS, when there is TLS), recording each byte moved.
-/// `hold` lives as long as the socket: past the HTTP connection when it is upgraded
-/// (the upgraded IO owns this), so a connection's place under `max_connections` is
-/// given back when the socket closes, not when HTTP ends.
-pub struct Tracked<T> {
+/// What hears of the bytes a `Tracked` IO moves.
+pub trait IoObserver: Send + Sync {
+    fn bytes_read(&self);
+    fn bytes_written(&self);
+}
+
+impl IoObserver for Conn {
+    fn bytes_read(&self) {
+        self.on_read();
+    }
+
+    fn bytes_written(&self) {
+        self.on_write();
+    }
+}
+
+/// An IO telling an observer each time bytes move: the accepted socket (under TLS,
+/// when there is TLS) tells its `Conn`; an upgraded tunnel tells its idle clock.
+/// `hold` lives as long as the IO: past the HTTP connection when it is upgraded (the
+/// upgraded IO owns this), so a connection's place under `max_connections` is given
+/// back when the socket closes, not when HTTP ends.
+pub struct Tracked<T, O: ?Sized = Conn> {
     io: T,
-    conn: Arc<Conn>,
+    conn: Arc<O>,
     _hold: Box<dyn Send + Sync>,
 }
 
-impl<T> Tracked<T> {
-    pub fn new(io: T, conn: Arc<Conn>, hold: impl Send + Sync + 'static) -> Tracked<T> {
+impl<T, O: IoObserver + ?Sized> Tracked<T, O> {
+    pub fn new(io: T, conn: Arc<O>, hold: impl Send + Sync + 'static) -> Tracked<T, O> {
         Tracked {
             io,
             conn,
@@ -255,7 +272,7 @@ impl<T> Tracked<T> {
     }
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
+impl<T: AsyncRead + Unpin, O: IoObserver + ?Sized> AsyncRead for Tracked<T, O> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -264,13 +281,13 @@ impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.io).poll_read(cx, buf);
         if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.conn.on_read();
+            self.conn.bytes_read();
         }
         r
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
+impl<T: AsyncWrite + Unpin, O: IoObserver + ?Sized> AsyncWrite for Tracked<T, O> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -278,7 +295,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.io).poll_write(cx, buf);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.conn.on_write();
+            self.conn.bytes_written();
         }
         r
     }
@@ -290,7 +307,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.conn.on_write();
+            self.conn.bytes_written();
         }
         r
     }

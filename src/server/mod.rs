@@ -13,7 +13,7 @@
 //!   `gatehouse_connections_closed_total`, see `conn`);
 //! - `max_header_bytes`: larger request heads are answered 431.
 
-mod conn;
+pub mod conn;
 pub mod tls;
 
 use std::convert::Infallible;
