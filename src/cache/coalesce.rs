@@ -14,9 +14,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use http::HeaderMap;
+use tokio::sync::{watch, Notify};
 
-use super::entry::Entry;
+use super::entry::{Entry, Record};
+use super::key::{variant_id, variant_values, CacheKey};
+use super::Cache;
 
 /// What a finished flight tells its waiters.
 #[derive(Clone, Debug)]
@@ -127,6 +130,47 @@ impl Waiter {
             Ok(Err(_)) => Waited::Outcome(Outcome::Failed),
             Err(_) => Waited::TimedOut,
         }
+    }
+}
+
+impl Cache {
+    /// The id one fetch for this request is coalesced under: the variant's own id
+    /// when this instance knows the URL's Vary index, else the URL's. Requests that
+    /// select different variants then never wait for each other's fetch.
+    pub fn flight_key(&self, key: &CacheKey, req: &HeaderMap) -> Arc<str> {
+        match self.l1.get(&key.id).map(|s| s.record) {
+            Some(r) => match &*r {
+                Record::Vary(index) => variant_id(key, &variant_values(&index.headers, req)),
+                Record::Entry(_) => key.id.clone(),
+            },
+            None => key.id.clone(),
+        }
+    }
+
+    /// Wakes local waiters for another instance's fetch of `id`.
+    pub fn wake(&self, id: &str) {
+        if let Some(n) = self.wakes.lock().expect("wakes lock").get(id) {
+            n.notify_waiters();
+        }
+    }
+
+    /// A notifier for `id`'s wake-ups (register before checking, then wait).
+    pub fn wake_handle(&self, id: &Arc<str>) -> Arc<Notify> {
+        let mut w = self.wakes.lock().expect("wakes lock");
+        w.retain(|_, n| Arc::strong_count(n) > 1);
+        w.entry(id.clone()).or_default().clone()
+    }
+
+    pub fn mark_hit_for_pass(&self, id: &Arc<str>) {
+        self.hit_for_pass.insert(id.clone(), ());
+    }
+
+    pub fn is_hit_for_pass(&self, id: &Arc<str>) -> bool {
+        self.hit_for_pass.contains_key(id)
+    }
+
+    pub fn clear_hit_for_pass(&self, id: &Arc<str>) {
+        self.hit_for_pass.invalidate(id);
     }
 }
 
