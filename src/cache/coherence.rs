@@ -3,6 +3,7 @@
 //! and the loss of the subscription makes L1 untrusted until it returns — then the
 //! whole L1 is dropped, since invalidations may have been missed meanwhile.
 
+use std::fmt::Write;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,7 +12,7 @@ use bytes::Bytes;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::Cache;
-use crate::store::{Channel, Store, StoreEvent};
+use crate::store::{Channel, EntryId, Store, StoreEvent};
 
 /// Consumes the store's events for the cache until the store shuts down.
 pub fn spawn(cache: Arc<Cache>, store: &Store) -> tokio::task::JoinHandle<()> {
@@ -26,7 +27,14 @@ pub fn spawn(cache: Arc<Cache>, store: &Store) -> tokio::task::JoinHandle<()> {
                 Ok(StoreEvent::Message {
                     channel: Channel::Wake,
                     payload,
-                }) => cache.wake(&String::from_utf8_lossy(&payload)),
+                }) => {
+                    let id = std::str::from_utf8(&payload)
+                        .ok()
+                        .and_then(|t| t.parse().ok());
+                    if let Some(id) = id {
+                        cache.wake(&id);
+                    }
+                }
                 Ok(StoreEvent::Message { .. }) => {}
                 Ok(StoreEvent::SubscriptionLost) => cache.feed_lost(),
                 Ok(StoreEvent::SubscriptionRestored) => cache.feed_restored(),
@@ -67,27 +75,30 @@ impl Cache {
         }
     }
 
-    /// Drops ids from this L1 and remembers when, so racing fills do not re-insert.
-    /// A path marker (`<path hash>:-`) drops every entry of the path.
-    pub fn invalidate_local(&self, ids: &[String]) {
+    /// Drops ids from this L1 and remembers when, so racing fills do not re-insert
+    /// (the id, and its path through the path's marker). A path marker drops every
+    /// entry of the path.
+    pub fn invalidate_local(&self, ids: &[EntryId]) {
         let now = Instant::now();
         for id in ids {
-            if let Some((path, entry)) = id.split_once(':') {
-                self.recent.insert(Arc::from(path), now);
-                if entry == "-" {
-                    self.l1.invalidate_path(path);
-                }
+            self.recent.insert(id.marker(), now);
+            if id.is_path_marker() {
+                self.l1.invalidate_path(id.path());
+            } else {
+                self.recent.insert(id.clone(), now);
+                self.l1.remove(id);
             }
-            let id: Arc<str> = Arc::from(id.as_str());
-            self.recent.insert(id.clone(), now);
-            self.l1.remove(&id);
         }
     }
 
     /// Tells every other instance to drop `ids` from its L1. The first line names
     /// this instance, which ignores its own messages.
-    pub(super) async fn publish_invalidation(&self, ids: &[String]) {
-        let payload = Bytes::from(format!("@{}\n{}", self.instance, ids.join("\n")));
+    pub(super) async fn publish_invalidation(&self, ids: &[EntryId]) {
+        let mut text = format!("@{}", self.instance);
+        for id in ids {
+            let _ = write!(text, "\n{id}");
+        }
+        let payload = Bytes::from(text);
         match self.store.publish(Channel::Invalidate, payload).await {
             Ok(()) => self.metrics.invalidations_sent_total.inc(),
             Err(e) => {
@@ -107,7 +118,8 @@ impl Cache {
             lines.next();
         }
         self.metrics.invalidations_received_total.inc();
-        let ids: Vec<String> = lines.map(str::to_string).collect();
+        // Lines that are no id (none a gatehouse writes) name nothing in L1.
+        let ids: Vec<EntryId> = lines.filter_map(|l| l.parse().ok()).collect();
         self.invalidate_local(&ids);
     }
 

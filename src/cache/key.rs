@@ -9,21 +9,23 @@ use http::HeaderMap;
 use sha2::{Digest, Sha256};
 
 use super::entry::Entry;
+use crate::store::{EntryId, PathHash};
 
 /// The identity of a cached resource: authority, normalized path and query, and the
 /// request headers the route varies on (plus the user for per-user routes).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct CacheKey {
     pub primary: Arc<str>,
-    /// SHA-256 of `primary` (hex, 128 bits): the L1 key and the L2 id.
-    pub id: Arc<str>,
+    /// The path's hash and 128 bits of SHA-256 of `primary`: the L1 key and the L2
+    /// id.
+    pub id: EntryId,
     /// The normalized path and query, for purges by URL and prefix.
     pub path: String,
 }
 
 impl CacheKey {
     pub fn new(primary: String, path: String) -> CacheKey {
-        let id = entry_id(&path_hash(&path), primary.as_bytes());
+        let id = entry_id(path_hash(&path), primary.as_bytes());
         CacheKey {
             primary: Arc::from(primary),
             id,
@@ -33,20 +35,21 @@ impl CacheKey {
 
     /// The hash of this key's path (the part of its id shared by every host and
     /// variant of the path).
-    pub fn path_hash(&self) -> &str {
-        self.id.split_once(':').map_or(&self.id, |(p, _)| p)
+    pub fn path_hash(&self) -> PathHash {
+        self.id.path()
     }
 }
 
-/// 64 bits of SHA-256 of a normalized path and query, in hex.
-pub fn path_hash(path: &str) -> String {
-    hex::encode(&Sha256::digest(path.as_bytes())[..8])
+/// 64 bits of SHA-256 of a normalized path and query.
+pub fn path_hash(path: &str) -> PathHash {
+    let digest = Sha256::digest(path.as_bytes());
+    PathHash::from_bytes(digest[..8].try_into().expect("8 of 32 bytes"))
 }
 
-/// A cache id: `<path hash>:<128 bits of SHA-256 of what identifies the entry>`.
-fn entry_id(path_hash: &str, bytes: &[u8]) -> Arc<str> {
+/// A cache id: the path's hash and 128 bits of SHA-256 of what identifies the entry.
+fn entry_id(path: PathHash, bytes: &[u8]) -> EntryId {
     let digest = Sha256::digest(bytes);
-    Arc::from(format!("{path_hash}:{}", hex::encode(&digest[..16])))
+    EntryId::entry(path, digest[..16].try_into().expect("16 of 32 bytes"))
 }
 
 /// Normalizes a request header for variant selection: field lines joined, spaces
@@ -205,7 +208,8 @@ pub fn variant_values(headers: &[String], req: &HeaderMap) -> Vec<(String, Optio
         .collect()
 }
 
-pub(super) fn variant_id(key: &CacheKey, values: &[(String, Option<String>)]) -> Arc<str> {
+/// The id of the variant of `key`'s URL that these request header values select.
+pub(super) fn variant_id(key: &CacheKey, values: &[(String, Option<String>)]) -> EntryId {
     let primary = &*key.primary;
     let mut s = String::with_capacity(primary.len() + 64);
     s.push_str(primary);
@@ -275,6 +279,33 @@ mod tests {
             h.append(name, HeaderValue::from_str(v).unwrap());
         }
         h
+    }
+
+    #[test]
+    fn ids_keep_their_text() {
+        // The ids every store and every instance already holds: a change here orphans
+        // every cached entry and confuses a mixed-version fleet.
+        let key = CacheKey::new(
+            "example.com/api/participants/1".into(),
+            "/api/participants/1".into(),
+        );
+        assert_eq!(
+            key.id.to_string(),
+            "c845cd88af494ae3:8b35e58f2cb7f04c97d5e4fe9842315e"
+        );
+        assert_eq!(key.path_hash(), path_hash("/api/participants/1"));
+        assert_eq!(key.path_hash().to_string(), "c845cd88af494ae3");
+        let values = vec![
+            ("accept-language".to_string(), Some("en".to_string())),
+            ("x-a".to_string(), None),
+        ];
+        let variant = variant_id(&key, &values);
+        assert_eq!(variant.path(), key.path_hash());
+        assert_eq!(
+            variant.to_string(),
+            "c845cd88af494ae3:a0fd482f8cb3227a90cd88a707711486"
+        );
+        assert_ne!(variant, key.id);
     }
 
     #[test]

@@ -43,6 +43,7 @@ use key::variant_id;
 use l1::L1;
 use purge::tomb_ttl;
 
+pub use crate::store::{EntryId, PathHash};
 pub use key::{
     accepts_encoding, normalize_header, path_hash, select_variant, selects, variant_values,
     vary_headers, weighted_list, weighted_members, CacheKey,
@@ -101,8 +102,9 @@ pub struct Cache {
     store: Store,
     metrics: Arc<Metrics>,
     pub coalescer: Arc<Coalescer>,
-    /// Recently invalidated ids and when (guards L1 against racing fills).
-    recent: moka::sync::Cache<Arc<str>, Instant>,
+    /// Recently invalidated ids and when (guards L1 against racing fills); a path
+    /// marker stands for its whole path.
+    recent: moka::sync::Cache<EntryId, Instant>,
     /// L1 inserts of fetches begun before this instant are refused.
     flushed_at: Mutex<Instant>,
     /// Since when the invalidation feed is down, as ms after `epoch` (0: live).
@@ -112,9 +114,9 @@ pub struct Cache {
     /// `cache_lookups_total` series resolved once (the hot path counts every lookup).
     lookups: HashMap<(Tier, &'static str), prometheus::IntCounter>,
     /// URLs whose last answer was uncacheable: they skip coalescing for a while.
-    hit_for_pass: moka::sync::Cache<Arc<str>, ()>,
+    hit_for_pass: moka::sync::Cache<EntryId, ()>,
     /// Waiters for another instance's fetch, woken by `Channel::Wake`.
-    wakes: Mutex<HashMap<Arc<str>, Arc<Notify>>>,
+    wakes: Mutex<HashMap<EntryId, Arc<Notify>>>,
     /// Names this instance in its invalidation messages.
     instance: String,
     /// `[cache]` as last (re)loaded; `max_bytes` and `hit_for_pass_ttl` are fixed at
@@ -186,7 +188,7 @@ impl Cache {
     /// One record by id: L1, then L2 (filling L1). `None` on a miss in both.
     async fn get_record(
         &self,
-        id: &Arc<str>,
+        id: &EntryId,
         trusted: bool,
         counted: bool,
     ) -> Result<Option<(Arc<Record>, Tier)>, StoreError> {
@@ -307,17 +309,15 @@ impl Cache {
     }
 
     /// Inserts into L1 unless an invalidation or flush came after `began`.
-    pub(super) fn l1_insert(&self, id: &Arc<str>, record: Arc<Record>, began: Instant) {
+    pub(super) fn l1_insert(&self, id: &EntryId, record: Arc<Record>, began: Instant) {
         if *self.flushed_at.lock().expect("flushed_at lock") >= began {
             return;
         }
         if self.recent.get(id).is_some_and(|t| t >= began) {
             return;
         }
-        if let Some((path, _)) = id.split_once(':') {
-            if self.recent.get(path).is_some_and(|t| t >= began) {
-                return;
-            }
+        if self.recent.get(&id.marker()).is_some_and(|t| t >= began) {
+            return;
         }
         self.l1.insert(id.clone(), record);
         if self.store.holds_record(id) == Some(false) {
@@ -344,7 +344,7 @@ impl Cache {
         }
         let vary = vary_headers(&entry);
         select_variant(&mut entry, req);
-        let target: Arc<str> = if vary.is_empty() {
+        let target: EntryId = if vary.is_empty() {
             key.id.clone()
         } else {
             variant_id(key, &entry.response().variant)
@@ -387,12 +387,12 @@ impl Cache {
                 )
                 .await;
             self.l1_insert(&key.id, Arc::new(index), began.at);
-            let variants = Index::Variants(key.id.to_string());
+            let variants = Index::Variants(key.id.clone());
             if let Ok(n) = self
                 .store
                 .index_add(
                     &variants,
-                    &[target.to_string()],
+                    std::slice::from_ref(&target),
                     Duration::from_millis(index_ttl),
                 )
                 .await
@@ -405,21 +405,25 @@ impl Cache {
         for tag in &tags {
             let _ = self
                 .store
-                .index_add(&Index::Tag(tag.clone()), &[target.to_string()], ttl_d)
+                .index_add(
+                    &Index::Tag(tag.clone()),
+                    std::slice::from_ref(&target),
+                    ttl_d,
+                )
                 .await;
         }
-        let path_index = Index::Path(key.path_hash().to_string());
+        let path_index = Index::Path(key.path_hash());
         let _ = self
             .store
-            .index_add(&path_index, &[key.id.to_string()], ttl_d)
+            .index_add(&path_index, std::slice::from_ref(&key.id), ttl_d)
             .await;
         let _ = self.store.paths_add(&key.path, now + ttl).await;
         if !self.store.is_memory() {
             // A refresh here makes every other instance's L1 copy old: they drop it
             // and read the new one from L2 when next asked (no read storm).
-            let mut ids = vec![target.to_string()];
+            let mut ids = vec![target.clone()];
             if target != key.id {
-                ids.push(key.id.to_string());
+                ids.push(key.id.clone());
             }
             self.publish_invalidation(&ids).await;
         }

@@ -10,7 +10,7 @@ use super::entry::{self, now_ms, Record};
 use super::key::path_hash;
 use super::Cache;
 use crate::config::CacheConfig;
-use crate::store::{Index, StoreError};
+use crate::store::{EntryId, Index, StoreError};
 
 /// Tombstones outlive any fetch that could race the purge.
 pub(super) fn tomb_ttl(cfg: &CacheConfig) -> Duration {
@@ -20,16 +20,16 @@ pub(super) fn tomb_ttl(cfg: &CacheConfig) -> Duration {
 impl Cache {
     /// Keeps at most `cache.max_variants` variants of a URL: purges the others
     /// (never the one just stored).
-    pub(super) async fn trim_variants(&self, variants: &Index, keep: &Arc<str>) {
+    pub(super) async fn trim_variants(&self, variants: &Index, keep: &EntryId) {
         let Ok(members) = self.store.index_members(variants).await else {
             return;
         };
         let excess = members
             .len()
             .saturating_sub(self.cfg.load().max_variants as usize);
-        let victims: Vec<String> = members
+        let victims: Vec<EntryId> = members
             .into_iter()
-            .filter(|m| m.as_str() != &**keep)
+            .filter(|m| m != keep)
             .take(excess)
             .collect();
         let _ = self.store.index_remove(variants, &victims).await;
@@ -38,7 +38,7 @@ impl Cache {
 
     /// Purges ids (and the variants of any URL among them) everywhere. `soft`
     /// marks entries stale instead of removing them.
-    pub async fn purge_ids(&self, ids: Vec<String>, soft: bool) -> Result<u64, StoreError> {
+    pub async fn purge_ids(&self, ids: Vec<EntryId>, soft: bool) -> Result<u64, StoreError> {
         if ids.is_empty() {
             return Ok(0);
         }
@@ -70,7 +70,7 @@ impl Cache {
 
     /// Marks entries stale in L2 (kept as long as before, so they can be
     /// revalidated or served under stale rules).
-    async fn soften(&self, ids: &[String]) -> Result<u64, StoreError> {
+    async fn soften(&self, ids: &[EntryId]) -> Result<u64, StoreError> {
         let now = now_ms();
         let mut n = 0;
         for id in ids {
@@ -103,8 +103,8 @@ impl Cache {
         let ph = path_hash(path);
         // The path marker drops the path's L1 entries (every host and variant) here
         // at once, store or no store, and on every instance the purge reaches.
-        let marker = format!("{ph}:-");
-        let index = Index::Path(ph.clone());
+        let marker = EntryId::path_marker(ph);
+        let index = Index::Path(ph);
         let ids = match self.store.index_members(&index).await {
             Ok(ids) => ids,
             Err(e) => {
