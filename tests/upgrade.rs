@@ -68,6 +68,8 @@ async fn serve(mut stream: TcpStream, upgrades: Arc<AtomicUsize>, plain: Arc<Ato
         if text.contains("\r\n\r\n") {
             break text;
         }
+        // A head in parts (rare): `peek` returns at once with what is there, and
+        // the handshake below must read the head from the socket itself, so poll.
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
     if !head.contains("\r\nupgrade: websocket") {
