@@ -152,6 +152,11 @@ async fn call(gh: &Gatehouse, path: &str, token: Option<&str>) -> reqwest::Respo
     r.send().await.unwrap()
 }
 
+/// The text of the answer to `call`.
+async fn body(gh: &Gatehouse, path: &str, token: Option<&str>) -> String {
+    call(gh, path, token).await.text().await.unwrap()
+}
+
 async fn status(gh: &Gatehouse, path: &str, token: &str) -> u16 {
     call(gh, path, Some(token)).await.status().as_u16()
 }
@@ -297,10 +302,7 @@ async fn route_modes_answer_401_and_403_as_json_with_www_authenticate() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), "anonymous");
     assert_refused(&gh, "/opt", Some("x.y.z"), "malformed").await;
-    assert_eq!(
-        call(&gh, "/opt", Some(&good)).await.text().await.unwrap(),
-        "u-1"
-    );
+    assert_eq!(body(&gh, "/opt", Some(&good)).await, "u-1");
 
     // off: nothing is checked, nothing is forwarded from a token.
     let r = call(&gh, "/off", Some("x.y.z")).await;
@@ -474,14 +476,8 @@ ttl = "1m"
     let alice = hs(&claims("alice", None));
     let bob = hs(&claims("bob", None));
     for _ in 0..2 {
-        assert_eq!(
-            call(&gh, "/me", Some(&alice)).await.text().await.unwrap(),
-            "for alice"
-        );
-        assert_eq!(
-            call(&gh, "/me", Some(&bob)).await.text().await.unwrap(),
-            "for bob"
-        );
+        assert_eq!(body(&gh, "/me", Some(&alice)).await, "for alice");
+        assert_eq!(body(&gh, "/me", Some(&bob)).await, "for bob");
     }
     assert_eq!(
         origin.hits("/me"),
@@ -496,47 +492,18 @@ ttl = "1m"
 
     // A shared route: an answer to a request with Authorization is not shared unless
     // the answer says it may be.
-    assert_eq!(
-        call(&gh, "/shared", Some(&alice))
-            .await
-            .text()
-            .await
-            .unwrap(),
-        "for alice"
-    );
-    assert_eq!(
-        call(&gh, "/shared", Some(&bob)).await.text().await.unwrap(),
-        "for bob"
-    );
-    assert_eq!(
-        call(&gh, "/shared", None).await.text().await.unwrap(),
-        "for anonymous"
-    );
+    assert_eq!(body(&gh, "/shared", Some(&alice)).await, "for alice");
+    assert_eq!(body(&gh, "/shared", Some(&bob)).await, "for bob");
+    assert_eq!(body(&gh, "/shared", None).await, "for anonymous");
     assert_eq!(origin.hits("/shared"), 3);
     // An anonymous answer in the cache is not served to a request with Authorization.
-    assert_eq!(
-        call(&gh, "/shared", None).await.text().await.unwrap(),
-        "for anonymous"
-    );
+    assert_eq!(body(&gh, "/shared", None).await, "for anonymous");
     assert_eq!(origin.hits("/shared"), 3);
-    assert_eq!(
-        call(&gh, "/shared", Some(&bob)).await.text().await.unwrap(),
-        "for bob"
-    );
+    assert_eq!(body(&gh, "/shared", Some(&bob)).await, "for bob");
     assert_eq!(origin.hits("/shared"), 4);
     // `public` allows it.
-    assert_eq!(
-        call(&gh, "/public", Some(&alice))
-            .await
-            .text()
-            .await
-            .unwrap(),
-        "public for alice"
-    );
-    assert_eq!(
-        call(&gh, "/public", Some(&bob)).await.text().await.unwrap(),
-        "public for alice"
-    );
+    assert_eq!(body(&gh, "/public", Some(&alice)).await, "public for alice");
+    assert_eq!(body(&gh, "/public", Some(&bob)).await, "public for alice");
     assert_eq!(origin.hits("/public"), 1);
     gh.shutdown().await;
 }
@@ -585,12 +552,7 @@ both_stores!(
         )
         .await;
         assert_eq!(r.status(), 204);
-        let r = gh
-            .client
-            .get(gh.api_url("/v1/revocations/old"))
-            .send()
-            .await
-            .unwrap();
+        let r = gh.api_get("/v1/revocations/old").await;
         assert_eq!(r.status(), 404);
 
         assert_eq!(
@@ -641,12 +603,7 @@ both_stores!(
             200,
             "same user, other token"
         );
-        let r = gh
-            .client
-            .get(gh.api_url("/v1/revocations/tok-jti"))
-            .send()
-            .await
-            .unwrap();
+        let r = gh.api_get("/v1/revocations/tok-jti").await;
         assert_eq!(r.status(), 200);
 
         // An expired token needs no revocation; a forged one gets none.
@@ -999,12 +956,7 @@ async fn revocation_requests_are_checked_and_name_the_wrong_field() {
         assert_eq!(answer["error"], "BAD_REQUEST", "{body}");
         assert_eq!(answer["field"], field, "{body}");
     }
-    let r = gh
-        .client
-        .get(gh.api_url("/v1/revocations/has%20space"))
-        .send()
-        .await
-        .unwrap();
+    let r = gh.api_get("/v1/revocations/has%20space").await;
     assert_eq!(r.status(), 400);
     // Not reachable through the proxy listener.
     let r = gh
@@ -1079,22 +1031,8 @@ forward_authorization = false
     .await;
     let alice = hs(&claims("alice", None));
     let bob = hs(&claims("bob", None));
-    assert_eq!(
-        call(&gh, "/hidden/x", Some(&alice))
-            .await
-            .text()
-            .await
-            .unwrap(),
-        "for alice"
-    );
-    assert_eq!(
-        call(&gh, "/hidden/x", Some(&bob))
-            .await
-            .text()
-            .await
-            .unwrap(),
-        "for bob"
-    );
+    assert_eq!(body(&gh, "/hidden/x", Some(&alice)).await, "for alice");
+    assert_eq!(body(&gh, "/hidden/x", Some(&bob)).await, "for bob");
     assert_eq!(origin.hits("/hidden/x"), 2);
     gh.shutdown().await;
 }
@@ -1108,19 +1046,7 @@ async fn https_server(
     std::net::SocketAddr,
     std::sync::Arc<std::sync::atomic::AtomicUsize>,
 ) {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let chain: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_file_iter(certs.join("server.crt"))
-            .unwrap()
-            .map(|c| c.unwrap())
-            .collect();
-    let key = PrivateKeyDer::from_pem_file(certs.join("server.key")).unwrap();
-    let cfg = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .unwrap();
+    let cfg = server_tls(certs, false);
     let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(cfg));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -368,12 +368,7 @@ async fn the_api_405_lists_the_methods_the_path_takes() {
     let mut methods: Vec<&str> = allow.split(", ").collect();
     methods.sort();
     assert_eq!(methods, ["DELETE", "GET", "POST"]);
-    let r = gh
-        .client
-        .get(gh.api_url("/v1/cache/purge"))
-        .send()
-        .await
-        .unwrap();
+    let r = gh.api_get("/v1/cache/purge").await;
     assert_eq!(r.status(), 405);
     assert_eq!(r.headers()["allow"], "POST");
 }

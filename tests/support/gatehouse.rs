@@ -91,6 +91,11 @@ impl Gatehouse {
         self.client.get(self.url(path)).send().await.unwrap()
     }
 
+    /// GET on the api listener.
+    pub async fn api_get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.api_url(path)).send().await.unwrap()
+    }
+
     pub async fn metrics(&self) -> String {
         self.client
             .get(self.admin_url("/metrics"))
@@ -123,4 +128,28 @@ impl Gatehouse {
             app.shutdown().await;
         }
     }
+}
+
+/// Calls the api listener with a JSON body; returns the status and the JSON answer
+/// (`Null` when the answer has no JSON body, e.g. a 204).
+pub async fn api_json(
+    gh: &Gatehouse,
+    method: reqwest::Method,
+    path: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let r = gh
+        .client
+        .request(method, gh.api_url(path))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// GETs `url` and reads the answer as JSON (panics when it is not).
+pub async fn get_json(client: &reqwest::Client, url: &str) -> serde_json::Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
 }

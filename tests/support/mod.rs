@@ -1,8 +1,9 @@
 //! Test support, split by what each part starts: real `redis-server` processes on
 //! free ports (never 6379), a Sentinel and a Redis Cluster of real processes
 //! (`redis`), the store a test runs against (`store`), a counting origin on
-//! 127.0.0.1:0 (`origin`), gatehouse itself on real listeners (`gatehouse`) and the
-//! keys and certificates the TLS tests need (`tls`). Everything is started and
+//! 127.0.0.1:0 (`origin`), gatehouse itself on real listeners (`gatehouse`), the
+//! gatehouse binary as a child process (`process`) and the keys, certificates and
+//! TLS servers the TLS tests need (`tls`). Everything is started and
 //! stopped by the tests themselves. Every public name is re-exported here, so a test
 //! file needs only `mod support;` and `use support::*;`.
 
@@ -10,6 +11,7 @@
 
 mod gatehouse;
 mod origin;
+mod process;
 mod redis;
 mod store;
 mod tls;
@@ -19,6 +21,8 @@ mod tls;
 pub use self::gatehouse::*;
 #[allow(unused_imports)]
 pub use self::origin::*;
+#[allow(unused_imports)]
+pub use self::process::*;
 #[allow(unused_imports)]
 pub use self::redis::*;
 #[allow(unused_imports)]
