@@ -25,7 +25,7 @@ async fn origin() -> TestOrigin {
 }
 
 async fn api(gh: &Gatehouse, path: &str) -> (u16, Value) {
-    let r = gh.client.get(gh.api_url(path)).send().await.unwrap();
+    let r = gh.api_get(path).await;
     (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }
 

@@ -4,10 +4,9 @@
 mod support;
 
 use std::collections::{BTreeSet, HashMap};
-use std::net::TcpListener;
-use std::process::Command;
 
 use gatehouse::Config;
+use support::{check_config, free_port, gatehouse_bin, run_refused, write_file};
 
 fn repo_config() -> String {
     std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml")).unwrap()
@@ -79,10 +78,6 @@ fn config_toml_lists_every_key_with_its_default() {
     );
 }
 
-fn gatehouse() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-}
-
 #[test]
 fn check_prints_every_problem_with_its_key_path_and_exits_non_zero() {
     let dir = tempfile::tempdir().unwrap();
@@ -107,30 +102,15 @@ no_such_key = 1
 "#,
     )
     .unwrap();
-    let out = gatehouse()
-        .args(["check", "--config"])
-        .arg(&path)
-        .env_remove("REDIS_URL")
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (code, err) = check_config(&path, &[]);
+    assert_ne!(code, Some(0), "{err}");
     for key in ["origin.timeout", "routes[2].ttl", "cache.no_such_key"] {
         assert!(err.contains(key), "{key} not named in: {err}");
     }
 
     std::fs::write(&path, "").unwrap();
-    let out = gatehouse()
-        .args(["check", "--config"])
-        .arg(&path)
-        .env_remove("REDIS_URL")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, err) = check_config(&path, &[]);
+    assert_eq!(code, Some(0), "{err}");
 }
 
 #[test]
@@ -138,40 +118,27 @@ fn check_applies_environment_overrides_like_run() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ok.toml");
     std::fs::write(&path, "").unwrap();
-    let out = gatehouse()
-        .args(["check", "--config"])
-        .arg(&path)
-        .env("GATEHOUSE_ORIGIN_TIMEOUT", "soon")
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("origin.timeout"));
+    let (code, err) = check_config(&path, &[("GATEHOUSE_ORIGIN_TIMEOUT", "soon")]);
+    assert_ne!(code, Some(0), "{err}");
+    assert!(err.contains("origin.timeout"), "{err}");
 }
 
 #[test]
 fn run_with_bad_config_exits_2_before_binding_any_port() {
     let dir = tempfile::tempdir().unwrap();
-    let port = support::free_port();
+    let port = free_port();
     let path = dir.path().join("bad.toml");
     std::fs::write(
         &path,
         format!("[server]\nlisten = \"127.0.0.1:{port}\"\n[origin]\nurl = \"ftp://x\"\n"),
     )
     .unwrap();
-    let out = gatehouse()
-        .args(["run", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("origin.url"));
-    // The port was never taken.
-    TcpListener::bind(("127.0.0.1", port)).expect("port still free");
+    assert!(run_refused(&path, &[], port).contains("origin.url"));
 }
 
 #[test]
 fn version_is_printed() {
-    let out = gatehouse().arg("--version").output().unwrap();
+    let out = gatehouse_bin().arg("--version").output().unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("gatehouse "));
 }
@@ -190,73 +157,46 @@ fn the_readme_config_example_is_valid() {
 /// A PEM block whose body is not a key ("not a key").
 const BAD_PEM_KEY: &str = "-----BEGIN PUBLIC KEY-----\nbm90IGEga2V5\n-----END PUBLIC KEY-----\n";
 
-fn write(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn check(path: &std::path::Path, env: &[(&str, &str)]) -> (Option<i32>, String) {
-    let out = gatehouse()
-        .args(["check", "--config"])
-        .arg(path)
-        .env_remove("REDIS_URL")
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
-}
-
 #[test]
 fn an_empty_environment_override_is_refused_by_check_and_run() {
     let dir = tempfile::tempdir().unwrap();
-    let path = write(dir.path(), "ok.toml", "");
-    let (code, err) = check(&path, &[("GATEHOUSE_API_TOKEN", "")]);
+    let path = write_file(dir.path(), "ok.toml", "");
+    let (code, err) = check_config(&path, &[("GATEHOUSE_API_TOKEN", "")]);
     assert_eq!(code, Some(2), "{err}");
     assert!(
         err.contains("GATEHOUSE_API_TOKEN: is set but empty; unset it or give it a value"),
         "{err}"
     );
-    let (code, err) = check(&path, &[("GATEHOUSE_CACHE_MAX_BYTES", "")]);
+    let (code, err) = check_config(&path, &[("GATEHOUSE_CACHE_MAX_BYTES", "")]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("GATEHOUSE_CACHE_MAX_BYTES"), "{err}");
     // REDIS_URL is not an override but a fallback: empty, it is unset.
-    let (code, err) = check(&path, &[("REDIS_URL", "")]);
+    let (code, err) = check_config(&path, &[("REDIS_URL", "")]);
     assert_eq!(code, Some(0), "{err}");
 
-    let port = support::free_port();
-    let path = write(
+    let port = free_port();
+    let path = write_file(
         dir.path(),
         "run.toml",
         &format!("[server]\nlisten = \"127.0.0.1:{port}\"\n"),
     );
-    let out = gatehouse()
-        .args(["run", "--config"])
-        .arg(&path)
-        .env("GATEHOUSE_API_TOKEN", "")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("GATEHOUSE_API_TOKEN"));
-    TcpListener::bind(("127.0.0.1", port)).expect("port still free");
+    let err = run_refused(&path, &[("GATEHOUSE_API_TOKEN", "")], port);
+    assert!(err.contains("GATEHOUSE_API_TOKEN"), "{err}");
 }
 
 /// A config naming files of every kind `run` loads, each one broken.
 fn broken_files(dir: &std::path::Path, listen: u16) -> std::path::PathBuf {
     let not_pem = "this is not PEM\n";
-    let tls_cert = write(dir, "tls.crt", not_pem);
-    let tls_key = write(dir, "tls.key", not_pem);
-    let public_key = write(dir, "jwt.pub.pem", BAD_PEM_KEY);
-    let jwks = write(dir, "jwks.json", "{\"keys\": [");
-    let store_ca = write(dir, "redis-ca.crt", not_pem);
-    let jwks_ca = write(dir, "jwks-ca.crt", not_pem);
-    let origin_ca = write(dir, "origin-ca.crt", not_pem);
-    let origin_cert = write(dir, "origin-client.crt", not_pem);
-    let origin_key = write(dir, "origin-client.key", not_pem);
-    write(
+    let tls_cert = write_file(dir, "tls.crt", not_pem);
+    let tls_key = write_file(dir, "tls.key", not_pem);
+    let public_key = write_file(dir, "jwt.pub.pem", BAD_PEM_KEY);
+    let jwks = write_file(dir, "jwks.json", "{\"keys\": [");
+    let store_ca = write_file(dir, "redis-ca.crt", not_pem);
+    let jwks_ca = write_file(dir, "jwks-ca.crt", not_pem);
+    let origin_ca = write_file(dir, "origin-ca.crt", not_pem);
+    let origin_cert = write_file(dir, "origin-client.crt", not_pem);
+    let origin_key = write_file(dir, "origin-client.key", not_pem);
+    write_file(
         dir,
         "files.toml",
         &format!(
@@ -309,7 +249,7 @@ const EVERY_FILE_KEY: &[&str] = &[
 fn check_loads_every_file_run_would_and_reports_every_problem_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let path = broken_files(dir.path(), 0);
-    let (code, err) = check(&path, &[("GATEHOUSE_ORIGIN_TIMEOUT", "soon")]);
+    let (code, err) = check_config(&path, &[("GATEHOUSE_ORIGIN_TIMEOUT", "soon")]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("(10 problems)"), "{err}");
     for key in EVERY_FILE_KEY.iter().chain(&["origin.timeout"]) {
@@ -323,23 +263,15 @@ fn check_loads_every_file_run_would_and_reports_every_problem_at_once() {
 #[test]
 fn run_fails_on_files_it_cannot_load_before_binding_any_port() {
     let dir = tempfile::tempdir().unwrap();
-    let port = support::free_port();
+    let port = free_port();
     let path = broken_files(dir.path(), port);
-    let out = gatehouse()
-        .args(["run", "--config"])
-        .arg(&path)
-        .env_remove("REDIS_URL")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = run_refused(&path, &[], port);
     for key in EVERY_FILE_KEY {
         assert!(
             err.contains(&format!("  {key}: ")),
             "{key} not named in: {err}"
         );
     }
-    TcpListener::bind(("127.0.0.1", port)).expect("port still free");
 }
 
 /// The keys of every problem `check` would report for a config text.
@@ -421,23 +353,23 @@ fn a_bad_value_from_the_environment_names_its_variable() {
 fn an_unknown_log_level_is_a_config_error_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     // "infoo" would otherwise be read as a target name: every line filtered out.
-    let path = write(dir.path(), "typo.toml", "[log]\nlevel = \"infoo\"\n");
-    let (code, err) = check(&path, &[]);
+    let path = write_file(dir.path(), "typo.toml", "[log]\nlevel = \"infoo\"\n");
+    let (code, err) = check_config(&path, &[]);
     assert_eq!(code, Some(2), "{err}");
     assert!(
         err.contains("  log.level: unknown level \"infoo\""),
         "{err}"
     );
 
-    let path = write(
+    let path = write_file(
         dir.path(),
         "ok.toml",
         "[log]\nlevel = \"info,gatehouse=debug\"\n",
     );
-    let (code, err) = check(&path, &[]);
+    let (code, err) = check_config(&path, &[]);
     assert_eq!(code, Some(0), "{err}");
     // GATEHOUSE_LOG overrides log.level: held to the same rule, named as itself.
-    let (code, err) = check(&path, &[("GATEHOUSE_LOG", "verbose")]);
+    let (code, err) = check_config(&path, &[("GATEHOUSE_LOG", "verbose")]);
     assert_eq!(code, Some(2), "{err}");
     assert!(
         err.contains("  GATEHOUSE_LOG: unknown level \"verbose\""),

@@ -1,11 +1,14 @@
 //! The demo origin on its own, and gatehouse in front of it as `gatehouse demo` runs
 //! them: real listeners on 127.0.0.1:0, `reqwest` as the client.
 
+mod support;
+
 use std::net::SocketAddr;
 
 use gatehouse::demo::{self, DemoOrigin, BENCH_BODY_LEN};
 use gatehouse::App;
 use serde_json::Value;
+use support::get_json;
 use tokio::net::TcpListener;
 
 fn client() -> reqwest::Client {
@@ -20,14 +23,7 @@ async fn loopback() -> TcpListener {
 }
 
 async fn stats(client: &reqwest::Client, origin: SocketAddr) -> Value {
-    client
-        .get(format!("http://{origin}/__origin/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    get_json(client, &format!("http://{origin}/__origin/stats")).await
 }
 
 fn count(stats: &Value, request: &str) -> u64 {
@@ -78,14 +74,7 @@ async fn origin_answers_participants_check_ins_and_stats() {
     assert_eq!(p["checkedIn"], true);
     assert!(p["checkedInAt"].as_str().unwrap().ends_with('Z'));
 
-    let sessions: Value = c
-        .get(format!("{base}/api/sessions"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let sessions: Value = get_json(&c, &format!("{base}/api/sessions")).await;
     let keynote = &sessions["sessions"][0];
     assert_eq!(keynote["id"], p["sessionId"]);
     assert_eq!(keynote["checkedIn"], 1);

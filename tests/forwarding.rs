@@ -440,15 +440,7 @@ async fn starts_with_redis_down_serves_from_origin_and_connects_when_it_returns(
         .await,
         "connects when Redis comes back"
     );
-    let body: serde_json::Value = gh
-        .client
-        .get(gh.admin_url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body: serde_json::Value = get_json(&gh.client, &gh.admin_url("/readyz")).await;
     assert_eq!(body["status"], "ready");
     gh.shutdown().await;
 }
@@ -556,7 +548,7 @@ async fn native_endpoints_and_proxied_paths_never_cross_listeners() {
     let r = gh.get("/v1/cache/purge").await;
     assert_eq!(r.text().await.unwrap(), "origin saw /v1/cache/purge");
     // An app path on the api listener is not proxied.
-    let r = gh.client.get(gh.api_url("/r/x")).send().await.unwrap();
+    let r = gh.api_get("/r/x").await;
     assert_eq!(r.status(), 404);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["error"], "NO_ROUTE");

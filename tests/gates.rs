@@ -48,14 +48,11 @@ async fn check_in(gh: &Gatehouse, session: &str, member: &str) -> (u16, Value) {
 }
 
 async fn counter(gh: &Gatehouse, session: &str) -> Value {
-    gh.client
-        .get(gh.api_url(&format!("/v1/capacity/sessions/{session}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    get_json(
+        &gh.client,
+        &gh.api_url(&format!("/v1/capacity/sessions/{session}")),
+    )
+    .await
 }
 
 both_stores!(

@@ -5,26 +5,15 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::{eventually, free_port, Gatehouse, RedisServer, Reply, TestOrigin};
+use support::{
+    api_json, eventually, write_file, Gatehouse, GatehouseProcess, Listeners, RedisServer, Reply,
+    TestOrigin,
+};
 
 const HS_SECRET: &str = "an-hs256-secret-of-more-than-32-bytes-for-ops";
-
-async fn api(gh: &Gatehouse, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
-    let r = gh
-        .client
-        .request(method, gh.api_url(path))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
 
 // ------------------------------------------------------------------------- logs
 
@@ -55,58 +44,25 @@ fn run_binary(log: &str, requests: impl AsyncFnOnce(u16)) -> String {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let origin = rt.block_on(TestOrigin::start(|_| Reply::ok("o")));
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("gatehouse.toml");
-    let (proxy, api, admin) = (free_port(), free_port(), free_port());
-    std::fs::write(
-        &path,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{proxy}\"\napi_listen = \"127.0.0.1:{api}\"\nadmin_listen = \"127.0.0.1:{admin}\"\n\
-             [origin]\nurl = \"{}\"\n[auth]\nhs_secret = \"{HS_SECRET}\"\n[[routes]]\npath = \"/me\"\nauth = \"required\"\n\
+    let listeners = Listeners::free();
+    let path = write_file(
+        dir.path(),
+        "gatehouse.toml",
+        &format!(
+            "{}[origin]\nurl = \"{}\"\n[auth]\nhs_secret = \"{HS_SECRET}\"\n[[routes]]\npath = \"/me\"\nauth = \"required\"\n\
              [[routes]]\npath = \"/quiet\"\naccess_sample = 0\n{log}\n",
+            listeners.toml(),
             origin.url()
         ),
-    )
-    .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .args(["run", "--config"])
-        .arg(&path)
-        .env_remove("GATEHOUSE_LOG")
-        .env_remove("REDIS_URL")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-            .collect::<Vec<_>>()
-            .join("\n")
-    });
+    );
+    let gh = GatehouseProcess::start(&path, listeners, None);
     rt.block_on(async {
-        let client = reqwest::Client::new();
-        assert!(
-            eventually(Duration::from_secs(10), || async {
-                client
-                    .get(format!("http://127.0.0.1:{admin}/readyz"))
-                    .send()
-                    .await
-                    .is_ok()
-            })
-            .await,
-            "gatehouse did not start"
-        );
-        requests(proxy).await;
+        gh.ready().await;
+        requests(listeners.proxy).await;
     });
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    assert!(child.wait().unwrap().success());
-    reader.join().unwrap()
+    let (status, log) = gh.terminate();
+    assert!(status.success(), "{status:?}");
+    log
 }
 
 #[test]
@@ -244,7 +200,7 @@ async fn client_refusals_are_logged_below_warn() {
     .await;
     use reqwest::Method;
     assert_eq!(gh.get("/me").await.status(), 401);
-    let (s, created) = api(
+    let (s, created) = api_json(
         &gh,
         Method::POST,
         "/v1/transfers",
@@ -253,7 +209,7 @@ async fn client_refusals_are_logged_below_warn() {
     .await;
     assert_eq!(s, 201);
     let claim = |token: Value, audience: &str| json!({"token": token, "audience": audience});
-    let (s, _) = api(
+    let (s, _) = api_json(
         &gh,
         Method::POST,
         "/v1/transfers/claim",
@@ -261,7 +217,7 @@ async fn client_refusals_are_logged_below_warn() {
     )
     .await;
     assert_eq!(s, 403);
-    let (s, _) = api(
+    let (s, _) = api_json(
         &gh,
         Method::POST,
         "/v1/transfers/claim",
@@ -269,7 +225,7 @@ async fn client_refusals_are_logged_below_warn() {
     )
     .await;
     assert_eq!(s, 410);
-    let (s, _) = api(
+    let (s, _) = api_json(
         &gh,
         Method::POST,
         "/v1/capacity/ops/full/admissions",
@@ -277,7 +233,7 @@ async fn client_refusals_are_logged_below_warn() {
     )
     .await;
     assert_eq!(s, 201);
-    let (s, _) = api(
+    let (s, _) = api_json(
         &gh,
         Method::POST,
         "/v1/capacity/ops/full/admissions",
@@ -285,7 +241,7 @@ async fn client_refusals_are_logged_below_warn() {
     )
     .await;
     assert_eq!(s, 409);
-    let (s, _) = api(
+    let (s, _) = api_json(
         &gh,
         Method::POST,
         "/v1/locks/ops/l",
@@ -602,7 +558,7 @@ auth = "required"
         .starts_with("gatehouse; hit"));
     assert_eq!(gh.get("/me").await.status(), 401);
     use reqwest::Method;
-    let (s, _) = api(
+    let (s, _) = api_json(
         &gh,
         Method::POST,
         "/v1/capacity/ops/c1/admissions",
@@ -610,7 +566,7 @@ auth = "required"
     )
     .await;
     assert_eq!(s, 201);
-    let (s, _) = api(
+    let (s, _) = api_json(
         &gh,
         Method::POST,
         "/v1/locks/ops/l1",
@@ -618,7 +574,7 @@ auth = "required"
     )
     .await;
     assert_eq!(s, 201);
-    let (s, _) = api(
+    let (s, _) = api_json(
         &gh,
         Method::POST,
         "/v1/revocations",
@@ -626,7 +582,7 @@ auth = "required"
     )
     .await;
     assert_eq!(s, 204);
-    let (s, _) = api(
+    let (s, _) = api_json(
         &gh,
         Method::POST,
         "/v1/cache/purge",

@@ -15,47 +15,13 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use support::*;
 
 type Resp = http::Response<http_body_util::combinators::UnsyncBoxBody<Bytes, Infallible>>;
 
 /// A client certificate `client.crt` / `client.key` signed by `ca.crt` in `d`.
 fn make_client_cert(d: &std::path::Path) {
-    let run = |args: &[&str]| openssl(d, args);
-    run(&[
-        "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        "client.key",
-        "-out",
-        "client.csr",
-        "-subj",
-        "/CN=gatehouse",
-    ]);
-    std::fs::write(d.join("client.cnf"), "extendedKeyUsage=clientAuth\n").unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "client.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "client.crt",
-        "-days",
-        "1",
-        "-extfile",
-        "client.cnf",
-    ]);
+    issue_cert(d, "client", "gatehouse", "extendedKeyUsage=clientAuth\n");
 }
 
 /// An origin answering every request: `x-version` says the HTTP version it was
@@ -140,27 +106,9 @@ async fn answer(req: http::Request<Incoming>) -> Resp {
     resp
 }
 
-fn server_tls(dir: &std::path::Path, client_auth: bool) -> rustls::ServerConfig {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(dir.join("server.crt"))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    let key = PrivateKeyDer::from_pem_file(dir.join("server.key")).unwrap();
-    let builder = rustls::ServerConfig::builder();
-    let builder = if client_auth {
-        let mut roots = rustls::RootCertStore::empty();
-        for c in CertificateDer::pem_file_iter(dir.join("ca.crt")).unwrap() {
-            roots.add(c.unwrap()).unwrap();
-        }
-        let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
-            .build()
-            .unwrap();
-        builder.with_client_cert_verifier(verifier)
-    } else {
-        builder.with_no_client_auth()
-    };
-    let mut cfg = builder.with_single_cert(certs, key).unwrap();
+/// The test server config, offering h2 and http/1.1 (ALPN).
+fn server_tls_alpn(dir: &std::path::Path, client_auth: bool) -> rustls::ServerConfig {
+    let mut cfg = server_tls(dir, client_auth);
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     cfg
 }
@@ -181,7 +129,7 @@ async fn gatehouse(origin: &str, extra: &str) -> Gatehouse {
 async fn https_origin_verified_with_ca_file() {
     let dir = tempfile::tempdir().unwrap();
     make_certs(dir.path());
-    let origin = Origin::start(Some(server_tls(dir.path(), false))).await;
+    let origin = Origin::start(Some(server_tls_alpn(dir.path(), false))).await;
     let gh = gatehouse(
         &origin.url("https"),
         &format!("ca_file = \"{}\"\n", esc(&dir.path().join("ca.crt"))),
@@ -200,7 +148,7 @@ async fn https_origin_with_the_wrong_ca_is_502_origin_tls_error() {
     make_certs(dir.path());
     let other = tempfile::tempdir().unwrap();
     make_certs(other.path());
-    let origin = Origin::start(Some(server_tls(dir.path(), false))).await;
+    let origin = Origin::start(Some(server_tls_alpn(dir.path(), false))).await;
     let gh = gatehouse(
         &origin.url("https"),
         &format!("ca_file = \"{}\"\n", esc(&other.path().join("ca.crt"))),
@@ -222,7 +170,7 @@ async fn https_origin_with_the_wrong_ca_is_502_origin_tls_error() {
 async fn https_origin_with_a_wrong_sni_is_502_origin_tls_error() {
     let dir = tempfile::tempdir().unwrap();
     make_certs(dir.path());
-    let origin = Origin::start(Some(server_tls(dir.path(), false))).await;
+    let origin = Origin::start(Some(server_tls_alpn(dir.path(), false))).await;
     let ca = esc(&dir.path().join("ca.crt"));
     let gh = gatehouse(
         &origin.url("https"),
@@ -247,7 +195,7 @@ async fn mtls_origin_needs_the_client_certificate() {
     let dir = tempfile::tempdir().unwrap();
     make_certs(dir.path());
     make_client_cert(dir.path());
-    let origin = Origin::start(Some(server_tls(dir.path(), true))).await;
+    let origin = Origin::start(Some(server_tls_alpn(dir.path(), true))).await;
     let ca = esc(&dir.path().join("ca.crt"));
     let without = gatehouse(&origin.url("https"), &format!("ca_file = \"{ca}\"\n")).await;
     let r = without.get("/x").await;
@@ -272,7 +220,7 @@ async fn mtls_origin_needs_the_client_certificate() {
 async fn h2_over_tls_by_alpn_and_auto() {
     let dir = tempfile::tempdir().unwrap();
     make_certs(dir.path());
-    let origin = Origin::start(Some(server_tls(dir.path(), false))).await;
+    let origin = Origin::start(Some(server_tls_alpn(dir.path(), false))).await;
     let ca = esc(&dir.path().join("ca.crt"));
     for protocol in ["h2", "auto"] {
         let gh = gatehouse(

@@ -4,15 +4,25 @@
 mod support;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use support::*;
 
+/// Replaces the file atomically. Its mtime is set one second past the old one's, so
+/// the watcher (which compares mtime and length) sees every rewrite whatever the
+/// file system's timestamp resolution, with no waiting for the clock to move.
 fn write(path: &std::path::Path, text: &str) {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text).unwrap();
+    if let Ok(old) = std::fs::metadata(path).and_then(|m| m.modified()) {
+        let now = std::time::SystemTime::now();
+        std::fs::File::options()
+            .write(true)
+            .open(&tmp)
+            .unwrap()
+            .set_modified(now.max(old + Duration::from_secs(1)))
+            .unwrap();
+    }
     std::fs::rename(&tmp, path).unwrap();
 }
 
@@ -34,8 +44,6 @@ async fn a_changed_file_reloads_routes_and_an_invalid_one_is_refused() {
     gh.get("/x").await;
     assert_eq!(origin.hits("/x"), 2, "no route: not cached");
 
-    // Bump the mtime past the watcher's resolution before rewriting.
-    tokio::time::sleep(Duration::from_millis(20)).await;
     write(
         &path,
         &format!("{base}[[routes]]\npath = \"/x\"\nttl = \"1m\"\n"),
@@ -82,57 +90,23 @@ async fn sighup_reloads_the_running_binary() {
     let origin = TestOrigin::start(|_| Reply::ok("h")).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("gatehouse.toml");
-    let (proxy, api, admin) = (free_port(), free_port(), free_port());
-    let base = format!(
-        "[server]\nlisten = \"127.0.0.1:{proxy}\"\napi_listen = \"127.0.0.1:{api}\"\nadmin_listen = \"127.0.0.1:{admin}\"\n[origin]\nurl = \"{}\"\n",
-        origin.url()
-    );
+    let listeners = Listeners::free();
+    let base = format!("{}[origin]\nurl = \"{}\"\n", listeners.toml(), origin.url());
     write(&path, &base);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .args(["run", "--config"])
-        .arg(&path)
-        .env("GATEHOUSE_LOG", "info")
-        .env_remove("REDIS_URL")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The log is on stderr.
-    let log = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(log).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let mut gh = GatehouseProcess::start(&path, listeners, Some("info"));
+    gh.ready().await;
     let client = reqwest::Client::new();
-    let url = |p: &str| format!("http://127.0.0.1:{proxy}{p}");
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            client
-                .get(format!("http://127.0.0.1:{admin}/readyz"))
-                .send()
-                .await
-                .is_ok()
-        })
-        .await
-    );
+    let url = |p: &str| listeners.url(p);
     client.get(url("/y")).send().await.unwrap();
     write(
         &path,
         &format!("{base}[[routes]]\npath = \"/y\"\nttl = \"1m\"\n"),
     );
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let reloaded = (0..200).any(|_| {
-        rx.recv_timeout(Duration::from_millis(50))
-            .is_ok_and(|l| l.contains("config reloaded"))
-    });
-    assert!(reloaded, "the log says the config was reloaded");
+    gh.signal("HUP");
+    assert!(
+        gh.wait_for_log("config reloaded", Duration::from_secs(10)),
+        "the log says the config was reloaded"
+    );
     client.get(url("/y")).send().await.unwrap();
     let r = client.get(url("/y")).send().await.unwrap();
     assert!(r.headers()["cache-status"]
@@ -141,10 +115,6 @@ async fn sighup_reloads_the_running_binary() {
         .starts_with("gatehouse; hit"));
     assert_eq!(origin.hits("/y"), 2);
     // SIGTERM drains and exits 0.
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    assert!(child.wait().unwrap().success());
+    let (status, log) = gh.terminate();
+    assert!(status.success(), "{status:?}\n{log}");
 }

@@ -9,8 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
+use rustls_pki_types::ServerName;
 use support::*;
 
 async fn tls_get(
@@ -19,13 +18,8 @@ async fn tls_get(
     alpn: &[u8],
     path: &str,
 ) -> (http::Response<Bytes>, http::Version) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(ca).unwrap() {
-        roots.add(c.unwrap()).unwrap();
-    }
     let mut cfg = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
+        .with_root_certificates(test_roots(ca))
         .with_no_client_auth();
     cfg.alpn_protocols = vec![alpn.to_vec()];
     let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));

@@ -4,9 +4,6 @@
 //! never applies), and key files that would only fail once ports are bound.
 
 use std::collections::HashMap;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use gatehouse::config::reload::load_checked;
 use gatehouse::Config;
@@ -28,18 +25,6 @@ fn problems(text: &str, vars: &[(&str, &str)]) -> Vec<String> {
     }
 }
 
-fn gatehouse() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
-    c.env_remove("REDIS_URL");
-    c
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
 const TOKEN_32: &str = "0123456789abcdef0123456789abcdef";
 
 #[test]
@@ -52,22 +37,18 @@ fn an_empty_api_token_in_the_environment_does_not_switch_api_auth_off() {
     // `run` stops before the api listener exists.
     let dir = tempfile::tempdir().unwrap();
     let api = free_port();
-    let path = write(
+    let path = write_file(
         dir.path(),
         "api.toml",
         &format!(
             "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\napi_listen = \"127.0.0.1:{api}\"\n"
         ),
     );
-    let out = gatehouse()
-        .args(["run", "--config"])
-        .arg(&path)
-        .env("GATEHOUSE_API_TOKEN", "")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("GATEHOUSE_API_TOKEN: is set but empty"));
-    TcpListener::bind(("127.0.0.1", api)).expect("the api port was never bound");
+    let err = run_refused(&path, &[("GATEHOUSE_API_TOKEN", "")], api);
+    assert!(
+        err.contains("GATEHOUSE_API_TOKEN: is set but empty"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -172,13 +153,13 @@ path = "/c"
 fn key_files_that_do_not_load_fail_check_naming_each_key_in_one_report() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let pem = write(
+    let pem = write_file(
         d,
         "rsa.pub.pem",
         "-----BEGIN PUBLIC KEY-----\nbm90IGEga2V5\n-----END PUBLIC KEY-----\n",
     );
-    let jwks = write(d, "jwks.json", "{\"keys\": [{\"kty\": \"RSA\", \"n\": 1}");
-    let not_pem = write(d, "ca.crt", "not PEM at all\n");
+    let jwks = write_file(d, "jwks.json", "{\"keys\": [{\"kty\": \"RSA\", \"n\": 1}");
+    let not_pem = write_file(d, "ca.crt", "not PEM at all\n");
     let text = format!(
         "[store]\ntls_ca_file = \"{}\"\n[auth]\nalgorithms = [\"RS256\"]\npublic_key_files = [\"{}\"]\njwks_file = \"{}\"\n",
         not_pem.display(),
@@ -187,7 +168,7 @@ fn key_files_that_do_not_load_fail_check_naming_each_key_in_one_report() {
     );
     // Validation alone accepts it: the files exist.
     assert!(problems(&text, &[]).is_empty());
-    let path = write(d, "keys.toml", &text);
+    let path = write_file(d, "keys.toml", &text);
     let errs = load_checked(Some(&path), &env(&[("GATEHOUSE_API_TOKEN", "")])).unwrap_err();
     let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
     assert_eq!(
@@ -200,13 +181,8 @@ fn key_files_that_do_not_load_fail_check_naming_each_key_in_one_report() {
         ],
         "{errs:?}"
     );
-    let out = gatehouse()
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (code, err) = check_config(&path, &[]);
+    assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("(3 problems)"), "{err}");
     for key in [
         "auth.public_key_files[0]",
@@ -228,15 +204,7 @@ fn key_files_that_do_not_load_fail_check_naming_each_key_in_one_report() {
         "[auth]\nalgorithms = [\"RS256\"]\npublic_key_files = [\"{}\"]\n",
         public.display()
     );
-    let path = write(d, "good.toml", &text);
-    let out = gatehouse()
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let path = write_file(d, "good.toml", &text);
+    let (code, err) = check_config(&path, &[]);
+    assert_eq!(code, Some(0), "{err}");
 }

@@ -414,14 +414,8 @@ async fn tls_handshake_and_first_head_are_bounded_by_header_read_timeout() {
     assert!(after >= HEAD - SLACK, "closed after {after:?}");
 
     // A complete handshake, then no request: the same deadline, counted from accept.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut roots = rustls::RootCertStore::empty();
-    use rustls_pki_types::pem::PemObject;
-    for c in rustls_pki_types::CertificateDer::pem_file_iter(dir.path().join("ca.crt")).unwrap() {
-        roots.add(c.unwrap()).unwrap();
-    }
     let cfg = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
+        .with_root_certificates(test_roots(&dir.path().join("ca.crt")))
         .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
     let since = Instant::now();

@@ -56,19 +56,6 @@ async fn flood(gh: &Gatehouse, from: usize, n: usize) {
     }
 }
 
-async fn api(gh: &Gatehouse, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
-    let r = gh
-        .client
-        .request(method, gh.api_url(path))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    let text = r.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
 /// Evictions happened (the memory store) or the store has no budget (Redis).
 async fn assert_overflowed(gh: &Gatehouse, store: &TestStore) {
     if matches!(store, TestStore::Memory) {
@@ -87,10 +74,12 @@ both_stores!(
         use reqwest::Method;
         let c = "/v1/capacity/sessions/s-1";
         assert_eq!(
-            api(&gh, Method::PUT, c, json!({"capacity": 3})).await.0,
+            api_json(&gh, Method::PUT, c, json!({"capacity": 3}))
+                .await
+                .0,
             200
         );
-        let a = api(
+        let a = api_json(
             &gh,
             Method::POST,
             &format!("{c}/admissions"),
@@ -100,7 +89,7 @@ both_stores!(
         assert_eq!(a.0, 201, "{a:?}");
         let l = "/v1/locks/docs/d-1";
         let owner = json!({"userId": "alice", "sessionId": "s-alice"});
-        let lock = api(
+        let lock = api_json(
             &gh,
             Method::POST,
             l,
@@ -109,7 +98,7 @@ both_stores!(
         .await;
         assert_eq!(lock.0, 201, "{lock:?}");
         let payload = json!({"participant": 17});
-        let xfer = api(
+        let xfer = api_json(
             &gh,
             Method::POST,
             "/v1/transfers",
@@ -121,14 +110,14 @@ both_stores!(
         flood(&gh, 0, 400).await;
         assert_overflowed(&gh, &store).await;
 
-        let a = api(&gh, Method::GET, c, Value::Null).await;
+        let a = api_json(&gh, Method::GET, c, Value::Null).await;
         assert_eq!(
             (a.0, &a.1["capacity"], &a.1["count"]),
             (200, &json!(3), &json!(1)),
             "{a:?}"
         );
         // The admitted member is still admitted: nothing is counted twice.
-        let a = api(
+        let a = api_json(
             &gh,
             Method::POST,
             &format!("{c}/admissions"),
@@ -136,14 +125,14 @@ both_stores!(
         )
         .await;
         assert_eq!((a.0, &a.1["count"]), (200, &json!(1)), "{a:?}");
-        let held = api(&gh, Method::GET, l, Value::Null).await;
+        let held = api_json(&gh, Method::GET, l, Value::Null).await;
         assert_eq!(held.0, 200, "{held:?}");
         assert_eq!(held.1["fence"], lock.1["fence"]);
         assert_eq!(held.1["owner"]["userId"], "alice");
         let other = json!({"userId": "mallory", "sessionId": "s-m"});
-        let a = api(&gh, Method::POST, l, json!({"ttlMs": 1000, "owner": other})).await;
+        let a = api_json(&gh, Method::POST, l, json!({"ttlMs": 1000, "owner": other})).await;
         assert_eq!((a.0, &a.1["error"]), (409, &json!("LOCK_HELD")), "{a:?}");
-        let a = api(
+        let a = api_json(
             &gh,
             Method::POST,
             &format!("{l}/renew"),
@@ -151,7 +140,7 @@ both_stores!(
         )
         .await;
         assert_eq!((a.0, &a.1["fence"]), (200, &lock.1["fence"]), "{a:?}");
-        let a = api(
+        let a = api_json(
             &gh,
             Method::POST,
             "/v1/transfers/claim",

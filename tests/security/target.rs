@@ -222,15 +222,7 @@ both_stores!(
             1,
             "only the admitted check-in was forwarded"
         );
-        let c: Value = gh
-            .client
-            .get(gh.api_url("/v1/capacity/sessions/s1"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let c: Value = get_json(&gh.client, &gh.api_url("/v1/capacity/sessions/s1")).await;
         assert_eq!(c["count"], 1);
         Arc::try_unwrap(gh).ok().unwrap().shutdown().await;
     }

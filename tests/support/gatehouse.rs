@@ -1,0 +1,155 @@
+//! gatehouse itself, started in-process on real listeners.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use gatehouse::{App, Config};
+
+use super::TestOrigin;
+
+/// gatehouse on real listeners (127.0.0.1:0 unless the config says otherwise).
+pub struct Gatehouse {
+    pub app: Option<App>,
+    pub proxy: SocketAddr,
+    pub api: SocketAddr,
+    pub admin: SocketAddr,
+    pub client: reqwest::Client,
+}
+
+/// Builds a config from TOML text, filling listener addresses with 127.0.0.1:0 and
+/// the origin URL when the text does not set them.
+pub fn config(text: &str, origin: Option<&str>) -> Config {
+    let mut table: toml::Table = text.parse().expect("test config is TOML");
+    let server = table
+        .entry("server")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+        .as_table_mut()
+        .unwrap();
+    for key in ["listen", "api_listen", "admin_listen"] {
+        server
+            .entry(key)
+            .or_insert_with(|| toml::Value::String("127.0.0.1:0".into()));
+    }
+    server
+        .entry("shutdown_grace")
+        .or_insert_with(|| toml::Value::String("5s".into()));
+    if let Some(o) = origin {
+        let origin = table
+            .entry("origin")
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .unwrap();
+        origin
+            .entry("url")
+            .or_insert_with(|| toml::Value::String(o.into()));
+    }
+    let text = toml::to_string(&table).unwrap();
+    match Config::from_toml_str(&text, &HashMap::new()) {
+        Ok(c) => c,
+        Err(errs) => panic!("test config invalid: {errs:?}\n{text}"),
+    }
+}
+
+impl Gatehouse {
+    pub async fn start(text: &str, origin: &TestOrigin) -> Gatehouse {
+        Gatehouse::start_config(config(text, Some(&origin.url()))).await
+    }
+
+    pub async fn start_config(cfg: Config) -> Gatehouse {
+        Gatehouse::start_with_path(cfg, None).await
+    }
+
+    /// Starts with a config file path (enables reloads).
+    pub async fn start_with_path(cfg: Config, path: Option<std::path::PathBuf>) -> Gatehouse {
+        let app = App::start(cfg, path).await.expect("gatehouse starts");
+        Gatehouse {
+            proxy: app.proxy_addr,
+            api: app.api_addr,
+            admin: app.admin_addr,
+            app: Some(app),
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(64)
+                .build()
+                .unwrap(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.proxy, path)
+    }
+
+    pub fn api_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.api, path)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.admin, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    /// GET on the api listener.
+    pub async fn api_get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.api_url(path)).send().await.unwrap()
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.admin_url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// The value of one metric line (exact name with labels, e.g.
+    /// `gatehouse_cache_lookups_total{result="hit",tier="l1"}`), 0 when absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = self.metrics().await;
+        text.lines()
+            .find_map(|l| {
+                let (name, value) = l.rsplit_once(' ')?;
+                (name == series).then(|| value.parse().ok())?
+            })
+            .unwrap_or(0.0)
+    }
+
+    pub fn state(&self) -> &Arc<gatehouse::app::AppState> {
+        &self.app.as_ref().unwrap().state
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(app) = self.app.take() {
+            app.shutdown().await;
+        }
+    }
+}
+
+/// Calls the api listener with a JSON body; returns the status and the JSON answer
+/// (`Null` when the answer has no JSON body, e.g. a 204).
+pub async fn api_json(
+    gh: &Gatehouse,
+    method: reqwest::Method,
+    path: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let r = gh
+        .client
+        .request(method, gh.api_url(path))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// GETs `url` and reads the answer as JSON (panics when it is not).
+pub async fn get_json(client: &reqwest::Client, url: &str) -> serde_json::Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}
