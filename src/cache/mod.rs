@@ -351,6 +351,10 @@ impl Cache {
         };
         let tags = entry.response().tags.clone();
         let bytes = entry::encode(&entry);
+        // L1 keeps the decoded form of the encoding: its header values and body are
+        // slices of that one exact allocation. The origin's answer would pin hyper's
+        // read buffer (several KiB) through every header value it parsed.
+        let entry = entry::decode(bytes.clone()).unwrap_or(entry);
         let entry = Arc::new(Record::Entry(Arc::new(entry)));
         let ttl_d = Duration::from_millis(ttl);
         match self
