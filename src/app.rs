@@ -68,7 +68,7 @@ pub struct App {
 impl App {
     /// Starts gatehouse with a validated config. `config_path` enables reloads.
     pub async fn start(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<App> {
-        server::tls::install_crypto_provider();
+        crate::crypto::install_provider();
         // Everything that loads from files is loaded before a port is bound.
         let problems = crate::config::reload::preflight(&config);
         if !problems.is_empty() {

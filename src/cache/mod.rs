@@ -29,11 +29,12 @@ use http::HeaderMap;
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 
+use crate::clock::now_ms;
 use crate::config::CacheConfig;
 use crate::metrics::{Metrics, LOOKUP_RESULTS};
 use crate::store::{Channel, Index, Store, StoreError};
 use coalesce::Coalescer;
-use entry::{now_ms, Entry, Record, VaryIndex};
+use entry::{Entry, Record, VaryIndex};
 use l1::L1;
 
 /// The identity of a cached resource: authority, normalized path and query, and the

@@ -55,8 +55,8 @@ use tracing::Instrument;
 
 use crate::app::AppState;
 use crate::body::Body;
-use crate::cache::entry::now_ms;
 use crate::cache::Lookup;
+use crate::clock::now_ms;
 use crate::config::reload::Runtime;
 use crate::error::Error;
 use crate::routes::Route;
