@@ -56,6 +56,7 @@ pub mod admin;
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod backoff;
 pub mod body;
 pub mod cache;
 pub mod clock;

@@ -46,6 +46,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::auth::{Claims, RevocationId};
+use crate::backoff::Backoff;
 use crate::clock::now_ms;
 use crate::config::AuthConfig;
 use crate::metrics::Metrics;
@@ -468,9 +469,9 @@ impl Revocations {
         let weak: Weak<Revocations> = Arc::downgrade(self);
         let forget_at = at.saturating_add(life.keep(kind));
         tokio::spawn(async move {
-            let mut pause = RETRY_FIRST;
+            let mut pause = Backoff::new(RETRY_FIRST, RETRY_MAX);
             loop {
-                tokio::time::sleep(pause).await;
+                tokio::time::sleep(pause.next_delay()).await;
                 // Ends with the instance, or when the token would be rejected anyway.
                 let Some(view) = weak.upgrade() else { return };
                 if (now_ms() as i64) >= forget_at {
@@ -483,7 +484,6 @@ impl Revocations {
                     }
                     Err(e) => tracing::debug!(error = %e, "revocation retry failed"),
                 }
-                pause = (pause * 2).min(RETRY_MAX);
             }
         });
     }
