@@ -15,6 +15,7 @@ pub mod coord;
 pub mod memory;
 pub mod redis;
 pub mod scripts;
+pub mod wake;
 
 use std::future::Future;
 use std::sync::Arc;
