@@ -13,6 +13,7 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
 use gatehouse::cache::entry::{self, Entry, Flags, StoredResponse};
 use gatehouse::cache::l1::L1;
+use gatehouse::cache::CacheKey;
 use gatehouse::config::RouteConfig;
 use gatehouse::proxy::cache_key;
 use gatehouse::proxy::cache_policy::parse_cache_control;
@@ -160,14 +161,20 @@ fn entry_encoding(c: &mut Criterion) {
 fn l1_lookup(c: &mut Criterion) {
     let l1 = L1::new(64 << 20);
     let entry = Arc::new(entry::Record::Entry(Arc::new(sample_entry())));
-    let keys: Vec<Arc<str>> = (0..10_000)
-        .map(|i| Arc::from(format!("checkin.example.com/api/participants/{i}")))
-        .collect();
+    // The ids of real keys, as the proxy makes them.
+    let id = |i: &str| {
+        CacheKey::new(
+            format!("checkin.example.com/api/participants/{i}"),
+            format!("/api/participants/{i}"),
+        )
+        .id
+    };
+    let keys: Vec<_> = (0..10_000).map(|i| id(&i.to_string())).collect();
     for k in &keys {
         l1.insert(k.clone(), entry.clone());
     }
-    let hit = "checkin.example.com/api/participants/4242";
-    let miss = "checkin.example.com/api/participants/none";
+    let hit = &id("4242");
+    let miss = &id("none");
     assert!(l1.get(hit).is_some());
 
     let mut g = c.benchmark_group("l1_10k_entries");

@@ -11,6 +11,7 @@
 //! | `POST /api/participants/{id}/check-in` | 201 first time, 200 when already checked in; 409 `SESSION_FULL` when the participant's session is full; 404 for unknown ids |
 //! | `GET /api/sessions`, `GET /api/sessions/{id}` | the sessions with capacity and check-in count; take [`SESSION_DELAY`] |
 //! | `GET /bench/static` | a fixed [`BENCH_BODY_LEN`]-byte body, at once (for load tests) |
+//! | `GET /bench/bytes/{size}/{key}` | `size` bytes (at most [`BENCH_MAX_BYTES`]) of text, the same for every `key`; `?delay_ms=N` (at most 10 000) answers after N ms (the benches' working sets and slow misses) |
 //! | `GET /__origin/stats` | how many requests the origin served, per method, path and query |
 //!
 //! `GET` routes answer `HEAD` too. `/__origin/...` requests are not counted.
@@ -42,6 +43,10 @@ pub const PARTICIPANT_DELAY: Duration = Duration::from_millis(300);
 pub const SESSION_DELAY: Duration = Duration::from_millis(100);
 /// Size of the `GET /bench/static` body.
 pub const BENCH_BODY_LEN: usize = 1024;
+/// Largest `GET /bench/bytes/{size}/{key}` body.
+pub const BENCH_MAX_BYTES: usize = 1 << 20;
+/// Longest `?delay_ms=` a `/bench/bytes` request may ask for.
+const BENCH_MAX_DELAY_MS: u64 = 10_000;
 /// Distinct `/__origin/stats` keys kept; later ones are counted under `"(other)"`.
 const MAX_STATS_KEYS: usize = 1000;
 /// How long in-flight demo-origin requests may finish after shutdown begins.
@@ -143,6 +148,7 @@ impl DemoHandler {
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         match (read, method == Method::POST, segments.as_slice()) {
             (true, _, ["bench", "static"]) => bench_static(),
+            (true, _, ["bench", "bytes", size, _key]) => bench_bytes(size, req.uri().query()).await,
             (true, _, ["__origin", "stats"]) => self.stats(),
             (true, _, [""]) => index(),
             (true, _, ["api", "participants", id]) => {
@@ -177,6 +183,7 @@ impl DemoHandler {
                 | ["api", "sessions"]
                 | ["api", "sessions", _]
                 | ["bench", "static"]
+                | ["bench", "bytes", _, _]
                 | ["__origin", "stats"]
                 | [""],
             ) => method_not_allowed("GET, HEAD"),
@@ -309,6 +316,7 @@ fn index() -> Response<Body> {
                 "GET /api/sessions",
                 "GET /api/sessions/{id}",
                 "GET /bench/static",
+                "GET /bench/bytes/{size}/{key}?delay_ms=N",
                 "GET /__origin/stats",
             ],
         }),
@@ -318,6 +326,51 @@ fn index() -> Response<Body> {
 fn bench_static() -> Response<Body> {
     static BODY: [u8; BENCH_BODY_LEN] = bench_body();
     let mut resp = Response::new(full(Bytes::from_static(&BODY)));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+/// `size` bytes cut from one shared buffer (no copy per answer), after `delay_ms`.
+async fn bench_bytes(size: &str, query: Option<&str>) -> Response<Body> {
+    static BUFFER: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+    let size = match size.parse::<usize>() {
+        Ok(n) if n <= BENCH_MAX_BYTES => n,
+        _ => {
+            return json_answer(
+                StatusCode::BAD_REQUEST,
+                &json!({ "error": "BAD_SIZE",
+                    "message": format!("size must be a number of bytes up to {BENCH_MAX_BYTES}") }),
+            )
+        }
+    };
+    let delay = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|pair| pair.strip_prefix("delay_ms="))
+        .map(str::parse::<u64>);
+    match delay {
+        Some(Ok(ms)) if ms <= BENCH_MAX_DELAY_MS => {
+            tokio::time::sleep(Duration::from_millis(ms)).await
+        }
+        Some(_) => {
+            return json_answer(
+                StatusCode::BAD_REQUEST,
+                &json!({ "error": "BAD_DELAY",
+                    "message": format!("delay_ms must be a number of milliseconds up to {BENCH_MAX_DELAY_MS}") }),
+            )
+        }
+        None => {}
+    }
+    let buffer = BUFFER.get_or_init(|| {
+        Bytes::from_iter((0..BENCH_MAX_BYTES).map(|i| match i % 64 {
+            63 => b'\n',
+            n => b'a' + (n % 26) as u8,
+        }))
+    });
+    let mut resp = Response::new(full(buffer.slice(..size)));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
@@ -625,5 +678,39 @@ mod tests {
             .iter()
             .all(u8::is_ascii_lowercase));
         assert_eq!(body[BENCH_BODY_LEN - 1], b'\n');
+    }
+
+    async fn body_of(resp: Response<Body>) -> (StatusCode, Bytes) {
+        let status = resp.status();
+        (status, resp.into_body().collect().await.unwrap().to_bytes())
+    }
+
+    #[tokio::test]
+    async fn bench_bytes_answers_the_size_asked_and_refuses_bad_input() {
+        let (status, body) = body_of(bench_bytes("100000", None).await).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body.len(), 100_000);
+        assert_eq!(body[63], b'\n');
+        let (_, empty) = body_of(bench_bytes("0", Some("delay_ms=0")).await).await;
+        assert!(empty.is_empty());
+        let too_big = (BENCH_MAX_BYTES + 1).to_string();
+        for (size, query) in [
+            (too_big.as_str(), None),
+            ("x", None),
+            ("1", Some("delay_ms=soon")),
+            ("1", Some("a=1&delay_ms=10001")),
+        ] {
+            let (status, body) = body_of(bench_bytes(size, query).await).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{size} {query:?}");
+            assert!(body.starts_with(b"{\"error\":\"BAD_"), "{body:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bench_bytes_waits_delay_ms_before_answering() {
+        let started = tokio::time::Instant::now();
+        let (status, _) = body_of(bench_bytes("16", Some("x=y&delay_ms=5")).await).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(started.elapsed(), Duration::from_millis(5));
     }
 }

@@ -13,8 +13,8 @@
 //! | [`server`] | transport only: accept loop, HTTP/1.1 + h2c, TLS, connection limits, graceful drain |
 //! | [`proxy`] | THE request path, one file per step, in call order |
 //! | [`auth`] | JWT verification (pinned algorithms, PEM / JWKS keys, leeway, aud any-match), token extraction, verified-token cache; `Claims` in `auth/claims.rs` |
-//! | [`cache`] | L1 (moka) over L2 (store), `Entry` with an explicit `Negative` variant, coalescing |
-//! | [`store`] | the ONE place that talks to Redis or the embedded memory store (its L2 under a byte budget); every Lua script of `lua/` in [`store::scripts`]; [`store::wake`], the one wait for a wake-up |
+//! | [`cache`] | L1 (moka) over L2 (store) behind one face, `Cache`; `Entry` with an explicit `Negative` variant ([`cache::entry`]); one module a job: [`cache::key`] (request → `CacheKey` and entry id, Vary variant selection), [`cache::purge`] (by URL, prefix, tag; tombstones), [`cache::coherence`] (cross-instance invalidation, the lost feed), [`cache::coalesce`] (single flight per instance, the fleet lease), [`cache::inspect`] (the api's look inside) |
+//! | [`store`] | the ONE place that talks to Redis or the embedded memory store (its L2 under a byte budget); [`store::id`]: typed cache ids (`EntryId`, with its path-marker kind) and the keys they name; every Lua script of `lua/` in [`store::scripts`]; [`store::wake`], the one wait for a wake-up |
 //! | [`coordination`] | capacity admission (+ origin sync), fenced locks, one-time transfers, token revocations (and the in-process view the proxy checks) over the store; no HTTP: domain errors (`CoordError`) |
 //! | [`api`] | thin handlers for `/v1/...` on the api listener; the route table; `CoordError` mapped to status and code |
 //! | [`admin`] | `/livez`, `/readyz`, `/metrics` |

@@ -87,6 +87,20 @@ both_stores!(
         let (status, missing) = api(&gh, "/v1/cache/entries/0000000000000000:00").await;
         assert_eq!(status, 404);
         assert_eq!(missing["error"], "NOT_CACHED");
+        // Only the id as listed names the entry: not another spelling of it, not its
+        // path's marker, not the keys kept beside it.
+        let (path_hash, _) = id.split_once(':').unwrap();
+        for other in [
+            id.to_ascii_uppercase(),
+            format!("{path_hash}:-"),
+            format!("{path_hash}:tomb"),
+            format!("{id}:lease"),
+            format!("{id}:variants"),
+        ] {
+            let (status, body) = api(&gh, &format!("/v1/cache/entries/{other}")).await;
+            assert_eq!(status, 404, "{other}: {body}");
+            assert_eq!(body["error"], "NOT_CACHED", "{other}");
+        }
         let (status, bad) = api(&gh, "/v1/cache/entries?limit=0").await;
         assert_eq!(status, 400);
         assert_eq!(bad["error"], "BAD_REQUEST");

@@ -150,7 +150,7 @@ fn entry_json(v: &crate::cache::inspect::EntryView, headers: bool) -> serde_json
         })
         .collect();
     let mut out = json!({
-        "id": v.id,
+        "id": v.id.to_string(),
         "path": v.path,
         "tiers": tier_labels(&v.tiers),
         "status": r.status.as_u16(),

@@ -1,7 +1,8 @@
-//! One origin fetch per key per instance (Pingora's cache-lock model, not moka's
-//! `get_with`): the first request for a key becomes the leader; later ones wait,
-//! woken by notification (a `watch` channel), each wait bounded by
-//! `cache.lock_timeout`. Outcomes:
+//! Coalescing: one origin fetch per key, on one instance and across the fleet.
+//!
+//! On one instance (Pingora's cache-lock model, not moka's `get_with`): the first
+//! request for a key becomes the leader; later ones wait, woken by notification (a
+//! `watch` channel), each wait bounded by `cache.lock_timeout`. Outcomes:
 //!
 //! - `Stored(entry)`: every waiter answers from it (`collapsed`);
 //! - `Uncacheable`: waiters are released to fetch on their own;
@@ -9,14 +10,26 @@
 //!   leader — the handover — and the others wait on it.
 //!
 //! A flight older than `cache.lock_age` is not joined: the next request leads anew.
+//!
+//! Across the fleet (a shared store), a leader takes the fetch lease on the flight's
+//! id (`Cache::acquire_lease`); the other instances' leaders wait for the store's
+//! wake-up on that id (`Cache::wake_handle`), sent when the lease is released
+//! (`Cache::release_lease`). Flights are keyed by `Cache::flight_key`: the variant's
+//! id once the URL's Vary index is known. Hit-for-pass marks keys whose last answer
+//! was uncacheable, so they skip coalescing for a while.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use bytes::Bytes;
+use http::HeaderMap;
+use tokio::sync::{watch, Notify};
 
-use super::entry::Entry;
+use super::entry::{Entry, Record};
+use super::key::{variant_id, variant_values, CacheKey};
+use super::Cache;
+use crate::store::{Channel, EntryId, StoreResult};
 
 /// What a finished flight tells its waiters.
 #[derive(Clone, Debug)]
@@ -33,7 +46,7 @@ struct Flight {
 
 #[derive(Default)]
 pub struct Coalescer {
-    flights: Mutex<HashMap<Arc<str>, Arc<Flight>>>,
+    flights: Mutex<HashMap<EntryId, Arc<Flight>>>,
 }
 
 /// The caller's part in a flight.
@@ -45,7 +58,7 @@ pub enum Role {
 /// Held by the leader; dropping it without `finish` tells waiters `Failed`.
 pub struct LeaderGuard {
     coalescer: Arc<Coalescer>,
-    key: Arc<str>,
+    key: EntryId,
     flight: Arc<Flight>,
     done: bool,
 }
@@ -63,7 +76,7 @@ pub enum Waited {
 
 impl Coalescer {
     /// Joins the flight for `key`, or starts one.
-    pub fn join(self: &Arc<Self>, key: &Arc<str>, lock_age: Duration) -> Role {
+    pub fn join(self: &Arc<Self>, key: &EntryId, lock_age: Duration) -> Role {
         let mut flights = self.flights.lock().expect("coalescer lock");
         if let Some(f) = flights.get(key) {
             if f.started.elapsed() < lock_age && f.tx.borrow().is_none() {
@@ -91,7 +104,7 @@ impl Coalescer {
         self.flights.lock().expect("coalescer lock").len()
     }
 
-    fn end(&self, key: &Arc<str>, flight: &Arc<Flight>, outcome: Outcome) {
+    fn end(&self, key: &EntryId, flight: &Arc<Flight>, outcome: Outcome) {
         let mut flights = self.flights.lock().expect("coalescer lock");
         // Only remove our own flight: an aged-out one may have been replaced.
         if flights.get(key).is_some_and(|f| Arc::ptr_eq(f, flight)) {
@@ -130,12 +143,74 @@ impl Waiter {
     }
 }
 
+impl Cache {
+    /// The id one fetch for this request is coalesced under: the variant's own id
+    /// when this instance knows the URL's Vary index, else the URL's. Requests that
+    /// select different variants then never wait for each other's fetch.
+    pub fn flight_key(&self, key: &CacheKey, req: &HeaderMap) -> EntryId {
+        match self.l1.get(&key.id).map(|s| s.record) {
+            Some(r) => match &*r {
+                Record::Vary(index) => variant_id(key, &variant_values(&index.headers, req)),
+                Record::Entry(_) => key.id.clone(),
+            },
+            None => key.id.clone(),
+        }
+    }
+
+    /// Wakes local waiters for another instance's fetch of `id`.
+    pub fn wake(&self, id: &EntryId) {
+        if let Some(n) = self.wakes.lock().expect("wakes lock").get(id) {
+            n.notify_waiters();
+        }
+    }
+
+    /// A notifier for `id`'s wake-ups (register before checking, then wait).
+    pub fn wake_handle(&self, id: &EntryId) -> Arc<Notify> {
+        let mut w = self.wakes.lock().expect("wakes lock");
+        w.retain(|_, n| Arc::strong_count(n) > 1);
+        w.entry(id.clone()).or_default().clone()
+    }
+
+    /// Takes the fleet's fetch lease on the flight `id` for `ttl`; true when this
+    /// caller holds it now.
+    pub async fn acquire_lease(
+        &self,
+        id: &EntryId,
+        token: &str,
+        ttl: Duration,
+    ) -> StoreResult<bool> {
+        self.store.lease_acquire(id, token, ttl).await
+    }
+
+    /// Releases the lease `token` holds on `id` and wakes every instance waiting for
+    /// that flight.
+    pub async fn release_lease(&self, id: &EntryId, token: &str) {
+        let _ = self.store.lease_release(id, token).await;
+        let _ = self
+            .store
+            .publish(Channel::Wake, Bytes::from(id.to_string()))
+            .await;
+    }
+
+    pub fn mark_hit_for_pass(&self, id: &EntryId) {
+        self.hit_for_pass.insert(id.clone(), ());
+    }
+
+    pub fn is_hit_for_pass(&self, id: &EntryId) -> bool {
+        self.hit_for_pass.contains_key(id)
+    }
+
+    pub fn clear_hit_for_pass(&self, id: &EntryId) {
+        self.hit_for_pass.invalidate(id);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn key(s: &str) -> Arc<str> {
-        Arc::from(s)
+    fn key(s: &str) -> EntryId {
+        crate::cache::CacheKey::new(format!("example.com/{s}"), format!("/{s}")).id
     }
 
     #[tokio::test]

@@ -7,13 +7,14 @@
 use std::sync::Arc;
 
 use super::entry::{self, Entry, Record};
-use super::{path_hash, Cache, Tier};
-use crate::store::{Index, StoreError};
+use super::key::path_hash;
+use super::{Cache, Tier};
+use crate::store::{EntryId, Index, StoreError};
 
 /// One cached response, as the listing shows it.
 #[derive(Clone, Debug)]
 pub struct EntryView {
-    pub id: String,
+    pub id: EntryId,
     /// The canonical path and query it was cached for.
     pub path: Option<String>,
     /// The tiers that hold it now.
@@ -72,14 +73,18 @@ impl Cache {
         Ok(page)
     }
 
-    /// One entry by id (an id from the listing), if it is cached.
+    /// One entry by id (an id from the listing), if it is cached; text that is no
+    /// record's id names none.
     pub async fn inspect(&self, id: &str) -> Result<Option<EntryView>, StoreError> {
-        let Some((record, tiers)) = self.peek(id).await? else {
+        let Some(id) = id.parse::<EntryId>().ok().filter(|i| !i.is_path_marker()) else {
+            return Ok(None);
+        };
+        let Some((record, tiers)) = self.peek(&id).await? else {
             return Ok(None);
         };
         Ok(match &*record {
             Record::Entry(e) => Some(EntryView {
-                id: id.to_string(),
+                id,
                 path: None,
                 tiers,
                 entry: e.clone(),
@@ -105,7 +110,7 @@ impl Cache {
     /// The entry under `id`, or each variant when `id` holds a URL's Vary index.
     async fn collect(
         &self,
-        id: &str,
+        id: &EntryId,
         path: Option<&str>,
         out: &mut Vec<EntryView>,
     ) -> Result<(), StoreError> {
@@ -114,7 +119,7 @@ impl Cache {
         };
         match &*record {
             Record::Entry(e) => out.push(EntryView {
-                id: id.to_string(),
+                id: id.clone(),
                 path: path.map(str::to_string),
                 tiers,
                 entry: e.clone(),
@@ -122,7 +127,7 @@ impl Cache {
             Record::Vary(_) => {
                 let variants = self
                     .store
-                    .index_members(&Index::Variants(id.to_string()))
+                    .index_members(&Index::Variants(id.clone()))
                     .await?;
                 for vid in variants {
                     if let Some((r, tiers)) = self.peek(&vid).await? {
@@ -142,7 +147,7 @@ impl Cache {
     }
 
     /// A record and the tiers holding it, without filling L1 or counting a lookup.
-    async fn peek(&self, id: &str) -> Result<Option<(Arc<Record>, Vec<Tier>)>, StoreError> {
+    async fn peek(&self, id: &EntryId) -> Result<Option<(Arc<Record>, Vec<Tier>)>, StoreError> {
         let now = crate::clock::now_ms();
         let in_l1 = self
             .l1

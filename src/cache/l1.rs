@@ -8,6 +8,7 @@ use moka::sync::Cache as Moka;
 
 use super::entry::Record;
 use crate::clock::now_ms;
+use crate::store::{EntryId, PathHash};
 
 /// An L1 slot: the record and when it was put here.
 #[derive(Clone, Debug)]
@@ -18,8 +19,8 @@ pub struct Slot {
 
 struct Expiry;
 
-impl moka::Expiry<Arc<str>, Slot> for Expiry {
-    fn expire_after_create(&self, _key: &Arc<str>, slot: &Slot, _now: Instant) -> Option<Duration> {
+impl moka::Expiry<EntryId, Slot> for Expiry {
+    fn expire_after_create(&self, _key: &EntryId, slot: &Slot, _now: Instant) -> Option<Duration> {
         Some(Duration::from_millis(
             slot.record.hard_ttl_at(now_ms()).max(1),
         ))
@@ -27,7 +28,7 @@ impl moka::Expiry<Arc<str>, Slot> for Expiry {
 
     fn expire_after_update(
         &self,
-        key: &Arc<str>,
+        key: &EntryId,
         slot: &Slot,
         now: Instant,
         _current: Option<Duration>,
@@ -38,25 +39,28 @@ impl moka::Expiry<Arc<str>, Slot> for Expiry {
 
 #[derive(Clone)]
 pub struct L1 {
-    cache: Moka<Arc<str>, Slot>,
+    cache: Moka<EntryId, Slot>,
 }
 
 impl L1 {
     pub fn new(max_bytes: u64) -> L1 {
         let cache = Moka::builder()
             .max_capacity(max_bytes)
-            .weigher(|k: &Arc<str>, s: &Slot| s.record.weight().saturating_add(k.len() as u32))
+            .weigher(|k: &EntryId, s: &Slot| {
+                // The key weighs what its text would.
+                s.record.weight().saturating_add(k.text_len() as u32)
+            })
             .expire_after(Expiry)
             .support_invalidation_closures()
             .build();
         L1 { cache }
     }
 
-    pub fn get(&self, key: &str) -> Option<Slot> {
+    pub fn get(&self, key: &EntryId) -> Option<Slot> {
         self.cache.get(key)
     }
 
-    pub fn insert(&self, key: Arc<str>, record: Arc<Record>) {
+    pub fn insert(&self, key: EntryId, record: Arc<Record>) {
         self.cache.insert(
             key,
             Slot {
@@ -66,17 +70,16 @@ impl L1 {
         );
     }
 
-    pub fn remove(&self, key: &str) {
+    pub fn remove(&self, key: &EntryId) {
         self.cache.invalidate(key);
     }
 
-    /// Drops every entry of a path (ids are `<path hash>:<entry hash>`); moka
-    /// applies it to the entries present now, lazily.
-    pub fn invalidate_path(&self, path_hash: &str) {
-        let prefix = format!("{path_hash}:");
+    /// Drops every entry of a path (every id with its path hash); moka applies it to
+    /// the entries present now, lazily.
+    pub fn invalidate_path(&self, path: PathHash) {
         if let Err(e) = self
             .cache
-            .invalidate_entries_if(move |k: &Arc<str>, _| k.starts_with(&prefix))
+            .invalidate_entries_if(move |k: &EntryId, _| k.path() == path)
         {
             tracing::warn!(error = %e, "path invalidation not registered");
         }

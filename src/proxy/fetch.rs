@@ -28,12 +28,11 @@ use crate::app::AppState;
 use crate::body::{self, Body, BoxError};
 use crate::cache::coalesce::{LeaderGuard, Outcome, Role, Waited};
 use crate::cache::entry::{Entry, Flags, StoredResponse};
-use crate::cache::{Began, CacheKey, Lookup};
+use crate::cache::{Began, CacheKey, EntryId, Lookup};
 use crate::clock::now_ms;
 use crate::error::Error;
 use crate::routes::Route;
 use crate::store::wake::wait_for_wake;
-use crate::store::Channel;
 
 /// Forwards a request as-is (streaming both bodies); the cache is not consulted.
 ///
@@ -240,8 +239,8 @@ pub fn revalidate_in_background(mut ctx: Miss) {
             let token = lease_token();
             match ctx
                 .state
-                .store
-                .lease_acquire(&ctx.flight, &token, cfg.lock_age)
+                .cache
+                .acquire_lease(&ctx.flight, &token, cfg.lock_age)
                 .await
             {
                 Ok(true) => Some(token),
@@ -270,7 +269,7 @@ pub struct Miss {
     pub key: CacheKey,
     /// The id this request's fetch is coalesced under (per instance and per fleet):
     /// `key.id`, or its variant's id once the URL's Vary index is known.
-    pub flight: Arc<str>,
+    pub flight: EntryId,
     /// Microseconds the fill's origin request took (0: none yet), shared with the
     /// detached fill task, for the access log.
     pub origin_time: Arc<std::sync::atomic::AtomicU64>,
@@ -412,8 +411,8 @@ impl Miss {
             notified.as_mut().enable();
             match self
                 .state
-                .store
-                .lease_acquire(&self.flight, &token, cfg.lock_age)
+                .cache
+                .acquire_lease(&self.flight, &token, cfg.lock_age)
                 .await
             {
                 Ok(true) => return FleetTurn::Ours(token),
@@ -554,14 +553,7 @@ impl Miss {
     async fn run_fill(&self, guard: Option<LeaderGuard>, lease: Option<String>) -> Filled {
         let filled = self.fill(guard).await;
         if let Some(token) = lease {
-            let store = &self.state.store;
-            let _ = store.lease_release(&self.flight, &token).await;
-            let _ = store
-                .publish(
-                    Channel::Wake,
-                    Bytes::copy_from_slice(self.flight.as_bytes()),
-                )
-                .await;
+            self.state.cache.release_lease(&self.flight, &token).await;
         }
         filled
     }

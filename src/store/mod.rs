@@ -12,6 +12,7 @@
 //! themselves while it is down.
 
 pub mod coord;
+pub mod id;
 pub mod memory;
 pub mod redis;
 pub mod scripts;
@@ -26,6 +27,7 @@ use tokio::sync::broadcast;
 
 use crate::config::{StoreBackend, StoreConfig};
 use crate::metrics::Metrics;
+pub use id::{EntryId, PathHash};
 
 /// Why a store operation gave no answer. Never a wrong answer: callers turn this
 /// into 503 `STORE_UNAVAILABLE` (coordination) or a degraded path (cache).
@@ -148,13 +150,13 @@ impl Store {
     /// store's critical section and must not call the store. Nothing is ever
     /// evicted by the redis backend (Redis's own `maxmemory` policy is the
     /// operator's).
-    pub fn on_cache_evict(&self, hook: impl Fn(&[String]) + Send + Sync + 'static) {
+    pub fn on_cache_evict(&self, hook: impl Fn(&[EntryId]) + Send + Sync + 'static) {
         if let Backend::Memory(m) = &self.inner.backend {
             let prefix = format!("{}:", self.inner.prefix);
             m.on_evict(Arc::new(move |keys: &[String]| {
-                let ids: Vec<String> = keys
+                let ids: Vec<EntryId> = keys
                     .iter()
-                    .filter_map(|k| cache_id(k.strip_prefix(&prefix)?))
+                    .filter_map(|k| EntryId::from_record_key(k.strip_prefix(&prefix)?))
                     .collect();
                 hook(&ids);
             }));
@@ -163,9 +165,9 @@ impl Store {
 
     /// Whether the memory store holds the cache record `id` now; None with redis
     /// (where nothing is evicted behind the cache's back).
-    pub fn holds_record(&self, id: &str) -> Option<bool> {
+    pub fn holds_record(&self, id: &EntryId) -> Option<bool> {
         match &self.inner.backend {
-            Backend::Memory(m) => Some(m.contains(&self.key(&cache_key(id)))),
+            Backend::Memory(m) => Some(m.contains(&self.key(&id.record_key()))),
             Backend::Redis(_) => None,
         }
     }
@@ -240,8 +242,8 @@ impl Store {
     }
 
     /// Reads a cache record's bytes (L2) by cache id.
-    pub async fn cache_get(&self, id: &str) -> StoreResult<Option<Bytes>> {
-        let key = self.key(&cache_key(id));
+    pub async fn cache_get(&self, id: &EntryId) -> StoreResult<Option<Bytes>> {
+        let key = self.key(&id.record_key());
         self.run("cache_get", async {
             match &self.inner.backend {
                 Backend::Memory(m) => Ok(m.get(&key)),
@@ -252,8 +254,8 @@ impl Store {
     }
 
     /// Writes a cache record unconditionally (index records, soft purges).
-    pub async fn cache_put(&self, id: &str, value: Bytes, ttl: Duration) -> StoreResult<()> {
-        let key = self.key(&cache_key(id));
+    pub async fn cache_put(&self, id: &EntryId, value: Bytes, ttl: Duration) -> StoreResult<()> {
+        let key = self.key(&id.record_key());
         let ttl = ttl.max(Duration::from_millis(1));
         self.run("cache_put", async {
             match &self.inner.backend {
@@ -271,13 +273,13 @@ impl Store {
     /// (the moment the fetch that produced it began); true when stored.
     pub async fn cache_put_guarded(
         &self,
-        id: &str,
+        id: &EntryId,
         value: Bytes,
         ttl: Duration,
         started_ms: u64,
     ) -> StoreResult<bool> {
-        let key = self.key(&cache_key(id));
-        let tomb = self.key(&tomb_key(id));
+        let key = self.key(&id.record_key());
+        let tomb = self.key(&id.path().tomb_key());
         let ttl = ttl.max(Duration::from_millis(1));
         self.run("cache_put", async {
             match &self.inner.backend {
@@ -293,11 +295,11 @@ impl Store {
 
     /// Deletes cache records and leaves a tombstone on each one's path (purge time
     /// `now_ms`, kept for `tomb_ttl`) so fetches of the path begun before the purge
-    /// cannot store afterwards. An id `<path hash>:-` only tombstones the path.
+    /// cannot store afterwards. A path marker only tombstones the path.
     /// Answers how many records existed.
     pub async fn cache_purge(
         &self,
-        ids: &[String],
+        ids: &[EntryId],
         now_ms: u64,
         tomb_ttl: Duration,
     ) -> StoreResult<u64> {
@@ -306,7 +308,7 @@ impl Store {
         }
         let pairs: Vec<(String, String)> = ids
             .iter()
-            .map(|id| (self.key(&cache_key(id)), self.key(&tomb_key(id))))
+            .map(|id| (self.key(&id.record_key()), self.key(&id.path().tomb_key())))
             .collect();
         self.run("cache_purge", async {
             match &self.inner.backend {
@@ -322,44 +324,49 @@ impl Store {
     pub async fn index_add(
         &self,
         index: &Index,
-        members: &[String],
+        members: &[EntryId],
         ttl: Duration,
     ) -> StoreResult<u64> {
         let key = self.key(&index.logical());
+        let members = texts(members);
         self.run("index_add", async {
             match &self.inner.backend {
-                Backend::Memory(m) => Ok(m.index_add(&key, members, ttl)),
-                Backend::Redis(r) => r.index_add(&key, members, ttl).await,
+                Backend::Memory(m) => Ok(m.index_add(&key, &members, ttl)),
+                Backend::Redis(r) => r.index_add(&key, &members, ttl).await,
             }
         })
         .await
     }
 
-    /// Every member of a purge index.
-    pub async fn index_members(&self, index: &Index) -> StoreResult<Vec<String>> {
+    /// Every member of a purge index (gatehouse writes only ids there: anything
+    /// else is skipped).
+    pub async fn index_members(&self, index: &Index) -> StoreResult<Vec<EntryId>> {
         let key = self.key(&index.logical());
-        self.run("index_members", async {
-            match &self.inner.backend {
-                Backend::Memory(m) => Ok(m.set_members(&key)),
-                Backend::Redis(r) => r.smembers(&key).await,
-            }
-        })
-        .await
+        let members = self
+            .run("index_members", async {
+                match &self.inner.backend {
+                    Backend::Memory(m) => Ok(m.set_members(&key)),
+                    Backend::Redis(r) => r.smembers(&key).await,
+                }
+            })
+            .await?;
+        Ok(members.iter().filter_map(|m| m.parse().ok()).collect())
     }
 
     /// Removes members from a purge index.
-    pub async fn index_remove(&self, index: &Index, members: &[String]) -> StoreResult<()> {
+    pub async fn index_remove(&self, index: &Index, members: &[EntryId]) -> StoreResult<()> {
         if members.is_empty() {
             return Ok(());
         }
         let key = self.key(&index.logical());
+        let members = texts(members);
         self.run("index_remove", async {
             match &self.inner.backend {
                 Backend::Memory(m) => {
-                    m.set_remove(&key, members);
+                    m.set_remove(&key, &members);
                     Ok(())
                 }
-                Backend::Redis(r) => r.srem(&key, members).await,
+                Backend::Redis(r) => r.srem(&key, &members).await,
             }
         })
         .await
@@ -453,8 +460,13 @@ impl Store {
 
     /// Takes a fetch lease on a cache id (set only when absent, expiring after
     /// `ttl`); true when this caller got it. Fleet-wide fetch coalescing.
-    pub async fn lease_acquire(&self, id: &str, token: &str, ttl: Duration) -> StoreResult<bool> {
-        let key = self.key(&format!("{}:lease", cache_key(id)));
+    pub async fn lease_acquire(
+        &self,
+        id: &EntryId,
+        token: &str,
+        ttl: Duration,
+    ) -> StoreResult<bool> {
+        let key = self.key(&id.lease_key());
         self.run("lease_acquire", async {
             match &self.inner.backend {
                 Backend::Memory(m) => {
@@ -467,8 +479,8 @@ impl Store {
     }
 
     /// Releases a lease only if `token` still holds it; true when released.
-    pub async fn lease_release(&self, id: &str, token: &str) -> StoreResult<bool> {
-        let key = self.key(&format!("{}:lease", cache_key(id)));
+    pub async fn lease_release(&self, id: &EntryId, token: &str) -> StoreResult<bool> {
+        let key = self.key(&id.lease_key());
         self.run("lease_release", async {
             match &self.inner.backend {
                 Backend::Memory(m) => Ok(m.del_if_eq(&key, token.as_bytes())),
@@ -597,37 +609,13 @@ impl RevocationKind {
     }
 }
 
-/// Splits a cache id `<path hash>:<entry hash>` into its two parts.
-fn id_parts(id: &str) -> (&str, &str) {
-    id.split_once(':').unwrap_or((id, "-"))
-}
-
-/// The logical key of a cache record. Ids are `<path hash>:<entry hash>`; the path
-/// hash is the Redis Cluster hash tag, so every host's and variant's entry of one
-/// path, their leases and the path's tombstone share a slot.
-pub fn cache_key(id: &str) -> String {
-    let (path, entry) = id_parts(id);
-    format!("cache:{{{path}}}:{entry}")
-}
-
-/// The cache id of a logical cache record key (`cache_key`'s inverse); None for
-/// keys that are not records (tombstones, leases, variant indexes).
-fn cache_id(logical: &str) -> Option<String> {
-    let (path, entry) = logical.strip_prefix("cache:{")?.split_once("}:")?;
-    if entry == "tomb" || entry.contains(':') {
-        return None;
-    }
-    Some(format!("{path}:{entry}"))
+/// The text form of ids, as index sets hold them.
+fn texts(ids: &[EntryId]) -> Vec<String> {
+    ids.iter().map(EntryId::to_string).collect()
 }
 
 fn to_gauge(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-/// The tombstone of a path: when it was last purged.
-fn tomb_key(id: &str) -> String {
-    let (path, _) = id_parts(id);
-    format!("cache:{{{path}}}:tomb")
 }
 
 /// The cached paths, for prefix purges. On Redis every member has score 0 (a
@@ -640,18 +628,18 @@ const PATHS_EXPIRY_KEY: &str = "{paths}:exp";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Index {
     Tag(String),
-    /// By the SHA-256 of the normalized path and query (every host).
-    Path(String),
+    /// By the hash of the normalized path and query (every host).
+    Path(PathHash),
     /// The variants of one URL (same slot as its record).
-    Variants(String),
+    Variants(EntryId),
 }
 
 impl Index {
     fn logical(&self) -> String {
         match self {
             Index::Tag(t) => format!("tag:{{{t}}}"),
-            Index::Path(h) => format!("path:{{{h}}}"),
-            Index::Variants(id) => format!("{}:variants", cache_key(id)),
+            Index::Path(h) => h.index_key(),
+            Index::Variants(id) => id.variants_key(),
         }
     }
 }
@@ -673,20 +661,24 @@ pub fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn record_keys_map_back_to_their_ids() {
-        for id in ["abc:def", "0123:-"] {
-            assert_eq!(super::cache_id(&super::cache_key(id)).as_deref(), Some(id));
-        }
-        assert_eq!(super::cache_id(&super::tomb_key("abc:def")), None);
+    fn index_keys_are_pinned() {
+        use super::{EntryId, Index};
+        let id: EntryId = "0123456789abcdef:00112233445566778899aabbccddeeff"
+            .parse()
+            .unwrap();
         assert_eq!(
-            super::cache_id(&format!("{}:lease", super::cache_key("abc:def"))),
-            None
+            Index::Tag("participant:1".into()).logical(),
+            "tag:{participant:1}"
+        );
+        assert_eq!(Index::Path(id.path()).logical(), "path:{0123456789abcdef}");
+        assert_eq!(
+            Index::Variants(id.clone()).logical(),
+            "cache:{0123456789abcdef}:00112233445566778899aabbccddeeff:variants"
         );
         assert_eq!(
-            super::cache_id(&super::Index::Variants("abc:def".into()).logical()),
+            EntryId::from_record_key(&Index::Variants(id).logical()),
             None
         );
-        assert_eq!(super::cache_id("tag:{x}"), None);
     }
 
     #[test]
