@@ -68,8 +68,8 @@ fn sample_entry() -> Entry {
         ],
         body: Bytes::from(body),
         // Stored now, so it stays fresh in L1 for the whole run.
-        request_time: entry::now_ms(),
-        response_time: entry::now_ms(),
+        request_time: gatehouse::clock::now_ms(),
+        response_time: gatehouse::clock::now_ms(),
         initial_age: 0,
         freshness: 3_600_000,
         stale_while_revalidate: 10_000,

@@ -14,13 +14,16 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::cache::Cache;
-use crate::config::reload::Runtime;
 use crate::config::Config;
 use crate::coordination::revocation::Revocations;
 use crate::metrics::Metrics;
 use crate::proxy::origin::Origin;
 use crate::server::{self, Limits};
 use crate::store::Store;
+
+mod reload;
+
+pub use reload::{reload, ReloadError, Runtime};
 
 /// Everything a request needs, shared by every listener. No global state: tests run
 /// many instances in one process.
@@ -68,7 +71,7 @@ pub struct App {
 impl App {
     /// Starts gatehouse with a validated config. `config_path` enables reloads.
     pub async fn start(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<App> {
-        server::tls::install_crypto_provider();
+        crate::crypto::install_provider();
         // Everything that loads from files is loaded before a port is bound.
         let problems = crate::config::reload::preflight(&config);
         if !problems.is_empty() {
@@ -164,7 +167,7 @@ impl App {
                 grace,
             ),
         ];
-        let mut background = crate::config::reload::spawn_reloaders(state.clone());
+        let mut background = reload::spawn_reloaders(state.clone());
         background.push(crate::cache::coherence::spawn(
             state.cache.clone(),
             &state.store,

@@ -248,10 +248,9 @@ impl DemoHandler {
                 }),
             );
         }
-        state.checked_in.insert(
-            id,
-            crate::coordination::rfc3339_ms(crate::cache::entry::now_ms()),
-        );
+        state
+            .checked_in
+            .insert(id, crate::clock::rfc3339_ms(crate::clock::now_ms()));
         json_answer(StatusCode::CREATED, &participant_json(id, &state))
     }
 }

@@ -4,21 +4,24 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`app`] | the one shared `AppState`; binds the proxy, api and admin listeners; drain |
-//! | [`config`] | typed config with named defaults, env overrides, validation naming the key; [`config::reload`] (reloads, and `preflight`: every file `run` loads, loaded for `check` too) |
+//! | [`app`] | the one shared `AppState`; binds the proxy, api and admin listeners; drain; reload (the `Runtime` swapped on SIGHUP / file change) |
+//! | [`config`] | typed config with named defaults, env overrides, validation naming the key; [`config::reload`] (`load_checked`, and `preflight`: every file `run` loads, loaded for `check` too) |
 //! | [`target`] | the canonical request target (path, query, authority): one spelling per request, used by every rule and sent to the origin |
 //! | [`routes`] | `[[routes]]` compiled to path patterns (and host lists); first match wins; `shadowed_by` refuses a route that never can |
 //! | [`error`] | the one error type per HTTP boundary and its single mapping to a JSON answer |
 //! | [`body`] | the boxed streaming body every listener uses |
 //! | [`server`] | transport only: accept loop, HTTP/1.1 + h2c, TLS, connection limits, graceful drain |
 //! | [`proxy`] | THE request path, one file per step, in call order |
-//! | [`auth`] | JWT verification (pinned algorithms, PEM / JWKS keys, leeway, aud any-match), token extraction, verified-token cache |
+//! | [`auth`] | JWT verification (pinned algorithms, PEM / JWKS keys, leeway, aud any-match), token extraction, verified-token cache; `Claims` in `auth/claims.rs` |
 //! | [`cache`] | L1 (moka) over L2 (store) behind one face, `Cache`; `Entry` with an explicit `Negative` variant ([`cache::entry`]); one module a job: [`cache::key`] (request → `CacheKey` and entry id, Vary variant selection), [`cache::purge`] (by URL, prefix, tag; tombstones), [`cache::coherence`] (cross-instance invalidation, the lost feed), [`cache::coalesce`] (single flight per instance, the fleet lease), [`cache::inspect`] (the api's look inside) |
-//! | [`store`] | the ONE place that talks to Redis or the embedded memory store (its L2 under a byte budget); [`store::id`]: typed cache ids (`EntryId`, with its path-marker kind) and the keys they name |
-//! | [`coordination`] | capacity admission (+ origin sync), fenced locks, one-time transfers, token revocations (and the in-process view the proxy checks) over the store; no HTTP |
-//! | [`api`] | thin handlers for `/v1/...` on the api listener; the route table |
+//! | [`store`] | the ONE place that talks to Redis or the embedded memory store (its L2 under a byte budget); [`store::id`]: typed cache ids (`EntryId`, with its path-marker kind) and the keys they name; every Lua script of `lua/` in [`store::scripts`]; [`store::wake`], the one wait for a wake-up |
+//! | [`coordination`] | capacity admission (+ origin sync), fenced locks, one-time transfers, token revocations (and the in-process view the proxy checks) over the store; no HTTP: domain errors (`CoordError`) |
+//! | [`api`] | thin handlers for `/v1/...` on the api listener; the route table; `CoordError` mapped to status and code |
 //! | [`admin`] | `/livez`, `/readyz`, `/metrics` |
 //! | [`metrics`] | every collector, on a registry the app owns |
+//! | [`clock`] | the one wall clock (`Clock`: system, or manual in tests) and the one RFC 3339 formatter |
+//! | [`backoff`] | the one retry spacing: doubling up to a ceiling, reset on success |
+//! | [`crypto`] | the process's rustls provider (ring), installed before any TLS config is built |
 //! | [`logging`] | logs on stderr: text (ANSI only on a terminal) or JSON lines; the `log.level` filter check |
 //! | [`demo`] | `gatehouse demo`: a demo check-in origin and gatehouse in front of it |
 //!
@@ -50,16 +53,24 @@
 //!
 //! Dependencies point one way: `app` → `server`, `proxy`, `api`, `admin`;
 //! `proxy` → `cache`, `auth`, `coordination`; `api` → `coordination`; `cache`,
-//! `coordination` → `store`. Nothing but `store` names a Redis command.
+//! `coordination` → `store`. Nothing but `store` names a Redis command. `coordination`
+//! does not import `error` (the api layer maps its errors), `auth` does not import
+//! `server`, `config` does not import `app`, and inside `auth` `jwt` → `jwks` only
+//! (claims live in `auth::claims`, time in `clock`). `clock`, `backoff`, `crypto`,
+//! `metrics` and `body` import nothing of the crate. Check with
+//! `grep -rn "crate::" src/<module>`.
 
 pub mod admin;
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod backoff;
 pub mod body;
 pub mod cache;
+pub mod clock;
 pub mod config;
 pub mod coordination;
+pub mod crypto;
 pub mod demo;
 pub mod error;
 pub mod logging;

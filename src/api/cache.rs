@@ -131,7 +131,8 @@ fn tier_labels(tiers: &[crate::cache::Tier]) -> Vec<&'static str> {
 
 /// One entry as JSON; `headers` adds the stored header fields.
 fn entry_json(v: &crate::cache::inspect::EntryView, headers: bool) -> serde_json::Value {
-    use crate::cache::entry::{now_ms, Freshness};
+    use crate::cache::entry::Freshness;
+    use crate::clock::now_ms;
     let r = v.entry.response();
     let now = now_ms();
     let (fresh, stale) = match r.freshness_at(now) {

@@ -8,8 +8,8 @@ use serde_json::{json, Value};
 
 use super::{ApiRequest, HandlerFuture};
 use crate::app::AppState;
+use crate::clock::rfc3339_ms;
 use crate::coordination::lock::{self, Acquire, AcquireRequest, Holder, LockRelease, LockRenew};
-use crate::coordination::rfc3339_ms;
 use crate::error::{empty_response, json_response, Error};
 
 /// The header that carries the lock token on release.

@@ -40,8 +40,26 @@ use serde::de::DeserializeOwned;
 
 use crate::app::AppState;
 use crate::body::Body;
+use crate::coordination::CoordError;
 use crate::error::{Error, Source};
 use crate::routes::{Params, PathPattern};
+
+/// A coordination outcome that is no answer, as the api (and the proxy's gates) say it:
+/// an invalid value is 400 naming the field, a store that gave no answer is 503
+/// `STORE_UNAVAILABLE`.
+impl From<CoordError> for Error {
+    fn from(e: CoordError) -> Error {
+        match e {
+            CoordError::Invalid { field, message } => {
+                Error::bad_request(field, format!("{field}: {message}"))
+            }
+            CoordError::Store(e) => {
+                tracing::warn!(error = %e, "coordination call failed: store unavailable");
+                Error::store_unavailable()
+            }
+        }
+    }
+}
 
 /// Largest request body the api accepts.
 pub const MAX_API_BODY: usize = 1 << 20;

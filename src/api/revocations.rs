@@ -24,12 +24,11 @@ use std::sync::Arc;
 use http::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 
 use super::{ApiRequest, HandlerFuture};
 use crate::app::AppState;
 use crate::auth::Rejection;
+use crate::clock;
 use crate::coordination::revocation::{Lifetimes, RevokeError};
 use crate::error::{empty_response, json_response, Error, Source};
 
@@ -120,14 +119,13 @@ fn name(field: &str, value: String) -> Result<String, Error> {
 
 /// An RFC 3339 timestamp as Unix milliseconds (years 1970 to 9999).
 pub fn parse_instant(field: &str, text: &str) -> Result<i64, Error> {
-    let t = OffsetDateTime::parse(text, &Rfc3339).map_err(|_| {
+    let ms = clock::parse_rfc3339(text).ok_or_else(|| {
         Error::bad_request(
             field,
             format!("{field}: expected an RFC 3339 time such as \"2030-01-01T00:00:00Z\""),
         )
     })?;
-    let ms = t.unix_timestamp_nanos() / 1_000_000;
-    if !(0..=253_402_300_799_999).contains(&ms) {
+    if !(0..=i128::from(clock::MAX_RFC3339_MS)).contains(&ms) {
         return Err(Error::bad_request(
             field,
             format!("{field}: must be between 1970 and 9999"),
@@ -139,10 +137,7 @@ pub fn parse_instant(field: &str, text: &str) -> Result<i64, Error> {
 /// Unix milliseconds as RFC 3339 in UTC (`2030-01-01T00:00:00Z`, with a fraction only
 /// when there is one).
 pub fn format_instant(ms: i64) -> String {
-    OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_else(|| ms.to_string())
+    clock::rfc3339(ms).unwrap_or_else(|| ms.to_string())
 }
 
 fn revoke_error(e: RevokeError) -> Error {

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::{ApiRequest, HandlerFuture};
 use crate::app::AppState;
-use crate::coordination::rfc3339_ms;
+use crate::clock::rfc3339_ms;
 use crate::coordination::transfer::{self, Claim};
 use crate::error::{json_response, Error, Source};
 

@@ -23,8 +23,8 @@ use hyper_util::rt::TokioExecutor;
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 
-use super::jwt::Clock;
 use super::keys::{b64url_lenient, ec_key, ed25519_key, rsa_key, KeyKind, KeySet, VerifyKey};
+use crate::clock::Clock;
 
 /// How long one JWKS fetch (connect, head and body) may take.
 pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -125,7 +125,7 @@ impl HttpFetcher {
 fn tls_config(ca_pem: Option<&std::path::Path>) -> Result<Arc<rustls::ClientConfig>, String> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::CertificateDer;
-    crate::server::tls::install_crypto_provider();
+    crate::crypto::install_provider();
     let mut roots = rustls::RootCertStore::empty();
     match ca_pem {
         Some(path) => {
@@ -357,7 +357,7 @@ impl RemoteJwks {
         if self.attempts() != seen_attempts {
             return true;
         }
-        let now = (self.clock)();
+        let now = self.clock.now();
         if let Some(prev) = *last {
             // A clock that went backwards (checked_sub fails) does not block a fetch.
             if now

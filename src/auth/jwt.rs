@@ -16,11 +16,10 @@
 //! `MAX_CACHE_TTL`), so a repeat skips parsing and signature checks; the time claims are
 //! still checked against the clock on every hit. Tokens and secrets are never logged.
 
-use std::borrow::Cow;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -28,23 +27,12 @@ use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use super::claims::Claims;
 use super::jwks::{FetchHook, HttpFetcher, JwksFetcher, RemoteJwks, REFRESH_RETRY};
 use super::keys::{self, KeyKind, KeySet, VerifyKey};
 use super::Rejection;
+use crate::clock::Clock;
 use crate::config::AuthConfig;
-
-/// Time since the Unix epoch. Injected so tests (and a future simulated clock) need no
-/// sleeping.
-pub type Clock = Arc<dyn Fn() -> Duration + Send + Sync>;
-
-/// The system's wall clock.
-pub fn system_clock() -> Clock {
-    Arc::new(|| {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or(Duration::ZERO)
-    })
-}
 
 /// Tokens longer than this are refused as malformed before any parsing.
 pub const MAX_TOKEN_BYTES: usize = 32 << 10;
@@ -55,81 +43,6 @@ pub const DEFAULT_CACHE_CAPACITY: u64 = 100_000;
 pub const MAX_CACHE_TTL: Duration = Duration::from_secs(600);
 /// The default minimum spacing of unknown-`kid` JWKS re-fetches.
 pub const DEFAULT_UNKNOWN_KID_REFETCH_INTERVAL: Duration = Duration::from_secs(10);
-
-/// The claims of a verified token.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Claims {
-    pub sub: Option<String>,
-    pub jti: Option<String>,
-    pub iss: Option<String>,
-    /// `aud` as a list (a single string becomes one element; absent is empty).
-    pub aud: Vec<String>,
-    /// Seconds since the epoch (fractional NumericDates are rounded down).
-    pub exp: i64,
-    pub nbf: Option<i64>,
-    pub iat: Option<i64>,
-    /// SHA-256 (lowercase hex) of the signing input `base64url(header).base64url(payload)`
-    /// as received: the revocation key of a token without `jti` (see `revocation_id`).
-    pub signing_input_sha256: String,
-    /// Every claim of the payload, as sent.
-    pub all: Map<String, Value>,
-}
-
-/// What a revocation of this token is keyed on (docs/api.md, docs/openapi.yaml).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RevocationId<'a> {
-    /// The token's `jti`.
-    Jti(&'a str),
-    /// SHA-256 hex of the signing input, for a token without `jti`; never the raw token.
-    SigningInput(&'a str),
-}
-
-impl Claims {
-    /// The claim `name` as a header value for `claims_to_headers`: a string as is, any
-    /// other JSON value (number, boolean, array, object) as its JSON text. `None` when
-    /// the claim is absent or null. The caller still checks the result is a valid
-    /// header value (a string claim may hold control characters).
-    pub fn header_value(&self, name: &str) -> Option<Cow<'_, str>> {
-        match self.all.get(name)? {
-            Value::Null => None,
-            Value::String(s) => Some(Cow::Borrowed(s)),
-            other => Some(Cow::Owned(other.to_string())),
-        }
-    }
-
-    /// The key a revocation of this token is stored under.
-    pub fn revocation_id(&self) -> RevocationId<'_> {
-        match &self.jti {
-            Some(j) => RevocationId::Jti(j),
-            None => RevocationId::SigningInput(&self.signing_input_sha256),
-        }
-    }
-}
-
-/// SHA-256 (lowercase hex) of a compact JWS's signing input: everything before the last
-/// `.`, exactly as received. The canonical revocation key of a token without `jti`:
-/// unlike a hash of the whole token it does not change when the signature is re-encoded
-/// (ECDSA signatures are malleable). `None` unless the token has exactly three parts.
-pub fn signing_input_sha256(token: &str) -> Option<String> {
-    let mut parts = token.split('.');
-    let (h, p, _s) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() {
-        return None;
-    }
-    Some(hex(&Sha256::digest(
-        &token.as_bytes()[..h.len() + 1 + p.len()],
-    )))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 15) as usize] as char);
-    }
-    s
-}
 
 /// A problem in `[auth]` that stops a `Verifier` from being built, named by key path.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -164,7 +77,7 @@ pub struct VerifierOptions {
 impl Default for VerifierOptions {
     fn default() -> Self {
         VerifierOptions {
-            clock: system_clock(),
+            clock: Clock::System,
             on_jwks_fetch: None,
             fetcher: None,
             cache_capacity: DEFAULT_CACHE_CAPACITY,
@@ -180,7 +93,7 @@ struct TokenExpiry {
 
 impl TokenExpiry {
     fn ttl(&self, claims: &Claims) -> Duration {
-        let now = now_secs(&self.clock);
+        let now = self.clock.now_secs();
         let left = claims.exp.saturating_sub(now).max(0) as u64;
         Duration::from_secs(left).min(MAX_CACHE_TTL)
     }
@@ -205,10 +118,6 @@ impl moka::Expiry<[u8; 32], Arc<Claims>> for TokenExpiry {
     ) -> Option<Duration> {
         Some(self.ttl(value))
     }
-}
-
-fn now_secs(clock: &Clock) -> i64 {
-    i64::try_from(clock().as_secs()).unwrap_or(i64::MAX)
 }
 
 /// Verifies bearer tokens against `[auth]`. Cheap to share behind an `Arc`.
@@ -406,7 +315,7 @@ impl Verifier {
             return Err(Rejection::Malformed);
         }
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let now = now_secs(&self.clock);
+        let now = self.clock.now_secs();
         if let Some(claims) = self.cache.get(&digest) {
             self.check_times(&claims, now)?;
             return Ok(claims);
@@ -578,7 +487,7 @@ impl Verifier {
 
     /// Now, in whole seconds since the epoch, by this verifier's clock.
     pub fn now_secs(&self) -> i64 {
-        now_secs(&self.clock)
+        self.clock.now_secs()
     }
 
     /// Whether keys come from `auth.jwks_url`.
@@ -671,7 +580,7 @@ fn claims_from(all: Map<String, Value>, signing_input: &[u8]) -> Result<Claims, 
         exp: date("exp")?.ok_or(Rejection::MissingExpiry)?,
         nbf: date("nbf")?,
         iat: date("iat")?,
-        signing_input_sha256: hex(&Sha256::digest(signing_input)),
+        signing_input_sha256: hex::encode(Sha256::digest(signing_input)),
         all,
     })
 }

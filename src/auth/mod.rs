@@ -8,6 +8,7 @@
 //! - `Rejection` says why not, with the contract's status, code, metric label and
 //!   `WWW-Authenticate` value.
 
+mod claims;
 mod extract;
 pub mod jwks;
 pub mod jwt;
@@ -17,10 +18,8 @@ mod rejection;
 #[cfg(test)]
 mod tests;
 
+pub use claims::{signing_input_sha256, Claims, RevocationId};
 pub use extract::{extract_token, find_token, TokenSource};
 pub use jwks::{FetchHook, HttpFetcher, JwksFetcher};
-pub use jwt::{
-    signing_input_sha256, system_clock, AuthError, Claims, Clock, RevocationId, Verifier,
-    VerifierOptions,
-};
+pub use jwt::{AuthError, Verifier, VerifierOptions};
 pub use rejection::{Rejection, REALM};

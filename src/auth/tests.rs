@@ -3,7 +3,7 @@
 
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 
 use super::jwks::{BoxFuture, JwksFetcher};
 use super::*;
+use crate::clock::Clock;
 use crate::config::{AuthConfig, Config};
 
 const NOW: u64 = 1_700_000_000;
@@ -172,22 +173,22 @@ fn raw_token(header: &Value, payload: &Value, signature: &str) -> String {
 
 // ---------------------------------------------------------------- verifiers
 
+/// A manual clock standing at `NOW`, moved in whole seconds.
 #[derive(Clone)]
-struct TestClock(Arc<AtomicU64>);
+struct TestClock(Clock);
 
 impl TestClock {
     fn new() -> TestClock {
-        TestClock(Arc::new(AtomicU64::new(NOW)))
+        TestClock(Clock::manual(NOW * 1000))
     }
     fn clock(&self) -> Clock {
-        let secs = self.0.clone();
-        Arc::new(move || Duration::from_secs(secs.load(Ordering::SeqCst)))
+        self.0.clone()
     }
     fn set(&self, secs: u64) {
-        self.0.store(secs, Ordering::SeqCst);
+        self.0.set_ms(secs * 1000);
     }
     fn advance(&self, secs: u64) {
-        self.0.fetch_add(secs, Ordering::SeqCst);
+        self.0.advance(Duration::from_secs(secs));
     }
 }
 

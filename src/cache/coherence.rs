@@ -57,7 +57,7 @@ pub fn spawn_trim(store: Store) -> tokio::task::JoinHandle<()> {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
         loop {
             tick.tick().await;
-            if let Err(e) = store.paths_trim(super::entry::now_ms()).await {
+            if let Err(e) = store.paths_trim(crate::clock::now_ms()).await {
                 tracing::debug!(error = %e, "path list trim skipped");
             }
         }

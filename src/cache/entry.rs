@@ -388,14 +388,6 @@ pub fn decode(bytes: Bytes) -> Result<Entry, DecodeError> {
     }
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

@@ -148,7 +148,7 @@ impl Cache {
 
     /// A record and the tiers holding it, without filling L1 or counting a lookup.
     async fn peek(&self, id: &EntryId) -> Result<Option<(Arc<Record>, Vec<Tier>)>, StoreError> {
-        let now = entry::now_ms();
+        let now = crate::clock::now_ms();
         let in_l1 = self
             .l1
             .get(id)

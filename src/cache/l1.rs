@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use moka::sync::Cache as Moka;
 
-use super::entry::{now_ms, Record};
+use super::entry::Record;
+use crate::clock::now_ms;
 use crate::store::{EntryId, PathHash};
 
 /// An L1 slot: the record and when it was put here.

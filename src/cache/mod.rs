@@ -34,11 +34,12 @@ use std::time::{Duration, Instant};
 use http::HeaderMap;
 use tokio::sync::Notify;
 
+use crate::clock::now_ms;
 use crate::config::CacheConfig;
 use crate::metrics::{Metrics, LOOKUP_RESULTS};
 use crate::store::{Index, Store, StoreError};
 use coalesce::Coalescer;
-use entry::{now_ms, Entry, Record, VaryIndex};
+use entry::{Entry, Record, VaryIndex};
 use key::variant_id;
 use l1::L1;
 use purge::tomb_ttl;

@@ -6,9 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::entry::{self, now_ms, Record};
+use super::entry::{self, Record};
 use super::key::path_hash;
 use super::Cache;
+use crate::clock::now_ms;
 use crate::config::CacheConfig;
 use crate::store::{EntryId, Index, StoreError};
 

@@ -22,6 +22,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::json;
 
+use crate::backoff::Backoff;
 use crate::config::{CapacityConfig, OriginConfig};
 use crate::metrics::Metrics;
 use crate::store::coord::{SyncItem, CAPACITY_SHARDS};
@@ -76,12 +77,12 @@ enum Round {
 impl Sync {
     async fn run(self) {
         let mut cursor = 0usize;
-        let mut failures = 0u32;
+        let mut backoff = Backoff::new(self.interval, MAX_BACKOFF);
         loop {
-            tokio::time::sleep(backoff(self.interval, failures)).await;
+            tokio::time::sleep(backoff.delay()).await;
             match self.round(&mut cursor).await {
-                Round::Drained | Round::StoreFailed => failures = 0,
-                Round::OriginFailed => failures = failures.saturating_add(1),
+                Round::Drained | Round::StoreFailed => backoff.reset(),
+                Round::OriginFailed => backoff.failed(),
             }
         }
     }
@@ -199,30 +200,5 @@ impl Sync {
                 false
             }
         }
-    }
-}
-
-/// The wait before the next round: the interval, doubled per consecutive failure,
-/// at most `MAX_BACKOFF` (or the interval, when that is longer).
-pub fn backoff(interval: Duration, failures: u32) -> Duration {
-    let factor = 1u32 << failures.min(16);
-    interval
-        .saturating_mul(factor)
-        .min(MAX_BACKOFF.max(interval))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_a_ceiling() {
-        let i = Duration::from_millis(100);
-        assert_eq!(backoff(i, 0), i);
-        assert_eq!(backoff(i, 1), Duration::from_millis(200));
-        assert_eq!(backoff(i, 3), Duration::from_millis(800));
-        assert_eq!(backoff(i, 40), MAX_BACKOFF);
-        let long = Duration::from_secs(60);
-        assert_eq!(backoff(long, 5), long);
     }
 }

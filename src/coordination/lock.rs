@@ -16,14 +16,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::Value;
-use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 use crate::config::LocksConfig;
 use crate::metrics::Metrics;
 use crate::store::coord::LockAcquire;
 pub use crate::store::coord::{LockHolder, LockRelease, LockRenew};
-use crate::store::{Channel, Store, StoreEvent};
+use crate::store::wake::{announced, wait_for_wake};
+use crate::store::{Channel, Store};
 
 use super::{random_token, sha256_hex, CoordError};
 
@@ -176,30 +176,8 @@ pub async fn acquire(
                 let nap = (deadline - now)
                     .min(cfg.wait_poll)
                     .min(h.remaining.max(Duration::from_millis(1)));
-                wait_for_wake(events, &wake, nap).await;
+                wait_for_wake(announced(events, &wake), nap).await;
             }
-        }
-    }
-}
-
-/// Returns when a release of this lock is announced, when a message may have been
-/// missed (lagging, resubscription), or after `nap`.
-async fn wait_for_wake(events: &mut broadcast::Receiver<StoreEvent>, wake: &Bytes, nap: Duration) {
-    let sleep = tokio::time::sleep(nap);
-    tokio::pin!(sleep);
-    loop {
-        tokio::select! {
-            _ = &mut sleep => return,
-            event = events.recv() => match event {
-                Ok(StoreEvent::Message { channel: Channel::Wake, payload }) if payload == *wake => return,
-                Ok(StoreEvent::SubscriptionRestored) => return,
-                Ok(_) => {}
-                Err(broadcast::error::RecvError::Lagged(_)) => return,
-                Err(broadcast::error::RecvError::Closed) => {
-                    (&mut sleep).await;
-                    return;
-                }
-            },
         }
     }
 }

@@ -19,7 +19,6 @@ use base64::Engine;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use crate::error::Error;
 use crate::store::StoreError;
 
 /// Why a coordination operation gave no outcome.
@@ -41,20 +40,6 @@ impl CoordError {
         CoordError::Invalid {
             field,
             message: message.into(),
-        }
-    }
-}
-
-impl From<CoordError> for Error {
-    fn from(e: CoordError) -> Error {
-        match e {
-            CoordError::Invalid { field, message } => {
-                Error::bad_request(field, format!("{field}: {message}"))
-            }
-            CoordError::Store(e) => {
-                tracing::warn!(error = %e, "coordination call failed: store unavailable");
-                Error::store_unavailable()
-            }
         }
     }
 }
@@ -88,42 +73,9 @@ pub fn sha256_hex(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
-/// Milliseconds since the Unix epoch as RFC 3339 UTC with milliseconds
-/// (`2026-05-01T12:00:00.250Z`).
-pub fn rfc3339_ms(ms: u64) -> String {
-    let secs = ms / 1000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's days_from_civil, inverted).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms % 1000
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rfc3339_formats_known_instants() {
-        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339_ms(951_782_400_000), "2000-02-29T00:00:00.000Z");
-        assert_eq!(rfc3339_ms(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
-        assert_eq!(rfc3339_ms(4_102_444_799_999), "2099-12-31T23:59:59.999Z");
-    }
 
     #[test]
     fn tokens_are_random_base64url() {

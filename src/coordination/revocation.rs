@@ -36,7 +36,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use moka::notification::RemovalCause;
@@ -46,6 +46,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::auth::{Claims, RevocationId};
+use crate::backoff::Backoff;
+use crate::clock::now_ms;
 use crate::config::AuthConfig;
 use crate::metrics::Metrics;
 use crate::store::{Channel, RevocationKind, Store, StoreError, StoreEvent};
@@ -154,7 +156,7 @@ struct Forget;
 
 impl Forget {
     fn left<V: ForgetAt>(v: &V) -> Duration {
-        Duration::from_millis(v.forget_at_ms().saturating_sub(now_ms()).max(0) as u64)
+        Duration::from_millis(v.forget_at_ms().saturating_sub(now_ms() as i64).max(0) as u64)
     }
 }
 
@@ -233,13 +235,6 @@ fn subject_revokes(iat: Option<i64>, before_ms: i64) -> bool {
     iat.is_none_or(|iat| iat.saturating_mul(1000) < before_ms)
 }
 
-/// Milliseconds since the Unix epoch, by the system clock.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, millis)
-}
-
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
@@ -304,7 +299,7 @@ impl Revocations {
     /// Adds a revocation to the view, keeping the later instant and the later forget
     /// time of what it already knew.
     fn learn(&self, kind: RevocationKind, name: &str, instant_ms: i64, forget_at_ms: i64) {
-        if forget_at_ms <= now_ms() {
+        if forget_at_ms <= now_ms() as i64 {
             return;
         }
         self.known(kind)
@@ -387,7 +382,8 @@ impl Revocations {
                 .exp
                 .saturating_mul(1000)
                 .saturating_add(millis(life.leeway));
-            let forget_at_ms = token_end.min(now_ms().saturating_add(millis(MAX_CHECKED_TTL)));
+            let forget_at_ms =
+                token_end.min((now_ms() as i64).saturating_add(millis(MAX_CHECKED_TTL)));
             self.checked.insert(
                 claims.signing_input_sha256.clone(),
                 Checked {
@@ -473,12 +469,12 @@ impl Revocations {
         let weak: Weak<Revocations> = Arc::downgrade(self);
         let forget_at = at.saturating_add(life.keep(kind));
         tokio::spawn(async move {
-            let mut pause = RETRY_FIRST;
+            let mut pause = Backoff::new(RETRY_FIRST, RETRY_MAX);
             loop {
-                tokio::time::sleep(pause).await;
+                tokio::time::sleep(pause.next_delay()).await;
                 // Ends with the instance, or when the token would be rejected anyway.
                 let Some(view) = weak.upgrade() else { return };
-                if now_ms() >= forget_at {
+                if (now_ms() as i64) >= forget_at {
                     return;
                 }
                 match view.record(kind, &name, at, life).await {
@@ -488,7 +484,6 @@ impl Revocations {
                     }
                     Err(e) => tracing::debug!(error = %e, "revocation retry failed"),
                 }
-                pause = (pause * 2).min(RETRY_MAX);
             }
         });
     }
@@ -512,7 +507,7 @@ impl Revocations {
         life: Lifetimes,
     ) -> Result<Revoked, RevokeError> {
         let keep = life.keep(kind);
-        let now = now_ms();
+        let now = now_ms() as i64;
         let forget_at = instant_ms.saturating_add(keep);
         if forget_at <= now {
             return Ok(Revoked::AlreadyExpired);
@@ -641,7 +636,7 @@ mod tests {
     }
 
     fn claims(sub: &str, jti: Option<&str>, iat: Option<i64>, sig: &str) -> Claims {
-        let now = now_ms() / 1000;
+        let now = (now_ms() as i64) / 1000;
         Claims {
             sub: Some(sub.to_string()),
             jti: jti.map(str::to_string),
@@ -674,7 +669,7 @@ mod tests {
     async fn checked_tokens_are_believed_only_while_the_subscription_is_live() {
         let v = view();
         let _task = v.spawn_subscriber();
-        let c = claims("u1", Some("j1"), Some(now_ms() / 1000), "aa");
+        let c = claims("u1", Some("j1"), Some((now_ms() as i64) / 1000), "aa");
         assert_eq!(v.check_local(&c), None, "unknown before the first read");
         assert_eq!(v.check(&c, life()).await.unwrap(), Verdict::NotRevoked);
         assert_eq!(v.check_local(&c), Some(Verdict::NotRevoked));
@@ -700,7 +695,7 @@ mod tests {
     async fn a_known_revocation_wins_over_a_checked_token() {
         let v = view();
         let _task = v.spawn_subscriber();
-        let now = now_ms();
+        let now = now_ms() as i64;
         let old = claims("u2", Some("j2"), Some(now / 1000 - 10), "bb");
         let newer = claims("u2", Some("j3"), Some(now / 1000 + 5), "cc");
         assert_eq!(v.check(&old, life()).await.unwrap(), Verdict::NotRevoked);
@@ -718,7 +713,7 @@ mod tests {
     #[tokio::test]
     async fn revocations_of_expired_tokens_record_nothing() {
         let v = view();
-        let long_ago = now_ms() - 3_600_000;
+        let long_ago = (now_ms() as i64) - 3_600_000;
         assert_eq!(
             v.revoke_jti("gone", long_ago, life()).await.unwrap(),
             Revoked::AlreadyExpired
@@ -732,7 +727,7 @@ mod tests {
         );
         // Within the leeway the token is still accepted, so it is still recorded.
         let r = v
-            .revoke_jti("late", now_ms() - 1_000, life())
+            .revoke_jti("late", (now_ms() as i64) - 1_000, life())
             .await
             .unwrap();
         assert!(matches!(r, Revoked::Recorded { .. }));
@@ -741,7 +736,7 @@ mod tests {
     #[tokio::test]
     async fn announcements_are_learned_and_garbage_is_ignored() {
         let v = view();
-        let now = now_ms();
+        let now = now_ms() as i64;
         let c = claims("u4", None, Some(now / 1000), "dd");
         v.hear(b"not json");
         v.hear(br#"{"kind":"nope","name":"dd","at":1,"forget":99999999999999}"#);

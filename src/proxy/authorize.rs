@@ -24,8 +24,8 @@ use std::sync::Arc;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::app::AppState;
+use crate::app::Runtime;
 use crate::auth::{find_token, Claims, Rejection, TokenSource};
-use crate::config::reload::Runtime;
 use crate::config::{AuthMode, StoreErrorPolicy};
 use crate::coordination::revocation::{Lifetimes, Verdict};
 use crate::error::{Error, Source};

@@ -27,10 +27,12 @@ use super::respond;
 use crate::app::AppState;
 use crate::body::{self, Body, BoxError};
 use crate::cache::coalesce::{LeaderGuard, Outcome, Role, Waited};
-use crate::cache::entry::{now_ms, Entry, Flags, StoredResponse};
+use crate::cache::entry::{Entry, Flags, StoredResponse};
 use crate::cache::{Began, CacheKey, EntryId, Lookup};
+use crate::clock::now_ms;
 use crate::error::Error;
 use crate::routes::Route;
+use crate::store::wake::wait_for_wake;
 
 /// Forwards a request as-is (streaming both bodies); the cache is not consulted.
 ///
@@ -417,11 +419,8 @@ impl Miss {
                 Ok(false) => {}
                 Err(_) => return FleetTurn::Alone,
             }
-            tokio::select! {
-                _ = &mut notified => {}
-                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-                _ = tokio::time::sleep_until(deadline) => {}
-            }
+            let nap = deadline.saturating_duration_since(tokio::time::Instant::now());
+            wait_for_wake(&mut notified, nap.min(Duration::from_millis(250))).await;
             if let Lookup::Hit { entry, .. } = self
                 .state
                 .cache

@@ -18,10 +18,11 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use serde_json::json;
 
 use crate::app::AppState;
+use crate::clock::rfc3339_ms;
 use crate::config::MemberFrom;
 use crate::coordination::capacity::{self, Admission};
 use crate::coordination::lock::{self, Acquire, AcquireRequest};
-use crate::coordination::{rfc3339_ms, CoordError};
+use crate::coordination::CoordError;
 use crate::error::{Error, Source};
 use crate::routes::{expand_template, Params, Route};
 

@@ -7,7 +7,7 @@ use http::{header, HeaderMap, Method, Uri};
 
 use super::cache_key::{host, path_and_query};
 use crate::app::AppState;
-use crate::config::reload::Runtime;
+use crate::app::Runtime;
 
 /// What a write request was, kept while its response is awaited.
 pub struct Write {

@@ -54,10 +54,10 @@ use hyper::body::Incoming;
 use tracing::Instrument;
 
 use crate::app::AppState;
+use crate::app::Runtime;
 use crate::body::Body;
-use crate::cache::entry::now_ms;
 use crate::cache::Lookup;
-use crate::config::reload::Runtime;
+use crate::clock::now_ms;
 use crate::error::Error;
 use crate::routes::Route;
 use cache_policy::{NoCacheReason, Reuse};

@@ -109,7 +109,7 @@ fn problem(key: &str, message: String) -> ConfigError {
 /// problem, each named by its key.
 pub fn tls_config(cfg: &OriginConfig) -> Result<rustls::ClientConfig, Vec<ConfigError>> {
     use rustls_pki_types::pem::PemObject;
-    crate::server::tls::install_crypto_provider();
+    crate::crypto::install_provider();
     let mut errors = Vec::new();
     let roots = match &cfg.ca_file {
         Some(path) => crate::server::tls::ca_roots("origin.ca_file", path)
@@ -178,7 +178,7 @@ impl Origin {
             tls_config(cfg)?
         } else {
             // Never used: an http:// origin is not wrapped in TLS.
-            crate::server::tls::install_crypto_provider();
+            crate::crypto::install_provider();
             rustls::ClientConfig::builder()
                 .with_root_certificates(rustls::RootCertStore::empty())
                 .with_no_client_auth()

@@ -20,7 +20,8 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Response, StatusCode, Version};
 
 use crate::body::{self, Body};
-use crate::cache::entry::{now_ms, Entry, StoredResponse};
+use crate::cache::entry::{Entry, StoredResponse};
+use crate::clock::now_ms;
 
 /// One byte range as the client wrote it (RFC 9110 §14.1.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -5,7 +5,8 @@ use http::{header, HeaderMap, HeaderValue, Response, Version};
 use hyper::body::Incoming;
 
 use crate::body::{self, Body};
-use crate::cache::entry::{now_ms, Entry};
+use crate::cache::entry::Entry;
+use crate::clock::now_ms;
 
 /// Answers a request from a cached entry: 304 when the client's validators match
 /// (RFC 9110 §13.1.2 `If-None-Match` with weak comparison, else §13.1.3

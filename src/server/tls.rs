@@ -11,11 +11,6 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::{ConfigError, TlsConfig};
 
-/// Installs ring as the process's rustls provider (idempotent).
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
 fn problem(key: &str, message: String) -> ConfigError {
     ConfigError {
         key: key.to_string(),
@@ -54,7 +49,7 @@ pub fn ca_roots(key: &str, path: &Path) -> Result<rustls::RootCertStore, ConfigE
 
 /// Builds the acceptor, or says which files are wrong (each one).
 pub fn acceptor(cfg: &TlsConfig) -> Result<tokio_rustls::TlsAcceptor, Vec<ConfigError>> {
-    install_crypto_provider();
+    crate::crypto::install_provider();
     let certs = certificates("server.tls.cert", &cfg.cert);
     let key = PrivateKeyDer::from_pem_file(&cfg.key).map_err(|e| {
         problem(

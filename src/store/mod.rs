@@ -15,6 +15,8 @@ pub mod coord;
 pub mod id;
 pub mod memory;
 pub mod redis;
+pub mod scripts;
+pub mod wake;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -381,7 +383,7 @@ impl Store {
                     Ok(())
                 }
                 Backend::Redis(r) => {
-                    let script = &redis::scripts().paths_add;
+                    let script = &scripts::PATHS_ADD;
                     let exp = self.key(PATHS_EXPIRY_KEY);
                     let expires = expires_ms.to_string();
                     let _: i64 = r
@@ -436,7 +438,7 @@ impl Store {
             match &self.inner.backend {
                 Backend::Memory(m) => Ok(m.sorted_trim(&key, now_ms)),
                 Backend::Redis(r) => {
-                    let script = &redis::scripts().paths_trim;
+                    let script = &scripts::PATHS_TRIM;
                     const BATCH: i64 = 1000;
                     let exp = self.key(PATHS_EXPIRY_KEY);
                     let (now, batch) = (now_ms.to_string(), BATCH.to_string());
@@ -540,15 +542,14 @@ impl Store {
                     stored
                 })),
                 Backend::Redis(r) => {
-                    static SCRIPT: std::sync::OnceLock<::redis::Script> =
-                        std::sync::OnceLock::new();
-                    let script = SCRIPT.get_or_init(|| {
-                        ::redis::Script::new(include_str!("../../lua/revocation_put.lua"))
-                    });
                     let instant = instant_ms.to_string();
                     let keep = keep_ms.to_string();
-                    r.script(script, &[&key], &[instant.as_bytes(), keep.as_bytes()])
-                        .await
+                    r.script(
+                        &scripts::REVOCATION_PUT,
+                        &[&key],
+                        &[instant.as_bytes(), keep.as_bytes()],
+                    )
+                    .await
                 }
             }
         })

@@ -16,7 +16,8 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
 use tokio::sync::{broadcast, watch};
 
-use super::{redact_url, Channel, StoreError, StoreEvent, StoreResult};
+use super::{redact_url, scripts, Channel, StoreError, StoreEvent, StoreResult};
+use crate::backoff::Backoff;
 use crate::config::StoreConfig;
 use crate::metrics::Metrics;
 
@@ -83,28 +84,6 @@ pub struct RedisStore {
     shared: Arc<Shared>,
     prefix: String,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
-}
-
-const DEL_IF_EQ: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
-
-/// The Lua scripts of `lua/`, compiled in (a missing file is a compile error).
-pub struct Scripts {
-    pub cache_put: redis::Script,
-    pub cache_purge: redis::Script,
-    pub index_add: redis::Script,
-    pub paths_add: redis::Script,
-    pub paths_trim: redis::Script,
-}
-
-pub fn scripts() -> &'static Scripts {
-    static SCRIPTS: std::sync::OnceLock<Scripts> = std::sync::OnceLock::new();
-    SCRIPTS.get_or_init(|| Scripts {
-        cache_put: redis::Script::new(include_str!("../../lua/cache_put.lua")),
-        cache_purge: redis::Script::new(include_str!("../../lua/cache_purge.lua")),
-        index_add: redis::Script::new(include_str!("../../lua/index_add.lua")),
-        paths_add: redis::Script::new(include_str!("../../lua/paths_add.lua")),
-        paths_trim: redis::Script::new(include_str!("../../lua/paths_trim.lua")),
-    })
 }
 
 impl RedisStore {
@@ -236,7 +215,7 @@ impl RedisStore {
         let started = started_ms.to_string();
         let n: i64 = self
             .script(
-                &scripts().cache_put,
+                &scripts::CACHE_PUT,
                 &[key, tomb],
                 &[value.as_ref(), ttl.as_bytes(), started.as_bytes()],
             )
@@ -257,7 +236,7 @@ impl RedisStore {
             let (now, ttl) = (&now, &ttl);
             async move {
                 self.script::<i64>(
-                    &scripts().cache_purge,
+                    &scripts::CACHE_PURGE,
                     &[key, tomb],
                     &[now.as_bytes(), ttl.as_bytes()],
                 )
@@ -280,7 +259,7 @@ impl RedisStore {
         let ttl = (ttl.as_millis().max(1) as u64).to_string();
         let mut args: Vec<&[u8]> = vec![ttl.as_bytes()];
         args.extend(members.iter().map(|m| m.as_bytes()));
-        let n: i64 = self.script(&scripts().index_add, &[key], &args).await?;
+        let n: i64 = self.script(&scripts::INDEX_ADD, &[key], &args).await?;
         Ok(n as u64)
     }
 
@@ -339,9 +318,9 @@ impl RedisStore {
     }
 
     pub async fn del_if_eq(&self, key: &str, expected: &str) -> StoreResult<bool> {
-        static SCRIPT: std::sync::OnceLock<redis::Script> = std::sync::OnceLock::new();
-        let script = SCRIPT.get_or_init(|| redis::Script::new(DEL_IF_EQ));
-        let n: i64 = self.script(script, &[key], &[expected.as_bytes()]).await?;
+        let n: i64 = self
+            .script(&scripts::LEASE_RELEASE, &[key], &[expected.as_bytes()])
+            .await?;
         Ok(n == 1)
     }
 
@@ -428,7 +407,7 @@ async fn connect(cfg: &StoreConfig) -> Result<(Conn, Vec<redis::Client>), RedisE
 
 /// Connects, then pings every 500ms; marks the store up or down and reconnects.
 async fn monitor(cfg: StoreConfig, shared: Arc<Shared>, metrics: Arc<Metrics>) {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
     let mut ever_up = false;
     let mut failures = 0u32;
     let target = if cfg.cluster.is_empty() {
@@ -449,20 +428,18 @@ async fn monitor(cfg: StoreConfig, shared: Arc<Shared>, metrics: Arc<Metrics>) {
                     shared.conn.store(Some(Arc::new(conn)));
                     shared.pubsub_clients.store(Some(Arc::new(clients)));
                     set_up(&shared, &metrics, true, &mut ever_up, &target);
-                    backoff = Duration::from_millis(100);
+                    backoff.reset();
                     failures = 0;
                 }
                 Ok(Err(e)) => {
                     set_up(&shared, &metrics, false, &mut ever_up, &target);
                     tracing::debug!(error = %e, "store connect failed");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    tokio::time::sleep(backoff.next_delay()).await;
                     continue;
                 }
                 Err(_) => {
                     set_up(&shared, &metrics, false, &mut ever_up, &target);
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    tokio::time::sleep(backoff.next_delay()).await;
                     continue;
                 }
             }
@@ -534,7 +511,7 @@ async fn subscribe_loop(
         .map(|c| (format!("{prefix}:{}", c.name()), *c))
         .collect();
     let mut up_rx = shared.up_watch.subscribe();
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
     loop {
         let clients = shared.pubsub_clients.load_full();
         let mut pubsub = None;
@@ -556,11 +533,10 @@ async fn subscribe_loop(
         }
         let Some(mut ps) = pubsub else {
             // Wait for the monitor to see the store, or back off.
-            let _ = tokio::time::timeout(backoff, up_rx.changed()).await;
-            backoff = (backoff * 2).min(Duration::from_secs(2));
+            let _ = tokio::time::timeout(backoff.next_delay(), up_rx.changed()).await;
             continue;
         };
-        backoff = Duration::from_millis(100);
+        backoff.reset();
         shared.sub_live.store(true, Ordering::Relaxed);
         metrics.subscription_up.set(1);
         let _ = events.send(StoreEvent::SubscriptionRestored);

@@ -7,9 +7,10 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::{
-    now_ms, Admission, CapKeys, Counter, LockAcquire, LockHolder, LockRelease, LockRenew,
-    MemberRelease, TransferClaim,
+    Admission, CapKeys, Counter, LockAcquire, LockHolder, LockRelease, LockRenew, MemberRelease,
+    TransferClaim,
 };
+use crate::clock::now_ms;
 use crate::store::memory::{Data, MemoryStore, Value};
 
 fn hash<'d>(d: &'d mut Data, key: &str) -> Option<&'d mut HashMap<String, Bytes>> {

@@ -25,7 +25,7 @@
 mod memory;
 mod redis;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
@@ -145,14 +145,6 @@ pub fn capacity_shard(name: &str) -> usize {
 
 fn shard_tag(shard: usize) -> String {
     format!("cap:{{cap{shard:02}}}")
-}
-
-/// Milliseconds since the Unix epoch by this machine's clock (the memory store's).
-pub(super) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 fn ms(d: Duration) -> u64 {

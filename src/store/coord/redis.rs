@@ -2,38 +2,17 @@
 //! missing after a Redis restart or `SCRIPT FLUSH` is loaded again on NOSCRIPT by
 //! `RedisStore::script`).
 
-use std::sync::LazyLock;
 use std::time::Duration;
 
 use bytes::Bytes;
-use redis::Script;
 
 use super::{
     Admission, CapKeys, Counter, LockAcquire, LockHolder, LockRelease, LockRenew, MemberRelease,
     TransferClaim,
 };
 use crate::store::redis::RedisStore;
+use crate::store::scripts;
 use crate::store::{StoreError, StoreResult};
-
-macro_rules! script {
-    ($name:ident, $file:literal) => {
-        static $name: LazyLock<Script> =
-            LazyLock::new(|| Script::new(include_str!(concat!("../../../lua/", $file))));
-    };
-}
-
-script!(CAPACITY_ADMIT, "capacity_admit.lua");
-script!(CAPACITY_SET, "capacity_set.lua");
-script!(CAPACITY_RELEASE, "capacity_release.lua");
-script!(CAPACITY_READ, "capacity_read.lua");
-script!(CAPACITY_SYNC_TAKE, "capacity_sync_take.lua");
-script!(CAPACITY_SYNC_SETTLE, "capacity_sync_settle.lua");
-script!(LOCK_ACQUIRE, "lock_acquire.lua");
-script!(LOCK_RENEW, "lock_renew.lua");
-script!(LOCK_RELEASE, "lock_release.lua");
-script!(LOCK_STATUS, "lock_status.lua");
-script!(TRANSFER_CREATE, "transfer_create.lua");
-script!(TRANSFER_CLAIM, "transfer_claim.lua");
 
 fn unexpected(script: &str, reply: impl std::fmt::Debug) -> StoreError {
     StoreError::Protocol(format!("{script}: unexpected reply {reply:?}"))
@@ -60,7 +39,7 @@ pub(super) async fn capacity_admit(
     let define = define.map(|c| c.to_string()).unwrap_or_default();
     let (outcome, count, capacity, version): (i64, i64, i64, i64) = r
         .script(
-            &CAPACITY_ADMIT,
+            &scripts::CAPACITY_ADMIT,
             &cap_keys(k),
             &[member.as_bytes(), define.as_bytes(), k.name.as_bytes()],
         )
@@ -83,7 +62,7 @@ pub(super) async fn capacity_set(
     let capacity = capacity.to_string();
     let (count, capacity, version): (i64, i64, i64) = r
         .script(
-            &CAPACITY_SET,
+            &scripts::CAPACITY_SET,
             &cap_keys(k),
             &[capacity.as_bytes(), k.name.as_bytes()],
         )
@@ -98,7 +77,7 @@ pub(super) async fn capacity_release(
 ) -> StoreResult<MemberRelease> {
     let (outcome, count, capacity, version): (i64, i64, i64, i64) = r
         .script(
-            &CAPACITY_RELEASE,
+            &scripts::CAPACITY_RELEASE,
             &cap_keys(k),
             &[member.as_bytes(), k.name.as_bytes()],
         )
@@ -119,7 +98,7 @@ pub(super) async fn capacity_read(
         .iter()
         .flat_map(|k| [k.counter.as_str(), k.members.as_str()])
         .collect();
-    let reply: Vec<i64> = r.script(&CAPACITY_READ, &flat, &[]).await?;
+    let reply: Vec<i64> = r.script(&scripts::CAPACITY_READ, &flat, &[]).await?;
     if reply.len() != keys.len() * 4 {
         return Err(unexpected("capacity_read", reply.len()));
     }
@@ -138,7 +117,7 @@ pub(super) async fn capacity_sync_take(
 ) -> StoreResult<Vec<String>> {
     let (max, lease) = (max.to_string(), lease_ms.to_string());
     r.script(
-        &CAPACITY_SYNC_TAKE,
+        &scripts::CAPACITY_SYNC_TAKE,
         &[dirty, syncing],
         &[max.as_bytes(), lease.as_bytes()],
     )
@@ -157,7 +136,7 @@ pub(super) async fn capacity_sync_settle(
         .chain(names.iter().map(|n| n.as_bytes()))
         .collect();
     let _: i64 = r
-        .script(&CAPACITY_SYNC_SETTLE, &[dirty, syncing], &args)
+        .script(&scripts::CAPACITY_SYNC_SETTLE, &[dirty, syncing], &args)
         .await?;
     Ok(())
 }
@@ -174,7 +153,7 @@ pub(super) async fn lock_acquire(
     let (ttl, hold) = (ttl_ms.to_string(), max_hold_ms.to_string());
     let (outcome, fence, expires_ms, remaining_ms, owner): (i64, i64, i64, i64, String) = r
         .script(
-            &LOCK_ACQUIRE,
+            &scripts::LOCK_ACQUIRE,
             &[lock, fence_key],
             &[
                 token_hash.as_bytes(),
@@ -209,7 +188,7 @@ pub(super) async fn lock_renew(
     let (ttl, hold) = (ttl_ms.to_string(), max_hold_ms.to_string());
     let (outcome, fence, expires_ms): (i64, i64, i64) = r
         .script(
-            &LOCK_RENEW,
+            &scripts::LOCK_RENEW,
             &[lock],
             &[token_hash.as_bytes(), ttl.as_bytes(), hold.as_bytes()],
         )
@@ -231,7 +210,7 @@ pub(super) async fn lock_release(
     token_hash: &str,
 ) -> StoreResult<LockRelease> {
     let outcome: i64 = r
-        .script(&LOCK_RELEASE, &[lock], &[token_hash.as_bytes()])
+        .script(&scripts::LOCK_RELEASE, &[lock], &[token_hash.as_bytes()])
         .await?;
     match outcome {
         1 => Ok(LockRelease::Released),
@@ -243,7 +222,7 @@ pub(super) async fn lock_release(
 
 pub(super) async fn lock_status(r: &RedisStore, lock: &str) -> StoreResult<Option<LockHolder>> {
     let (held, fence, expires_ms, remaining_ms, owner): (i64, i64, i64, i64, String) =
-        r.script(&LOCK_STATUS, &[lock], &[]).await?;
+        r.script(&scripts::LOCK_STATUS, &[lock], &[]).await?;
     Ok((held == 1).then(|| LockHolder {
         owner,
         fence: fence.max(0) as u64,
@@ -262,7 +241,7 @@ pub(super) async fn transfer_create(
     let ttl = ttl_ms.to_string();
     let expires: i64 = r
         .script(
-            &TRANSFER_CREATE,
+            &scripts::TRANSFER_CREATE,
             &[key],
             &[audience.as_bytes(), payload, ttl.as_bytes()],
         )
@@ -276,7 +255,7 @@ pub(super) async fn transfer_claim(
     audience: &str,
 ) -> StoreResult<TransferClaim> {
     let (outcome, payload): (i64, Vec<u8>) = r
-        .script(&TRANSFER_CLAIM, &[key], &[audience.as_bytes()])
+        .script(&scripts::TRANSFER_CLAIM, &[key], &[audience.as_bytes()])
         .await?;
     match outcome {
         1 => Ok(TransferClaim::Claimed(Bytes::from(payload))),
