@@ -211,7 +211,7 @@ async fn https_origin_with_the_wrong_ca_is_502_origin_tls_error() {
     let body = r.text().await.unwrap();
     assert!(body.contains("ORIGIN_TLS_ERROR"), "{body}");
     assert_eq!(
-        gh.metric("gatehouse_origin_requests_total{result=\"tls_error\"}")
+        gh.metric("gatehouse_origin_requests_total{origin=\"default\",result=\"tls_error\"}")
             .await,
         1.0
     );

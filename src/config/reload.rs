@@ -1,5 +1,6 @@
 //! The reloadable part of the configuration behind an `ArcSwap`: routes, TTLs, JWT
-//! keys, gates. SIGHUP (and a change of the file when `reload.watch = true`) builds a
+//! keys, gates, origins (a changed or added origin gets a new client and pool; one
+//! left unchanged keeps its pool). SIGHUP (and a change of the file when `reload.watch = true`) builds a
 //! new `Runtime`; a reload that fails validation keeps the running one, says why in
 //! the log and counts `gatehouse_config_reloads_total{result="invalid"}`.
 
@@ -12,7 +13,8 @@ use crate::app::AppState;
 use crate::auth::{Verifier, VerifierOptions};
 use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
-use crate::routes::Router;
+use crate::proxy::origin::Origin;
+use crate::routes::{Route, Router};
 
 /// Everything a request reads from configuration, swapped whole on reload.
 pub struct Runtime {
@@ -23,21 +25,61 @@ pub struct Runtime {
     pub verifier: Option<Arc<Verifier>>,
     /// The verifier's JWKS refresh task, stopped when this runtime is replaced.
     jwks_task: Option<tokio::task::JoinHandle<()>>,
+    /// `[origin]` (as `default`) and every `[origins.NAME]`, each with its pool. A
+    /// request holds the runtime it began with, so it finishes on these clients even
+    /// when a reload has swapped in others.
+    pub origins: HashMap<String, Arc<Origin>>,
 }
 
 impl Runtime {
-    pub fn new(config: Config, metrics: &Arc<Metrics>) -> Result<Runtime, String> {
+    /// Builds the runtime `config` describes. Origins whose table is the same as in
+    /// `previous` keep their client (and its pooled connections); the others get new
+    /// ones.
+    pub fn new(
+        config: Config,
+        metrics: &Arc<Metrics>,
+        previous: Option<&Runtime>,
+    ) -> Result<Runtime, String> {
         let router = Router::new(&config.routes, config.server.route_matching)?;
         let verifier = verifier(&config, Some(metrics))
             .map_err(|errors| report(&errors))?
             .map(Arc::new);
+        let mut origins = HashMap::new();
+        let tables = std::iter::once((crate::config::DEFAULT_ORIGIN_NAME, &config.origin))
+            .chain(config.origins.iter().map(|(n, o)| (n.as_str(), o)));
+        for (name, table) in tables {
+            let kept = previous
+                .and_then(|p| p.origins.get(name))
+                .filter(|o| o.config() == table)
+                .cloned();
+            let origin = match kept {
+                Some(o) => o,
+                None => {
+                    Arc::new(Origin::new(name, table, metrics.clone()).map_err(|e| report(&e))?)
+                }
+            };
+            origins.insert(name.to_string(), origin);
+        }
         let jwks_task = verifier.as_ref().and_then(|v| v.spawn_jwks_refresh());
         Ok(Runtime {
             config: Arc::new(config),
             router,
             verifier,
             jwks_task,
+            origins,
         })
+    }
+
+    /// The origin a request on `route` goes to: the route's `origin`, else `[origin]`.
+    pub fn origin_for(&self, route: Option<&Route>) -> &Arc<Origin> {
+        let name = route
+            .and_then(|r| r.config.origin.as_deref())
+            .unwrap_or(crate::config::DEFAULT_ORIGIN_NAME);
+        // Validation refuses a route naming an unknown origin.
+        self.origins
+            .get(name)
+            .or_else(|| self.origins.get(crate::config::DEFAULT_ORIGIN_NAME))
+            .expect("the runtime always has [origin]")
     }
 }
 
@@ -80,8 +122,8 @@ pub fn report(errors: &[ConfigError]) -> String {
 /// Loads everything `run` loads from files before it binds a port, as `run` does: the
 /// route table, the JWT verifier (key files and JWKS file; a `jwks_url` is not
 /// fetched), the proxy listener's TLS certificate and key, the CA bundles of
-/// `store.tls_ca_file` and `auth.jwks_ca_file`, and an https origin's `origin.ca_file`,
-/// `origin.client_cert_file` and `origin.client_key_file`. Answers every problem, each with its
+/// `store.tls_ca_file` and `auth.jwks_ca_file`, and each https origin's `ca_file`,
+/// `client_cert_file` and `client_key_file` (`[origin]` and every `[origins.NAME]`). Answers every problem, each with its
 /// key path. `gatehouse check` and `gatehouse run` (through `load_checked`) and
 /// `App::start` all call it, so what would fail a start fails the check.
 pub fn preflight(config: &Config) -> Vec<ConfigError> {
@@ -101,9 +143,14 @@ pub fn preflight(config: &Config) -> Vec<ConfigError> {
             errors.append(&mut e);
         }
     }
-    if config.origin.url.scheme_str() == Some("https") {
-        if let Err(mut e) = crate::proxy::origin::tls_config(&config.origin) {
-            errors.append(&mut e);
+    let tables = std::iter::once((crate::config::DEFAULT_ORIGIN_NAME, &config.origin))
+        .chain(config.origins.iter().map(|(n, o)| (n.as_str(), o)));
+    for (name, origin) in tables {
+        if origin.url.scheme_str() == Some("https") {
+            let prefix = crate::proxy::origin::key_prefix(name);
+            if let Err(mut e) = crate::proxy::origin::tls_config(origin, &prefix) {
+                errors.append(&mut e);
+            }
         }
     }
     for (key, file) in [
@@ -194,7 +241,6 @@ pub fn reload(state: &AppState) -> Result<(), ReloadError> {
             let merged = Config {
                 server: current.config.server.clone(),
                 store: current.config.store.clone(),
-                origin: current.config.origin.clone(),
                 api: current.config.api.clone(),
                 cache: crate::config::CacheConfig {
                     max_bytes: current.config.cache.max_bytes,
