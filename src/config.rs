@@ -2268,6 +2268,21 @@ mod tests {
     }
 
     #[test]
+    fn origin_keys_are_every_key_an_origin_table_reads() {
+        let known = Config::known_keys();
+        let under = |prefix: &str| -> BTreeSet<String> {
+            known
+                .iter()
+                .filter_map(|k| k.strip_prefix(prefix))
+                .map(String::from)
+                .collect()
+        };
+        let listed: BTreeSet<String> = ORIGIN_KEYS.iter().map(|k| k.to_string()).collect();
+        assert_eq!(under("origin."), listed);
+        assert_eq!(under("origins.<name>."), listed);
+    }
+
+    #[test]
     fn unknown_environment_section_is_an_error() {
         let errs = Config::from_toml_str("", &env(&[("GATEHOUSE_NOPE_X", "1")])).unwrap_err();
         assert_eq!(errs[0].key, "GATEHOUSE_NOPE_X");

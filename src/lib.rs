@@ -5,7 +5,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`app`] | the one shared `AppState`; binds the proxy, api and admin listeners; drain |
-//! | [`config`] | typed config with named defaults, env overrides, validation naming the key; [`config::reload`] (reloads, and `preflight`: every file `run` loads, loaded for `check` too) |
+//! | [`config`] | typed config with named defaults, env overrides, validation naming the key; [`config::reload`] (reloads, the runtime with its origin clients, and `preflight`: every file `run` loads, loaded for `check` too) |
 //! | [`target`] | the canonical request target (path, query, authority): one spelling per request, used by every rule and sent to the origin |
 //! | [`routes`] | `[[routes]]` compiled to path patterns (and host lists); first match wins; `shadowed_by` refuses a route that never can |
 //! | [`error`] | the one error type per HTTP boundary and its single mapping to a JSON answer |

@@ -1,4 +1,5 @@
-//! The origin client: pooled hyper-util client, connect and response-head timeouts,
+//! An origin client (one per `[origin]` and `[origins.NAME]`, held by the runtime):
+//! pooled hyper-util client, connect and response-head timeouts,
 //! and hop-by-hop hygiene both ways (RFC 9110 §7.6.1) plus `Via` and
 //! `X-Forwarded-For/-Proto/-Host`.
 
