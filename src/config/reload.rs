@@ -335,3 +335,48 @@ fn stamp(path: &PathBuf) -> Option<(SystemTime, u64)> {
     let m = std::fs::metadata(path).ok()?;
     Some((m.modified().ok()?, m.len()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        Config::from_toml_str(text, &HashMap::new()).unwrap()
+    }
+
+    #[test]
+    fn a_rebuilt_runtime_keeps_unchanged_origins_and_builds_changed_and_added_ones() {
+        let metrics = Arc::new(Metrics::new());
+        let base = "[origin]\nurl = \"http://127.0.0.1:3000\"\n[origins.auth]\nurl = \"http://127.0.0.1:4000\"\n";
+        let first = Runtime::new(config(base), &metrics, None).unwrap();
+        let changed =
+            format!("{base}timeout = \"5s\"\n[origins.billing]\nurl = \"http://127.0.0.1:5000\"\n");
+        let second = Runtime::new(config(&changed), &metrics, Some(&first)).unwrap();
+        assert!(
+            Arc::ptr_eq(&first.origins["default"], &second.origins["default"]),
+            "unchanged: same client and pool"
+        );
+        assert!(
+            !Arc::ptr_eq(&first.origins["auth"], &second.origins["auth"]),
+            "changed: a new client"
+        );
+        assert_eq!(
+            second.origins["auth"].config().timeout,
+            std::time::Duration::from_secs(5)
+        );
+        assert_eq!(second.origins["billing"].name(), "billing");
+        // Removed from the file: gone from the new runtime, still in the old one.
+        let third = Runtime::new(
+            config("[origin]\nurl = \"http://127.0.0.1:3000\"\n"),
+            &metrics,
+            Some(&second),
+        )
+        .unwrap();
+        assert_eq!(third.origins.len(), 1);
+        assert!(second.origins.contains_key("billing"));
+        assert!(Arc::ptr_eq(
+            &second.origins["default"],
+            &third.origins["default"]
+        ));
+    }
+}
