@@ -114,7 +114,11 @@ pub async fn handle(
                 route: label,
                 status: resp.status(),
                 duration: elapsed,
-                origin: resp.extensions().get::<origin::OriginTime>().map(|t| t.0),
+                origin: route
+                    .as_deref()
+                    .and_then(|r| r.config.origin.as_deref())
+                    .unwrap_or(crate::config::DEFAULT_ORIGIN_NAME),
+                origin_time: resp.extensions().get::<origin::OriginTime>().map(|t| t.0),
                 user: user.as_deref(),
                 peer,
                 request_id: &id,
