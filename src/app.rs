@@ -17,7 +17,6 @@ use crate::cache::Cache;
 use crate::config::Config;
 use crate::coordination::revocation::Revocations;
 use crate::metrics::Metrics;
-use crate::proxy::origin::Origin;
 use crate::server::{self, Limits};
 use crate::store::Store;
 
@@ -32,7 +31,6 @@ pub struct AppState {
     pub config_path: Option<PathBuf>,
     pub store: Store,
     pub metrics: Arc<Metrics>,
-    pub origin: Origin,
     pub cache: Arc<Cache>,
     /// Revocation records and this instance's view of them (kept current by the store
     /// subscription).
@@ -44,9 +42,10 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Builds everything a reload may replace, or says why not.
+    /// Builds everything a reload may replace, or says why not; origins whose table
+    /// did not change keep their pools.
     pub fn build_runtime(&self, config: Config) -> Result<Runtime, String> {
-        Runtime::new(config, &self.metrics)
+        Runtime::new(config, &self.metrics, Some(&self.runtime.load()))
     }
 
     /// Updates gauges read at scrape time.
@@ -88,7 +87,7 @@ impl App {
             ),
             None => None,
         };
-        let runtime = Runtime::new(config.clone(), &metrics).map_err(anyhow::Error::msg)?;
+        let runtime = Runtime::new(config.clone(), &metrics, None).map_err(anyhow::Error::msg)?;
         let bind = |addr: SocketAddr, name: &'static str| async move {
             TcpListener::bind(addr)
                 .await
@@ -105,8 +104,6 @@ impl App {
                 "store not reachable at start; serving from L1 and the origin until it is"
             );
         }
-        let origin = Origin::new(&config.origin, metrics.clone())
-            .map_err(|e| anyhow::anyhow!(crate::config::reload::report(&e)))?;
         let cache = Arc::new(Cache::new(&config.cache, store.clone(), metrics.clone()));
         let revocations = Arc::new(Revocations::new(store.clone(), metrics.clone()));
         let state = Arc::new(AppState {
@@ -114,7 +111,6 @@ impl App {
             config_path,
             store,
             metrics,
-            origin,
             cache,
             revocations,
             listeners_bound: AtomicBool::new(false),
@@ -181,7 +177,7 @@ impl App {
         ));
         background.push(state.revocations.spawn_subscriber());
         state.listeners_bound.store(true, Ordering::SeqCst);
-        tracing::info!(%proxy_addr, %api_addr, %admin_addr, store = ?config.store.backend, origin = %config.origin.url, "gatehouse listening");
+        tracing::info!(%proxy_addr, %api_addr, %admin_addr, store = ?config.store.backend, origin = %config.origin.url, origins = ?config.origins.keys().collect::<Vec<_>>(), "gatehouse listening");
         Ok(App {
             proxy_addr,
             api_addr,

@@ -10,7 +10,7 @@
 pub mod parse;
 pub mod reload;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -36,6 +36,11 @@ pub const DEFAULT_ORIGIN_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 pub const DEFAULT_ORIGIN_UPGRADE_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 pub const DEFAULT_ORIGIN_POOL_MAX_IDLE: u64 = 256;
 pub const DEFAULT_ORIGIN_PROTOCOL: OriginProtocol = OriginProtocol::Http1;
+/// The name `[origin]` goes by: in `routes[].origin`, and as the `origin` label of the
+/// `gatehouse_origin_*` metrics. No `[origins.NAME]` may take it.
+pub const DEFAULT_ORIGIN_NAME: &str = "default";
+/// The longest name of a named origin (`[origins.NAME]`).
+pub const MAX_ORIGIN_NAME_LEN: usize = 64;
 
 pub const DEFAULT_STORE_URL: &str = "redis://127.0.0.1:6379";
 pub const DEFAULT_KEY_PREFIX: &str = "gatehouse:development";
@@ -93,7 +98,11 @@ pub const DEFAULT_ACCESS_SAMPLE: f64 = 1.0;
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     pub server: ServerConfig,
+    /// `[origin]`: the default origin, for requests no route sends elsewhere.
     pub origin: OriginConfig,
+    /// `[origins.NAME]`: named origins, each with its own pool, TLS and timeouts,
+    /// chosen by `routes[].origin`.
+    pub origins: BTreeMap<String, OriginConfig>,
     pub store: StoreConfig,
     pub cache: CacheConfig,
     pub routes: Vec<RouteConfig>,
@@ -416,6 +425,9 @@ pub struct RouteConfig {
     pub lock: Option<LockGate>,
     /// This route's `origin.timeout` (time to the origin's response head).
     pub timeout: Option<Duration>,
+    /// The origin this route's requests go to: a `[origins.NAME]` name, or
+    /// `"default"` (`[origin]`); None: `[origin]`.
+    pub origin: Option<String>,
 }
 
 /// Where a capacity gate takes the member id from.
@@ -517,6 +529,22 @@ pub struct LogConfig {
 const SECTIONS: &[&str] = &[
     "server", "origin", "store", "cache", "auth", "api", "capacity", "locks", "reload", "log",
 ];
+/// The keys of an origin's table (`[origin]`, `[origins.NAME]`), for the
+/// environment overrides of named origins.
+const ORIGIN_KEYS: &[&str] = &[
+    "url",
+    "connect_timeout",
+    "timeout",
+    "pool_idle_timeout",
+    "pool_max_idle",
+    "preserve_host",
+    "protocol",
+    "ca_file",
+    "sni",
+    "client_cert_file",
+    "client_key_file",
+    "upgrade_idle_timeout",
+];
 /// Nested tables an environment variable can reach (`GATEHOUSE_SERVER_TLS_CERT`).
 const NESTED: &[(&str, &str)] = &[("server", "tls"), ("store", "sentinel")];
 
@@ -578,7 +606,8 @@ impl Config {
         (Some(config), errors)
     }
 
-    /// Every key path the reader knows, with route keys as `routes[].key`.
+    /// Every key path the reader knows, with route keys as `routes[].key` and the keys
+    /// of named origins as `origins.<name>.key`.
     pub fn known_keys() -> BTreeSet<String> {
         let mut table = toml::Table::new();
         let mut route = toml::Table::new();
@@ -587,6 +616,9 @@ impl Config {
             "routes".into(),
             toml::Value::Array(vec![toml::Value::Table(route)]),
         );
+        let mut named = toml::Table::new();
+        named.insert("x".into(), toml::Value::Table(toml::Table::new()));
+        table.insert("origins".into(), toml::Value::Table(named));
         let mut errors = Vec::new();
         let mut known = BTreeSet::new();
         let _ = read(table, &mut errors, &mut known);
@@ -681,61 +713,9 @@ impl Config {
                 }
             }
         }
-        if self.origin.timeout.is_zero() {
-            err("origin.timeout", "must be greater than 0s".into());
-        }
-        if self.origin.connect_timeout.is_zero() {
-            err("origin.connect_timeout", "must be greater than 0s".into());
-        }
-        let o = &self.origin;
-        let https = o.url.scheme_str() == Some("https");
-        match o.protocol {
-            OriginProtocol::H2 if !https => err(
-                "origin.protocol",
-                "\"h2\" is HTTP/2 over TLS and needs an https:// origin.url; use \"h2c\" for http://".into(),
-            ),
-            OriginProtocol::H2c if https => err(
-                "origin.protocol",
-                "\"h2c\" is HTTP/2 without TLS and needs an http:// origin.url; use \"h2\" for https://".into(),
-            ),
-            _ => {}
-        }
-        for (key, file) in [
-            ("origin.ca_file", &o.ca_file),
-            ("origin.client_cert_file", &o.client_cert_file),
-            ("origin.client_key_file", &o.client_key_file),
-        ] {
-            if let Some(f) = file {
-                if !f.is_file() {
-                    err(key, format!("file {} does not exist", f.display()));
-                } else if !https {
-                    err(key, "applies to an https:// origin.url only".into());
-                }
-            }
-        }
-        match (&o.client_cert_file, &o.client_key_file) {
-            (Some(_), None) => err(
-                "origin.client_key_file",
-                "must be set with origin.client_cert_file".into(),
-            ),
-            (None, Some(_)) => err(
-                "origin.client_cert_file",
-                "must be set with origin.client_key_file".into(),
-            ),
-            _ => {}
-        }
-        if let Some(sni) = &o.sni {
-            if !https {
-                err(
-                    "origin.sni",
-                    "applies to an https:// origin.url only".into(),
-                );
-            } else if rustls_pki_types::ServerName::try_from(sni.as_str()).is_err() {
-                err(
-                    "origin.sni",
-                    format!("{sni:?} is not a DNS name or IP address"),
-                );
-            }
+        validate_origin("origin", &self.origin, &mut err);
+        for (name, o) in &self.origins {
+            validate_origin(&format!("origins.{name}"), o, &mut err);
         }
         let st = &self.store;
         if st.key_prefix.is_empty()
@@ -852,6 +832,19 @@ impl Config {
                     &format!("routes[{i}].timeout"),
                     "must be greater than 0s".into(),
                 );
+            }
+            if let Some(name) = &r.origin {
+                if name != DEFAULT_ORIGIN_NAME && !self.origins.contains_key(name) {
+                    let mut known = vec![format!("{DEFAULT_ORIGIN_NAME:?} ([origin])")];
+                    known.extend(self.origins.keys().map(|n| format!("{n:?}")));
+                    err(
+                        &format!("routes[{i}].origin"),
+                        format!(
+                            "names no origin: there is no [origins.{name}]; known: {}",
+                            known.join(", ")
+                        ),
+                    );
+                }
             }
             let earlier = self.routes[..i]
                 .iter()
@@ -1134,9 +1127,6 @@ impl Config {
         if self.store != new.store {
             keys.push("store");
         }
-        if self.origin != new.origin {
-            keys.push("origin");
-        }
         if self.cache.max_bytes != new.cache.max_bytes {
             keys.push("cache.max_bytes");
         }
@@ -1176,6 +1166,7 @@ impl RouteConfig {
             capacity: None,
             lock: None,
             timeout: None,
+            origin: None,
         }
     }
 }
@@ -1191,6 +1182,69 @@ impl AuthConfig {
     }
     pub fn has_keys(&self) -> bool {
         self.hs_secret.is_some() || self.has_asymmetric_keys()
+    }
+}
+
+/// The checks of one origin's table, its keys named under `prefix` (`origin`,
+/// `origins.auth`).
+fn validate_origin(prefix: &str, o: &OriginConfig, err: &mut impl FnMut(&str, String)) {
+    let key = |k: &str| format!("{prefix}.{k}");
+    for (k, d) in [
+        ("timeout", o.timeout),
+        ("connect_timeout", o.connect_timeout),
+    ] {
+        if d.is_zero() {
+            err(&key(k), "must be greater than 0s".into());
+        }
+    }
+    let https = o.url.scheme_str() == Some("https");
+    match o.protocol {
+        OriginProtocol::H2 if !https => err(
+            &key("protocol"),
+            format!("\"h2\" is HTTP/2 over TLS and needs an https:// {prefix}.url; use \"h2c\" for http://"),
+        ),
+        OriginProtocol::H2c if https => err(
+            &key("protocol"),
+            format!("\"h2c\" is HTTP/2 without TLS and needs an http:// {prefix}.url; use \"h2\" for https://"),
+        ),
+        _ => {}
+    }
+    for (k, file) in [
+        ("ca_file", &o.ca_file),
+        ("client_cert_file", &o.client_cert_file),
+        ("client_key_file", &o.client_key_file),
+    ] {
+        if let Some(f) = file {
+            if !f.is_file() {
+                err(&key(k), format!("file {} does not exist", f.display()));
+            } else if !https {
+                err(&key(k), format!("applies to an https:// {prefix}.url only"));
+            }
+        }
+    }
+    match (&o.client_cert_file, &o.client_key_file) {
+        (Some(_), None) => err(
+            &key("client_key_file"),
+            format!("must be set with {prefix}.client_cert_file"),
+        ),
+        (None, Some(_)) => err(
+            &key("client_cert_file"),
+            format!("must be set with {prefix}.client_key_file"),
+        ),
+        _ => {}
+    }
+    if let Some(sni) = &o.sni {
+        if !https {
+            err(
+                &key("sni"),
+                format!("applies to an https:// {prefix}.url only"),
+            );
+        } else if rustls_pki_types::ServerName::try_from(sni.as_str()).is_err() {
+            err(
+                &key("sni"),
+                format!("{sni:?} is not a DNS name or IP address"),
+            );
+        }
     }
 }
 
@@ -1321,6 +1375,25 @@ fn apply_env(
             });
             continue;
         };
+        if section == "origins" {
+            match named_origin_override(table, key) {
+                Ok((origin, leaf)) => {
+                    let sub = table
+                        .get_mut("origins")
+                        .and_then(|o| o.as_table_mut())
+                        .and_then(|o| o.get_mut(&origin))
+                        .and_then(|o| o.as_table_mut())
+                        .expect("named_origin_override found it");
+                    sub.insert(leaf.to_string(), toml::Value::String(value.clone()));
+                    set_by.push((format!("origins.{origin}.{leaf}"), name.clone()));
+                }
+                Err(message) => errors.push(ConfigError {
+                    key: name.clone(),
+                    message,
+                }),
+            }
+            continue;
+        }
         if !SECTIONS.contains(&section) {
             errors.push(ConfigError {
                 key: name.clone(),
@@ -1366,6 +1439,49 @@ fn apply_env(
         }
     }
     set_by
+}
+
+/// Which named origin and key `GATEHOUSE_ORIGINS_<NAME>_<KEY>` sets (`rest`:
+/// `<name>_<key>`, lower-cased). Only an origin the file declares can be reached (an
+/// override changes a key, it does not create an origin), and the split must be the
+/// only one that names a declared origin and one of its keys.
+fn named_origin_override(
+    table: &toml::Table,
+    rest: &str,
+) -> Result<(String, &'static str), String> {
+    let declared: Vec<&String> = table
+        .get("origins")
+        .and_then(|o| o.as_table())
+        .map(|o| {
+            o.iter()
+                .filter(|(_, v)| v.is_table())
+                .map(|(k, _)| k)
+                .collect()
+        })
+        .unwrap_or_default();
+    let fits: Vec<(String, &'static str)> = declared
+        .iter()
+        .flat_map(|n| {
+            ORIGIN_KEYS
+                .iter()
+                .filter(move |k| rest == format!("{n}_{k}"))
+                .map(move |k| (n.to_string(), *k))
+        })
+        .collect();
+    match fits.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(format!(
+            "names no key of an origin the file declares: GATEHOUSE_ORIGINS_<NAME>_<KEY> reaches [origins.NAME] tables of the file (declared: {declared:?}; keys: {})",
+            ORIGIN_KEYS.join(", ")
+        )),
+        _ => Err(format!(
+            "is ambiguous: it could set {}",
+            fits.iter()
+                .map(|(n, k)| format!("origins.{n}.{k}"))
+                .collect::<Vec<_>>()
+                .join(" or ")
+        )),
+    }
 }
 
 fn read(
@@ -1474,39 +1590,36 @@ fn read(
 
     let t = take(&mut table, "origin", errors);
     let mut s = Section::new("origin", "origin", t, errors, known);
-    let url_text = s.string("url", DEFAULT_ORIGIN_URL);
-    let url = match parse_origin_url(&url_text) {
-        Ok(u) => u,
-        Err(m) => {
-            s.error("url", m);
-            DEFAULT_ORIGIN_URL.parse().expect("default origin parses")
-        }
-    };
-    let origin = OriginConfig {
-        url,
-        connect_timeout: s.duration("connect_timeout", DEFAULT_ORIGIN_CONNECT_TIMEOUT),
-        timeout: s.duration("timeout", DEFAULT_ORIGIN_TIMEOUT),
-        pool_idle_timeout: s.duration("pool_idle_timeout", DEFAULT_ORIGIN_POOL_IDLE_TIMEOUT),
-        pool_max_idle: s.u64("pool_max_idle", DEFAULT_ORIGIN_POOL_MAX_IDLE),
-        preserve_host: s.bool("preserve_host", true),
-        protocol: s.choice(
-            "protocol",
-            DEFAULT_ORIGIN_PROTOCOL,
-            &[
-                ("http1", OriginProtocol::Http1),
-                ("h2c", OriginProtocol::H2c),
-                ("h2", OriginProtocol::H2),
-                ("auto", OriginProtocol::Auto),
-            ],
-        ),
-        ca_file: s.opt_string("ca_file").map(PathBuf::from),
-        sni: s.opt_string("sni"),
-        client_cert_file: s.opt_string("client_cert_file").map(PathBuf::from),
-        client_key_file: s.opt_string("client_key_file").map(PathBuf::from),
-        upgrade_idle_timeout: s
-            .duration("upgrade_idle_timeout", DEFAULT_ORIGIN_UPGRADE_IDLE_TIMEOUT),
-    };
+    let origin = read_origin(&mut s, false);
     s.finish();
+
+    let t = take(&mut table, "origins", errors);
+    known.insert("origins".into());
+    let mut origins = BTreeMap::new();
+    for (name, value) in t {
+        let path = format!("origins.{name}");
+        if let Err(m) = check_origin_name(&name) {
+            errors.push(ConfigError {
+                key: path,
+                message: m,
+            });
+            continue;
+        }
+        match value {
+            toml::Value::Table(t) => {
+                let mut s = Section::new(path, "origins.<name>", t, errors, known);
+                origins.insert(name, read_origin(&mut s, true));
+                s.finish();
+            }
+            other => errors.push(ConfigError {
+                key: path,
+                message: format!(
+                    "expected a table [origins.{name}] with the keys of [origin], got {}",
+                    other.type_str()
+                ),
+            }),
+        }
+    }
 
     let t = take(&mut table, "store", errors);
     let mut s = Section::new("store", "store", t, errors, known);
@@ -1691,6 +1804,7 @@ fn read(
     Config {
         server,
         origin,
+        origins,
         store,
         cache,
         routes,
@@ -1774,6 +1888,7 @@ fn read_route(s: &mut Section<'_>) -> RouteConfig {
         stale_while_revalidate: s.opt_duration("stale_while_revalidate"),
         stale_if_error: s.opt_duration("stale_if_error"),
         timeout: s.opt_duration("timeout"),
+        origin: s.opt_string("origin"),
         vary: s
             .strings("vary", &[])
             .into_iter()
@@ -1829,6 +1944,77 @@ fn read_route(s: &mut Section<'_>) -> RouteConfig {
             ttl: g.duration("ttl", Duration::from_secs(30)),
             wait: g.duration("wait", Duration::ZERO),
         }),
+    }
+}
+
+/// An origin's table: `[origin]`, or `[origins.NAME]` (`named`: its `url` is
+/// required). A key a named origin leaves out takes its `DEFAULT_ORIGIN_*` default,
+/// not `[origin]`'s value: each origin reads the same on its own.
+fn read_origin(s: &mut Section<'_>, named: bool) -> OriginConfig {
+    let url_text = if named {
+        let text = s.opt_string("url");
+        if text.is_none() {
+            s.error(
+                "url",
+                "every named origin needs a url (scheme, host and port of its upstream)",
+            );
+        }
+        text.unwrap_or_else(|| DEFAULT_ORIGIN_URL.to_string())
+    } else {
+        s.string("url", DEFAULT_ORIGIN_URL)
+    };
+    let url = match parse_origin_url(&url_text) {
+        Ok(u) => u,
+        Err(m) => {
+            s.error("url", m);
+            DEFAULT_ORIGIN_URL.parse().expect("default origin parses")
+        }
+    };
+    OriginConfig {
+        url,
+        connect_timeout: s.duration("connect_timeout", DEFAULT_ORIGIN_CONNECT_TIMEOUT),
+        timeout: s.duration("timeout", DEFAULT_ORIGIN_TIMEOUT),
+        pool_idle_timeout: s.duration("pool_idle_timeout", DEFAULT_ORIGIN_POOL_IDLE_TIMEOUT),
+        pool_max_idle: s.u64("pool_max_idle", DEFAULT_ORIGIN_POOL_MAX_IDLE),
+        preserve_host: s.bool("preserve_host", true),
+        protocol: s.choice(
+            "protocol",
+            DEFAULT_ORIGIN_PROTOCOL,
+            &[
+                ("http1", OriginProtocol::Http1),
+                ("h2c", OriginProtocol::H2c),
+                ("h2", OriginProtocol::H2),
+                ("auto", OriginProtocol::Auto),
+            ],
+        ),
+        ca_file: s.opt_string("ca_file").map(PathBuf::from),
+        sni: s.opt_string("sni"),
+        client_cert_file: s.opt_string("client_cert_file").map(PathBuf::from),
+        client_key_file: s.opt_string("client_key_file").map(PathBuf::from),
+        upgrade_idle_timeout: s
+            .duration("upgrade_idle_timeout", DEFAULT_ORIGIN_UPGRADE_IDLE_TIMEOUT),
+    }
+}
+
+/// A named origin's name: `[a-z][a-z0-9_]*`, at most `MAX_ORIGIN_NAME_LEN`, not
+/// `default`. Lower case and underscores only, so that `GATEHOUSE_ORIGINS_<NAME>_<KEY>`
+/// reaches it and it is a plain metric label value.
+fn check_origin_name(name: &str) -> Result<(), String> {
+    if name == DEFAULT_ORIGIN_NAME {
+        return Err(format!(
+            "{name:?} is the name of [origin]; give a named origin another name"
+        ));
+    }
+    let mut bytes = name.bytes();
+    let ok = bytes.next().is_some_and(|b| b.is_ascii_lowercase())
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && name.len() <= MAX_ORIGIN_NAME_LEN;
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "origin name {name:?} must match [a-z][a-z0-9_]* (at most {MAX_ORIGIN_NAME_LEN} characters)"
+        ))
     }
 }
 
@@ -2079,6 +2265,21 @@ mod tests {
             ["cache.targeted_fields[1]", "cache.targeted_fields[2]"],
             "{errs:?}"
         );
+    }
+
+    #[test]
+    fn origin_keys_are_every_key_an_origin_table_reads() {
+        let known = Config::known_keys();
+        let under = |prefix: &str| -> BTreeSet<String> {
+            known
+                .iter()
+                .filter_map(|k| k.strip_prefix(prefix))
+                .map(String::from)
+                .collect()
+        };
+        let listed: BTreeSet<String> = ORIGIN_KEYS.iter().map(|k| k.to_string()).collect();
+        assert_eq!(under("origin."), listed);
+        assert_eq!(under("origins.<name>."), listed);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`app`] | the one shared `AppState`; binds the proxy, api and admin listeners; drain; reload (the `Runtime` swapped on SIGHUP / file change) |
+//! | [`app`] | the one shared `AppState`; binds the proxy, api and admin listeners; drain; reload (the `Runtime`, with its origin clients, swapped on SIGHUP / file change) |
 //! | [`config`] | typed config with named defaults, env overrides, validation naming the key; [`config::reload`] (`load_checked`, and `preflight`: every file `run` loads, loaded for `check` too) |
 //! | [`target`] | the canonical request target (path, query, authority): one spelling per request, used by every rule and sent to the origin |
 //! | [`routes`] | `[[routes]]` compiled to path patterns (and host lists); first match wins; `shadowed_by` refuses a route that never can |

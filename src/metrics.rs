@@ -249,13 +249,13 @@ impl Metrics {
             ),
             origin_requests_total: r.counter_vec(
                 "gatehouse_origin_requests_total",
-                "Requests sent to the origin by result (ok, timeout, unreachable, body_error, body_too_large, client_body_error)",
-                &["result"],
+                "Requests sent to an origin by origin (default: [origin], else the [origins.NAME] name) and result (ok, timeout, unreachable, body_error, body_too_large, client_body_error)",
+                &["origin", "result"],
             ),
             origin_interim_responses_total: r.counter_vec(
                 "gatehouse_origin_interim_responses_total",
-                "1xx interim responses (103 Early Hints, 102 Processing, ...) received from the origin, never stored nor forwarded (hyper's server cannot send them), by status",
-                &["status"],
+                "1xx interim responses (103 Early Hints, 102 Processing, ...) received from an origin, never stored nor forwarded (hyper's server cannot send them), by origin and status",
+                &["origin", "status"],
             ),
             grpc_responses_total: r.counter_vec(
                 "gatehouse_grpc_responses_total",
@@ -264,8 +264,8 @@ impl Metrics {
             ),
             origin_duration_seconds: r.histogram_vec(
                 "gatehouse_origin_duration_seconds",
-                "Time from sending a request to the origin to its response head or failure, by route and result (ok, timeout, unreachable, tls_error, body_too_large, client_body_error)",
-                &["route", "result"],
+                "Time from sending a request to an origin to its response head or failure, by origin, route and result (ok, timeout, unreachable, tls_error, body_too_large, client_body_error)",
+                &["origin", "route", "result"],
                 LATENCY_BUCKETS,
             ),
             coalesced_requests_total: r.counter(
@@ -417,9 +417,6 @@ impl Metrics {
                 self.cache_lookups_total.with_label_values(&[tier, result]);
             }
         }
-        for result in ORIGIN_RESULTS {
-            self.origin_requests_total.with_label_values(&[result]);
-        }
         for result in ["ok", "invalid"] {
             self.config_reloads_total.with_label_values(&[result]);
         }
@@ -440,6 +437,15 @@ impl Metrics {
                 self.connections_closed_total
                     .with_label_values(&[listener, reason]);
             }
+        }
+    }
+
+    /// Creates origin `name`'s `gatehouse_origin_requests_total` series at zero (when
+    /// its client is built: at start, and on a reload that adds it).
+    pub fn init_origin_series(&self, name: &str) {
+        for result in ORIGIN_RESULTS {
+            self.origin_requests_total
+                .with_label_values(&[name, result]);
         }
     }
 

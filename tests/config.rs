@@ -25,6 +25,9 @@ fn documented_keys(text: &str) -> BTreeSet<String> {
             } else if let Some(sub) = name.strip_prefix("routes.") {
                 // A table inside a [[routes]] entry.
                 format!("routes[].{sub}")
+            } else if name.starts_with("origins.") {
+                // The example of a named origin stands for every [origins.NAME].
+                "origins.<name>".to_string()
             } else {
                 name.to_string()
             };
@@ -434,4 +437,136 @@ fn origin_tls_and_protocol_keys_are_validated_naming_each_key() {
         &HashMap::new()
     )
     .is_ok());
+}
+
+#[test]
+fn named_origins_default_to_the_constants_and_are_validated_naming_each_key() {
+    use gatehouse::config::{OriginProtocol, DEFAULT_ORIGIN_POOL_MAX_IDLE, DEFAULT_ORIGIN_TIMEOUT};
+    let text = "[origin]\nurl = \"http://127.0.0.1:1\"\ntimeout = \"5s\"\npool_max_idle = 4\nprotocol = \"h2c\"\n[origins.auth]\nurl = \"http://127.0.0.1:2\"\n[origins.billing_v2]\nurl = \"https://billing.internal:8443\"\nprotocol = \"h2\"\ntimeout = \"2s\"\n[[routes]]\npath = \"/a\"\norigin = \"auth\"\n[[routes]]\npath = \"/b\"\norigin = \"default\"\n";
+    let c = Config::from_toml_str(text, &HashMap::new()).unwrap();
+    let auth = &c.origins["auth"];
+    // What a named origin leaves out is the default, not [origin]'s value.
+    assert_eq!(auth.timeout, DEFAULT_ORIGIN_TIMEOUT);
+    assert_eq!(auth.pool_max_idle, DEFAULT_ORIGIN_POOL_MAX_IDLE);
+    assert_eq!(auth.protocol, OriginProtocol::Http1);
+    assert_eq!(c.origins["billing_v2"].protocol, OriginProtocol::H2);
+    assert_eq!(c.routes[0].origin.as_deref(), Some("auth"));
+
+    let keys = |text: &str| -> Vec<String> {
+        let mut k: Vec<String> = problems(text, &[]).into_iter().map(|e| e.key).collect();
+        k.sort();
+        k
+    };
+    assert_eq!(
+        keys("[origins.auth]\ntimeout = \"1s\"\n"),
+        ["origins.auth.url"]
+    );
+    assert_eq!(
+        keys("[origins.auth]\nurl = \"http://a:1\"\nprotocol = \"h2\"\ntimeout = \"0s\"\nbogus = 1\n"),
+        ["origins.auth.bogus", "origins.auth.protocol", "origins.auth.timeout"]
+    );
+    assert_eq!(
+        keys("[origins.default]\nurl = \"http://a:1\"\n"),
+        ["origins.default"]
+    );
+    assert_eq!(
+        keys("[origins.Auth]\nurl = \"http://a:1\"\n"),
+        ["origins.Auth"]
+    );
+    assert_eq!(
+        keys("[origins.a-b]\nurl = \"http://a:1\"\n"),
+        ["origins.a-b"]
+    );
+    assert_eq!(keys("origins = { auth = 1 }\n"), ["origins.auth"]);
+    assert_eq!(
+        keys("[origins.auth]\nurl = \"ftp://a\"\n"),
+        ["origins.auth.url"]
+    );
+    assert_eq!(
+        keys("[origins.auth]\nurl = \"http://a:1\"\nsni = \"a.example\"\nclient_key_file = \"/nonexistent\"\n"),
+        [
+            "origins.auth.client_cert_file",
+            "origins.auth.client_key_file",
+            "origins.auth.sni"
+        ]
+    );
+}
+
+#[test]
+fn named_origins_take_environment_overrides_by_name() {
+    let text = "[origins.auth]\nurl = \"http://127.0.0.1:2\"\n[origins.auth_connect]\nurl = \"http://127.0.0.1:3\"\n";
+    let env = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    };
+    let c = Config::from_toml_str(
+        text,
+        &env(&[
+            ("GATEHOUSE_ORIGINS_AUTH_URL", "http://10.0.0.9:4000"),
+            ("GATEHOUSE_ORIGINS_AUTH_POOL_MAX_IDLE", "8"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(c.origins["auth"].url, "http://10.0.0.9:4000");
+    assert_eq!(c.origins["auth"].pool_max_idle, 8);
+    // A bad value names its variable.
+    let errs = problems(text, &[("GATEHOUSE_ORIGINS_AUTH_TIMEOUT", "soon")]);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0].key, "origins.auth.timeout");
+    assert!(
+        errs[0].message.contains("GATEHOUSE_ORIGINS_AUTH_TIMEOUT"),
+        "{errs:?}"
+    );
+    // An origin the file does not declare cannot be made from the environment.
+    let errs = problems(text, &[("GATEHOUSE_ORIGINS_BILLING_URL", "http://b:1")]);
+    assert_eq!(errs[0].key, "GATEHOUSE_ORIGINS_BILLING_URL", "{errs:?}");
+    // auth.connect_timeout or auth_connect.timeout: refused, not guessed.
+    let errs = problems(text, &[("GATEHOUSE_ORIGINS_AUTH_CONNECT_TIMEOUT", "1s")]);
+    assert_eq!(
+        errs[0].key, "GATEHOUSE_ORIGINS_AUTH_CONNECT_TIMEOUT",
+        "{errs:?}"
+    );
+    assert!(errs[0].message.contains("ambiguous"), "{errs:?}");
+}
+
+#[test]
+fn a_route_naming_an_unknown_origin_is_refused_by_check_and_run_before_binding() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let path = write_file(
+        dir.path(),
+        "routes.toml",
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n[origins.auth]\nurl = \"http://127.0.0.1:1\"\n[[routes]]\npath = \"/a\"\n[[routes]]\npath = \"/b\"\norigin = \"auth\"\n[[routes]]\npath = \"/c\"\norigin = \"default\"\n[[routes]]\npath = \"/d\"\norigin = \"billing\"\n"
+        ),
+    );
+    let (code, err) = check_config(&path, &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("routes[3].origin"), "{err}");
+    assert!(err.contains("billing"), "{err}");
+    assert!(
+        !err.contains("routes[1]") && !err.contains("routes[2]"),
+        "{err}"
+    );
+    let err = run_refused(&path, &[], port);
+    assert!(err.contains("routes[3].origin"), "{err}");
+}
+
+#[test]
+fn check_loads_a_named_origins_tls_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = write_file(dir.path(), "ca.pem", "not a certificate\n");
+    let path = write_file(
+        dir.path(),
+        "tls.toml",
+        &format!(
+            "[origins.auth]\nurl = \"https://auth.internal:8443\"\nca_file = {:?}\n",
+            ca.display().to_string()
+        ),
+    );
+    let (code, err) = check_config(&path, &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("origins.auth.ca_file"), "{err}");
 }

@@ -185,7 +185,7 @@ async fn unreachable_origin_is_502_and_slow_origin_504_as_json() {
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["error"], "ORIGIN_TIMEOUT");
     assert_eq!(
-        gh.metric(r#"gatehouse_origin_requests_total{result="timeout"}"#)
+        gh.metric(r#"gatehouse_origin_requests_total{origin="default",result="timeout"}"#)
             .await,
         1.0
     );
@@ -530,7 +530,7 @@ async fn admin_serves_liveness_and_the_contract_metrics() {
         "gatehouse_requests_total{route=\"/r\",status=\"200\"} 2",
         "gatehouse_request_duration_seconds_bucket",
         "gatehouse_cache_lookups_total{result=\"hit\",tier=\"l1\"} 1",
-        "gatehouse_origin_requests_total{result=\"ok\"} 1",
+        "gatehouse_origin_requests_total{origin=\"default\",result=\"ok\"} 1",
         "gatehouse_store_up 1",
         "gatehouse_l1_entries 1",
         "gatehouse_l1_bytes",

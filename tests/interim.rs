@@ -123,7 +123,7 @@ fn status(r: &reqwest::Response) -> String {
 }
 
 fn interim_series(code: u16) -> String {
-    format!("gatehouse_origin_interim_responses_total{{status=\"{code}\"}}")
+    format!("gatehouse_origin_interim_responses_total{{origin=\"default\",status=\"{code}\"}}")
 }
 
 both_stores!(

@@ -123,6 +123,10 @@ fn every_request_has_an_id_and_one_access_line() {
     assert_eq!(me["user"], "alice", "the verified sub");
     assert!(me["duration_ms"].as_f64().unwrap() > 0.0);
     assert!(me["origin_ms"].as_f64().unwrap() > 0.0, "{me}");
+    assert_eq!(
+        me["origin"], "default",
+        "[origin]: the route names no other"
+    );
     assert!(me["cache"].as_str().unwrap().starts_with("gatehouse;"));
     assert_eq!(me["client"], "127.0.0.1");
     let other = &access[1];

@@ -1,7 +1,7 @@
 //! Origins other than plain HTTP/1.1: https (system roots or `origin.ca_file`, a
 //! wrong CA answered 502 `ORIGIN_TLS_ERROR`, mTLS with `origin.client_cert_file`),
 //! HTTP/2 (`origin.protocol` h2 by ALPN, h2c), gRPC-shaped exchanges with trailers,
-//! and the per-route `timeout`.
+//! the per-route `timeout`, and gRPC to a named h2c origin (`[origins.NAME]`).
 
 mod support;
 
@@ -159,7 +159,7 @@ async fn https_origin_with_the_wrong_ca_is_502_origin_tls_error() {
     let body = r.text().await.unwrap();
     assert!(body.contains("ORIGIN_TLS_ERROR"), "{body}");
     assert_eq!(
-        gh.metric("gatehouse_origin_requests_total{result=\"tls_error\"}")
+        gh.metric("gatehouse_origin_requests_total{origin=\"default\",result=\"tls_error\"}")
             .await,
         1.0
     );
@@ -331,5 +331,33 @@ async fn a_route_timeout_overrides_origin_timeout() {
     .await;
     assert_eq!(gh.get("/short/a").await.status(), 504);
     assert_eq!(gh.get("/long/a").await.status(), 200);
+    gh.shutdown().await;
+}
+
+#[tokio::test]
+async fn grpc_goes_to_a_named_h2c_origin_while_the_default_stays_http1() {
+    let grpc = Origin::start(None).await;
+    let app = TestOrigin::start(|_: &Seen| Reply::ok("app")).await;
+    let gh = gatehouse(
+        &app.url(),
+        &format!(
+            "[origins.grpc]\nurl = {:?}\nprotocol = \"h2c\"\n[[routes]]\npath = \"/pkg.Svc/{{m}}\"\nmethods = [\"POST\"]\norigin = \"grpc\"\n",
+            grpc.url("http")
+        ),
+    )
+    .await;
+    let (resp, trailers, body) = grpc_call(&gh, &http::Method::POST, "/pkg.Svc/Hello").await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-version"], "HTTP/2.0");
+    assert_eq!(&body[..], b"\0\0\0\0\x02hi");
+    assert_eq!(
+        trailers.expect("trailers reach the client")["grpc-status"],
+        "0"
+    );
+    assert_eq!(grpc.hits.load(Ordering::SeqCst), 1);
+    // Everything else still goes to [origin], over HTTP/1.1.
+    let r = gh.get("/other").await;
+    assert_eq!(r.text().await.unwrap(), "app");
+    assert_eq!((app.total(), grpc.hits.load(Ordering::SeqCst)), (1, 1));
     gh.shutdown().await;
 }

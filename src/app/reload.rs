@@ -1,8 +1,10 @@
 //! The reloadable part of the configuration behind an `ArcSwap`: routes, TTLs, JWT
-//! keys, gates. SIGHUP (and a change of the file when `reload.watch = true`) builds a
+//! keys, gates, origins (a changed or added origin gets a new client and pool; one
+//! left unchanged keeps its pool). SIGHUP (and a change of the file when `reload.watch = true`) builds a
 //! new `Runtime`; a reload that fails validation keeps the running one, says why in
 //! the log and counts `gatehouse_config_reloads_total{result="invalid"}`.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -12,7 +14,8 @@ use crate::auth::Verifier;
 use crate::config::reload::{report, verifier};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::routes::Router;
+use crate::proxy::origin::Origin;
+use crate::routes::{Route, Router};
 
 /// Everything a request reads from configuration, swapped whole on reload.
 pub struct Runtime {
@@ -23,21 +26,61 @@ pub struct Runtime {
     pub verifier: Option<Arc<Verifier>>,
     /// The verifier's JWKS refresh task, stopped when this runtime is replaced.
     jwks_task: Option<tokio::task::JoinHandle<()>>,
+    /// `[origin]` (as `default`) and every `[origins.NAME]`, each with its pool. A
+    /// request holds the runtime it began with, so it finishes on these clients even
+    /// when a reload has swapped in others.
+    pub origins: HashMap<String, Arc<Origin>>,
 }
 
 impl Runtime {
-    pub fn new(config: Config, metrics: &Arc<Metrics>) -> Result<Runtime, String> {
+    /// Builds the runtime `config` describes. Origins whose table is the same as in
+    /// `previous` keep their client (and its pooled connections); the others get new
+    /// ones.
+    pub fn new(
+        config: Config,
+        metrics: &Arc<Metrics>,
+        previous: Option<&Runtime>,
+    ) -> Result<Runtime, String> {
         let router = Router::new(&config.routes, config.server.route_matching)?;
         let verifier = verifier(&config, Some(metrics))
             .map_err(|errors| report(&errors))?
             .map(Arc::new);
+        let mut origins = HashMap::new();
+        let tables = std::iter::once((crate::config::DEFAULT_ORIGIN_NAME, &config.origin))
+            .chain(config.origins.iter().map(|(n, o)| (n.as_str(), o)));
+        for (name, table) in tables {
+            let kept = previous
+                .and_then(|p| p.origins.get(name))
+                .filter(|o| o.config() == table)
+                .cloned();
+            let origin = match kept {
+                Some(o) => o,
+                None => {
+                    Arc::new(Origin::new(name, table, metrics.clone()).map_err(|e| report(&e))?)
+                }
+            };
+            origins.insert(name.to_string(), origin);
+        }
         let jwks_task = verifier.as_ref().and_then(|v| v.spawn_jwks_refresh());
         Ok(Runtime {
             config: Arc::new(config),
             router,
             verifier,
             jwks_task,
+            origins,
         })
+    }
+
+    /// The origin a request on `route` goes to: the route's `origin`, else `[origin]`.
+    pub fn origin_for(&self, route: Option<&Route>) -> &Arc<Origin> {
+        let name = route
+            .and_then(|r| r.config.origin.as_deref())
+            .unwrap_or(crate::config::DEFAULT_ORIGIN_NAME);
+        // Validation refuses a route naming an unknown origin.
+        self.origins
+            .get(name)
+            .or_else(|| self.origins.get(crate::config::DEFAULT_ORIGIN_NAME))
+            .expect("the runtime always has [origin]")
     }
 }
 
@@ -84,7 +127,6 @@ pub fn reload(state: &AppState) -> Result<(), ReloadError> {
             let merged = Config {
                 server: current.config.server.clone(),
                 store: current.config.store.clone(),
-                origin: current.config.origin.clone(),
                 api: current.config.api.clone(),
                 cache: crate::config::CacheConfig {
                     max_bytes: current.config.cache.max_bytes,
@@ -178,4 +220,49 @@ pub fn spawn_reloaders(state: Arc<AppState>) -> Vec<tokio::task::JoinHandle<()>>
 fn stamp(path: &PathBuf) -> Option<(SystemTime, u64)> {
     let m = std::fs::metadata(path).ok()?;
     Some((m.modified().ok()?, m.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        Config::from_toml_str(text, &HashMap::new()).unwrap()
+    }
+
+    #[test]
+    fn a_rebuilt_runtime_keeps_unchanged_origins_and_builds_changed_and_added_ones() {
+        let metrics = Arc::new(Metrics::new());
+        let base = "[origin]\nurl = \"http://127.0.0.1:3000\"\n[origins.auth]\nurl = \"http://127.0.0.1:4000\"\n";
+        let first = Runtime::new(config(base), &metrics, None).unwrap();
+        let changed =
+            format!("{base}timeout = \"5s\"\n[origins.billing]\nurl = \"http://127.0.0.1:5000\"\n");
+        let second = Runtime::new(config(&changed), &metrics, Some(&first)).unwrap();
+        assert!(
+            Arc::ptr_eq(&first.origins["default"], &second.origins["default"]),
+            "unchanged: same client and pool"
+        );
+        assert!(
+            !Arc::ptr_eq(&first.origins["auth"], &second.origins["auth"]),
+            "changed: a new client"
+        );
+        assert_eq!(
+            second.origins["auth"].config().timeout,
+            std::time::Duration::from_secs(5)
+        );
+        assert_eq!(second.origins["billing"].name(), "billing");
+        // Removed from the file: gone from the new runtime, still in the old one.
+        let third = Runtime::new(
+            config("[origin]\nurl = \"http://127.0.0.1:3000\"\n"),
+            &metrics,
+            Some(&second),
+        )
+        .unwrap();
+        assert_eq!(third.origins.len(), 1);
+        assert!(second.origins.contains_key("billing"));
+        assert!(Arc::ptr_eq(
+            &second.origins["default"],
+            &third.origins["default"]
+        ));
+    }
 }

@@ -50,8 +50,8 @@ pub fn report(errors: &[ConfigError]) -> String {
 /// Loads everything `run` loads from files before it binds a port, as `run` does: the
 /// route table, the JWT verifier (key files and JWKS file; a `jwks_url` is not
 /// fetched), the proxy listener's TLS certificate and key, the CA bundles of
-/// `store.tls_ca_file` and `auth.jwks_ca_file`, and an https origin's `origin.ca_file`,
-/// `origin.client_cert_file` and `origin.client_key_file`. Answers every problem, each with its
+/// `store.tls_ca_file` and `auth.jwks_ca_file`, and each https origin's `ca_file`,
+/// `client_cert_file` and `client_key_file` (`[origin]` and every `[origins.NAME]`). Answers every problem, each with its
 /// key path. `gatehouse check` and `gatehouse run` (through `load_checked`) and
 /// `App::start` all call it, so what would fail a start fails the check.
 pub fn preflight(config: &Config) -> Vec<ConfigError> {
@@ -71,9 +71,14 @@ pub fn preflight(config: &Config) -> Vec<ConfigError> {
             errors.append(&mut e);
         }
     }
-    if config.origin.url.scheme_str() == Some("https") {
-        if let Err(mut e) = crate::proxy::origin::tls_config(&config.origin) {
-            errors.append(&mut e);
+    let tables = std::iter::once((crate::config::DEFAULT_ORIGIN_NAME, &config.origin))
+        .chain(config.origins.iter().map(|(n, o)| (n.as_str(), o)));
+    for (name, origin) in tables {
+        if origin.url.scheme_str() == Some("https") {
+            let prefix = crate::proxy::origin::key_prefix(name);
+            if let Err(mut e) = crate::proxy::origin::tls_config(origin, &prefix) {
+                errors.append(&mut e);
+            }
         }
     }
     for (key, file) in [

@@ -43,7 +43,10 @@ pub struct Line<'a> {
     pub route: &'a str,
     pub status: StatusCode,
     pub duration: Duration,
-    pub origin: Option<Duration>,
+    /// The origin the request's route sends to: `default` (`[origin]`, also without
+    /// a route) or its `[origins.NAME]` name.
+    pub origin: &'a str,
+    pub origin_time: Option<Duration>,
     pub user: Option<&'a str>,
     pub peer: SocketAddr,
     pub request_id: &'a HeaderValue,
@@ -70,7 +73,8 @@ pub fn log(line: &Line<'_>, resp: &Response<Body>) {
         status = line.status.as_u16(),
         bytes = text("content-length"),
         duration_ms = line.duration.as_secs_f64() * 1000.0,
-        origin_ms = line.origin.map(|d| d.as_secs_f64() * 1000.0),
+        origin = line.origin,
+        origin_ms = line.origin_time.map(|d| d.as_secs_f64() * 1000.0),
         cache = text("cache-status"),
         user = line.user.unwrap_or("-"),
         client = %line.peer.ip(),

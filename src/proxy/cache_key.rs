@@ -1,8 +1,12 @@
 //! Request -> `CacheKey`: the canonical authority and the canonical path and query
 //! (`proxy::inbound` made both canonical before routing, so nothing is normalised
 //! again here), plus the route's `vary` request headers and, for `key_by = "sub"`
-//! routes, the verified subject. GET and HEAD share a key: HEAD is answered from a
-//! cached GET.
+//! routes, the verified subject; and, for a route sent to a named origin
+//! (`routes[].origin`), that origin's name, so two origins never share an entry
+//! whatever the hosts and methods of their routes (and a reload that moves a route to
+//! another origin never answers from what the old one gave). `[origin]`'s keys carry
+//! no name: they stay what they were before named origins existed. GET and HEAD
+//! share a key: HEAD is answered from a cached GET.
 
 use http::{header, HeaderMap, Uri};
 use sha2::{Digest, Sha256};
@@ -33,6 +37,15 @@ pub fn for_request(
     primary.push_str(host);
     primary.push_str(&path);
     if let Some(r) = route {
+        if let Some(origin) = r
+            .config
+            .origin
+            .as_deref()
+            .filter(|o| *o != crate::config::DEFAULT_ORIGIN_NAME)
+        {
+            primary.push_str("\u{1}origin=");
+            primary.push_str(origin);
+        }
         for name in &r.config.vary {
             primary.push('\u{1}');
             primary.push_str(name);
@@ -86,5 +99,35 @@ mod tests {
         assert_eq!(k.path, "/p/A?x=1");
         let k2 = for_request(&uri, &h, None, None);
         assert_eq!(&*k2.primary, "app.example/p/A?x=1");
+    }
+
+    #[test]
+    fn a_named_origin_is_part_of_the_key_and_default_is_not() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("app.example"));
+        let uri: Uri = "/p?x=1".parse().unwrap();
+        let route = |origin: Option<&str>| {
+            crate::routes::Router::new(
+                &[crate::config::RouteConfig {
+                    origin: origin.map(str::to_string),
+                    ..crate::config::RouteConfig::new("/p")
+                }],
+                Default::default(),
+            )
+            .unwrap()
+            .routes()[0]
+                .clone()
+        };
+        let plain = for_request(&uri, &h, Some(&route(None)), None);
+        let default = for_request(&uri, &h, Some(&route(Some("default"))), None);
+        let auth = for_request(&uri, &h, Some(&route(Some("auth"))), None);
+        let other = for_request(&uri, &h, Some(&route(Some("other"))), None);
+        // Same host, path and query: only the origin tells them apart.
+        assert_eq!(plain.id, default.id, "[origin] keys are unchanged");
+        assert_eq!(&*plain.primary, "app.example/p?x=1");
+        assert_ne!(plain.id, auth.id);
+        assert_ne!(auth.id, other.id);
+        // Purges by path still find every origin's entry.
+        assert_eq!(auth.path_hash(), plain.path_hash());
     }
 }

@@ -22,7 +22,7 @@ use hyper::body::{Frame, Incoming};
 use super::authorize::Authorized;
 use super::cache_policy::Reuse;
 use super::cache_policy::{self, NoCacheReason};
-use super::origin::{self, OriginError};
+use super::origin::{self, Origin, OriginError};
 use super::respond;
 use crate::app::AppState;
 use crate::body::{self, Body, BoxError};
@@ -42,8 +42,10 @@ use crate::store::wake::wait_for_wake;
 /// the store cannot take the revocation now, the origin's answer is still returned
 /// (it has acted), this instance enforces the revocation at once, and it is recorded
 /// in the background when the store returns.
+#[allow(clippy::too_many_arguments)]
 pub async fn pass(
     state: &Arc<AppState>,
+    origin: &Origin,
     req: Request<Incoming>,
     peer: SocketAddr,
     tls: bool,
@@ -68,9 +70,9 @@ pub async fn pass(
     let incoming = incoming.map_err(origin::ClientBodyError);
     let limited = http_body_util::Limited::new(incoming, max_body as usize);
     let out = Request::from_parts(parts, body::boxed(limited));
-    match state.origin.send(out, route).await {
+    match origin.send(out, route).await {
         Ok(resp) => {
-            count_origin(state, "ok");
+            origin.count("ok");
             if resp.status().is_success() && route.is_some_and(|r| r.config.revoke_on_success) {
                 revoke_presented(state, who).await;
             }
@@ -78,7 +80,7 @@ pub async fn pass(
         }
         Err(OriginError::BodyTooLarge) => Err(Error::body_too_large(max_body)),
         Err(e) => {
-            count_origin(state, origin_label(&e));
+            origin.count(e.label());
             Err(e.into_error())
         }
     }
@@ -92,24 +94,6 @@ async fn revoke_presented(state: &Arc<AppState>, who: &Authorized) {
     let life = crate::coordination::revocation::Lifetimes::of(&state.runtime.load().config.auth);
     if let Err(e) = state.revocations.revoke_token_or_retry(claims, life).await {
         tracing::warn!(error = %e, "revoke_on_success: enforced here, recorded fleet-wide when the store returns");
-    }
-}
-
-fn count_origin(state: &AppState, result: &str) {
-    state
-        .metrics
-        .origin_requests_total
-        .with_label_values(&[result])
-        .inc();
-}
-
-fn origin_label(e: &OriginError) -> &'static str {
-    match e {
-        OriginError::Timeout => "timeout",
-        OriginError::Unreachable(_) => "unreachable",
-        OriginError::Tls(_) => "tls_error",
-        OriginError::BodyTooLarge => "body_too_large",
-        OriginError::ClientBody => "client_body_error",
     }
 }
 
@@ -266,6 +250,9 @@ pub struct Miss {
     /// Whether the client reached us over TLS (`X-Forwarded-Proto`).
     pub tls: bool,
     pub route: Option<Arc<Route>>,
+    /// The origin the route sends to, from the runtime the request began with (a fill
+    /// or background revalidation finishes on it across a reload).
+    pub origin: Arc<Origin>,
     pub key: CacheKey,
     /// The id this request's fetch is coalesced under (per instance and per fleet):
     /// `key.id`, or its variant's id once the URL's Vary index is known.
@@ -315,13 +302,13 @@ impl Miss {
             "gatehouse; fwd=miss; detail={}",
             NoCacheReason::Range.label()
         );
-        match self.state.origin.send(req, self.route.as_deref()).await {
+        match self.origin.send(req, self.route.as_deref()).await {
             Ok(resp) => {
-                count_origin(&self.state, "ok");
+                self.origin.count("ok");
                 Ok(respond::from_origin(resp, parts.version, &status))
             }
             Err(e) => {
-                count_origin(&self.state, origin_label(&e));
+                self.origin.count(e.label());
                 if let Some(stale) =
                     self.stale_if_error("gatehouse; fwd=stale; detail=stale-if-error")
                 {
@@ -542,6 +529,7 @@ impl Miss {
             peer: self.peer,
             tls: self.tls,
             route: self.route.clone(),
+            origin: self.origin.clone(),
             key: self.key.clone(),
             flight: self.flight.clone(),
             origin_time: self.origin_time.clone(),
@@ -608,10 +596,10 @@ impl Miss {
         let (began, response_time, mut parts, incoming) = loop {
             let began = Began::now();
             let req = self.fill_request(conditional);
-            let resp = match state.origin.send(req, route).await {
+            let resp = match self.origin.send(req, route).await {
                 Ok(r) => r,
                 Err(e) => {
-                    count_origin(state, origin_label(&e));
+                    self.origin.count(e.label());
                     // Dropping the guard hands the fill over to a waiter.
                     drop(guard);
                     return Filled::Failed(e);
@@ -621,7 +609,7 @@ impl Miss {
                 self.origin_time
                     .store(t.0.as_micros() as u64, std::sync::atomic::Ordering::Relaxed);
             }
-            count_origin(state, "ok");
+            self.origin.count("ok");
             let response_time = now_ms();
             let (mut parts, incoming) = resp.into_parts();
             origin::strip_hop_by_hop(&mut parts.headers);
@@ -663,7 +651,7 @@ impl Miss {
             let frame = match frame {
                 Ok(f) => f,
                 Err(_) => {
-                    count_origin(state, "body_error");
+                    self.origin.count("body_error");
                     drop(guard);
                     return Filled::Failed(OriginError::Unreachable(
                         "the origin broke off the response body".into(),

@@ -114,7 +114,11 @@ pub async fn handle(
                 route: label,
                 status: resp.status(),
                 duration: elapsed,
-                origin: resp.extensions().get::<origin::OriginTime>().map(|t| t.0),
+                origin: route
+                    .as_deref()
+                    .and_then(|r| r.config.origin.as_deref())
+                    .unwrap_or(crate::config::DEFAULT_ORIGIN_NAME),
+                origin_time: resp.extensions().get::<origin::OriginTime>().map(|t| t.0),
                 user: user.as_deref(),
                 peer,
                 request_id: &id,
@@ -236,9 +240,10 @@ async fn forward_to_cache_or_origin(
     route: Option<Arc<Route>>,
     who: authorize::Authorized,
 ) -> Result<Response<Body>, Error> {
+    let origin = runtime.origin_for(route.as_deref()).clone();
     if let Some(ask) = req.extensions_mut().remove::<upgrade::Ask>() {
         // Never cached; auth and the gates have run.
-        return upgrade::pass(state, req, ask, peer, tls, route.as_deref()).await;
+        return upgrade::pass(state, &origin, req, ask, peer, tls, route.as_deref()).await;
     }
     if let Err(reason) =
         cache_policy::request_cacheable(req.method(), req.headers(), route.as_deref())
@@ -246,6 +251,7 @@ async fn forward_to_cache_or_origin(
         let write = (!req.method().is_safe()).then(|| invalidate::Write::of(&req));
         let resp = fetch::pass(
             state,
+            &origin,
             req,
             peer,
             tls,
@@ -269,6 +275,7 @@ async fn forward_to_cache_or_origin(
         // A per-user route with no user to key by: never shared, never cached.
         return fetch::pass(
             state,
+            &origin,
             req,
             peer,
             tls,
@@ -346,6 +353,7 @@ async fn forward_to_cache_or_origin(
         peer,
         tls,
         route,
+        origin,
         flight: key.id.clone(),
         origin_time: Default::default(),
         key,

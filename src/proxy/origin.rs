@@ -1,4 +1,5 @@
-//! The origin client: pooled hyper-util client, connect and response-head timeouts,
+//! An origin client (one per `[origin]` and `[origins.NAME]`, held by the runtime):
+//! pooled hyper-util client, connect and response-head timeouts,
 //! and hop-by-hop hygiene both ways (RFC 9110 §7.6.1) plus `Via` and
 //! `X-Forwarded-For/-Proto/-Host`.
 
@@ -86,7 +87,17 @@ impl OriginError {
 #[derive(Clone, Copy, Debug)]
 pub struct OriginTime(pub Duration);
 
+/// One origin (`[origin]` or an `[origins.NAME]`): its own connection pool, TLS
+/// settings, protocol and timeouts. The runtime holds one per configured origin; a
+/// reload keeps the `Arc` of an origin whose table did not change (its pool with it)
+/// and builds new ones, while requests already under way finish on the one they began
+/// with.
 pub struct Origin {
+    /// `default` for `[origin]`, else the `[origins.NAME]` name: the `origin` label of
+    /// its metrics.
+    name: String,
+    /// The table it was built from (a reload compares it).
+    config: OriginConfig,
     client: Client<HttpsConnector<HttpConnector>, Body>,
     scheme: http::uri::Scheme,
     authority: http::uri::Authority,
@@ -104,15 +115,29 @@ fn problem(key: &str, message: String) -> ConfigError {
     }
 }
 
-/// The rustls client configuration for an `https://` origin: `origin.ca_file` or the
-/// system roots, the optional client certificate, ALPN by `origin.protocol`. Every
-/// problem, each named by its key.
-pub fn tls_config(cfg: &OriginConfig) -> Result<rustls::ClientConfig, Vec<ConfigError>> {
+/// The config key path of an origin's table: `origin` for `[origin]`,
+/// `origins.NAME` for a named one.
+pub fn key_prefix(name: &str) -> String {
+    if name == crate::config::DEFAULT_ORIGIN_NAME {
+        "origin".to_string()
+    } else {
+        format!("origins.{name}")
+    }
+}
+
+/// The rustls client configuration for an `https://` origin: `ca_file` or the system
+/// roots, the optional client certificate, ALPN by `protocol`. Every problem, each
+/// named by its key under `prefix` (`origin`, `origins.auth`).
+pub fn tls_config(
+    cfg: &OriginConfig,
+    prefix: &str,
+) -> Result<rustls::ClientConfig, Vec<ConfigError>> {
+    let named = |k: &str| format!("{prefix}.{k}");
     use rustls_pki_types::pem::PemObject;
     crate::crypto::install_provider();
     let mut errors = Vec::new();
     let roots = match &cfg.ca_file {
-        Some(path) => crate::server::tls::ca_roots("origin.ca_file", path)
+        Some(path) => crate::server::tls::ca_roots(&named("ca_file"), path)
             .map_err(|e| errors.push(e))
             .ok(),
         None => {
@@ -125,13 +150,13 @@ pub fn tls_config(cfg: &OriginConfig) -> Result<rustls::ClientConfig, Vec<Config
     };
     let client_auth = match (&cfg.client_cert_file, &cfg.client_key_file) {
         (Some(cert), Some(key)) => {
-            let certs = crate::server::tls::certificates("origin.client_cert_file", cert)
+            let certs = crate::server::tls::certificates(&named("client_cert_file"), cert)
                 .map_err(|e| errors.push(e))
                 .ok();
             let key = rustls_pki_types::PrivateKeyDer::from_pem_file(key)
                 .map_err(|e| {
                     errors.push(problem(
-                        "origin.client_key_file",
+                        &named("client_key_file"),
                         format!("cannot read a private key from {}: {e}", key.display()),
                     ))
                 })
@@ -150,8 +175,8 @@ pub fn tls_config(cfg: &OriginConfig) -> Result<rustls::ClientConfig, Vec<Config
     let mut config = match client_auth {
         Some((certs, key)) => builder.with_client_auth_cert(certs, key).map_err(|e| {
             vec![problem(
-                "origin.client_cert_file",
-                format!("certificate and origin.client_key_file do not fit: {e}"),
+                &named("client_cert_file"),
+                format!("certificate and {prefix}.client_key_file do not fit: {e}"),
             )]
         })?,
         None => builder.with_no_client_auth(),
@@ -165,9 +190,14 @@ pub fn tls_config(cfg: &OriginConfig) -> Result<rustls::ClientConfig, Vec<Config
 }
 
 impl Origin {
-    /// The origin client. Fails only on what `tls_config` refuses (which `preflight`
-    /// reports before a start).
-    pub fn new(cfg: &OriginConfig, metrics: Arc<Metrics>) -> Result<Origin, Vec<ConfigError>> {
+    /// The client of origin `name` (`default` for `[origin]`). Fails only on what
+    /// `tls_config` refuses (which `preflight` reports before a start).
+    pub fn new(
+        name: &str,
+        cfg: &OriginConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<Origin, Vec<ConfigError>> {
+        let prefix = key_prefix(name);
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(cfg.connect_timeout));
         connector.set_nodelay(true);
@@ -175,7 +205,7 @@ impl Origin {
         connector.enforce_http(false);
         let https = cfg.url.scheme_str() == Some("https");
         let tls = if https {
-            tls_config(cfg)?
+            tls_config(cfg, &prefix)?
         } else {
             // Never used: an http:// origin is not wrapped in TLS.
             crate::crypto::install_provider();
@@ -191,7 +221,7 @@ impl Origin {
             Some(Ok(name)) => Arc::new(hyper_rustls::FixedServerNameResolver::new(name.to_owned())),
             Some(Err(_)) => {
                 return Err(vec![problem(
-                    "origin.sni",
+                    &format!("{prefix}.sni"),
                     "is not a DNS name or IP address".into(),
                 )])
             }
@@ -206,7 +236,10 @@ impl Origin {
             .timer(hyper_util::rt::TokioTimer::new())
             .http2_only(h2_only)
             .build(connector);
+        metrics.init_origin_series(name);
         Ok(Origin {
+            name: name.to_string(),
+            config: cfg.clone(),
             client,
             version: if h2_only {
                 Version::HTTP_2
@@ -225,6 +258,25 @@ impl Origin {
         })
     }
 
+    /// `default` for `[origin]`, else its `[origins.NAME]` name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The table this origin was built from.
+    pub fn config(&self) -> &OriginConfig {
+        &self.config
+    }
+
+    /// Counts one request sent to this origin in
+    /// `gatehouse_origin_requests_total{origin,result}`.
+    pub fn count(&self, result: &str) {
+        self.metrics
+            .origin_requests_total
+            .with_label_values(&[&self.name, result])
+            .inc();
+    }
+
     /// The URI the origin is asked for, from the request's path and query.
     pub fn uri_for(&self, path_and_query: Option<&http::uri::PathAndQuery>) -> Uri {
         Uri::builder()
@@ -240,7 +292,8 @@ impl Origin {
     }
 
     /// Sends a request whose headers were already prepared with `prepare_request`,
-    /// timed up to the response head in `gatehouse_origin_duration_seconds{route,result}`
+    /// timed up to the response head in
+    /// `gatehouse_origin_duration_seconds{origin,route,result}`
     /// (`route`: the route's metric label, "none" without one).
     /// The route's `timeout` replaces `origin.timeout`.
     pub async fn send(
@@ -256,7 +309,7 @@ impl Origin {
         let result = out.as_ref().map_or_else(OriginError::label, |_| "ok");
         self.metrics
             .origin_duration_seconds
-            .with_label_values(&[route, result])
+            .with_label_values(&[&self.name, route, result])
             .observe(elapsed.as_secs_f64());
         if let Ok(resp) = &mut out {
             resp.extensions_mut().insert(OriginTime(elapsed));
@@ -276,6 +329,7 @@ impl Origin {
         // response, the cache or the client (hyper's server has no way to send them
         // on, h1 or h2).
         let interim = self.metrics.origin_interim_responses_total.clone();
+        let name = self.name.clone();
         hyper::ext::on_informational(&mut req, move |res| {
             let status = res.status();
             tracing::debug!(
@@ -283,7 +337,7 @@ impl Origin {
                 links = res.headers().get_all(header::LINK).iter().count(),
                 "interim response from the origin dropped"
             );
-            interim.with_label_values(&[status.as_str()]).inc();
+            interim.with_label_values(&[&name, status.as_str()]).inc();
         });
         *req.uri_mut() = self.uri_for(req.uri().path_and_query());
         *req.version_mut() = self.version;
@@ -307,7 +361,7 @@ impl Origin {
                     src = err.source();
                 }
                 if let Some(tls) = tls_error(&e) {
-                    tracing::warn!(error = %tls, origin = %self.authority, "TLS with the origin failed");
+                    tracing::warn!(error = %tls, origin = %self.name, authority = %self.authority, "TLS with the origin failed");
                     return Err(OriginError::Tls(tls.to_string()));
                 }
                 let detail = if e.is_connect() {

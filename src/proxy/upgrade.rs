@@ -8,8 +8,8 @@
 //!   cache (`Cache-Status: gatehouse; fwd=bypass; detail=upgrade`). An answer other
 //!   than 101 is relayed as a normal response. A 101 is relayed with the origin's
 //!   `Upgrade` (and its end-to-end fields, `Sec-WebSocket-*`), then bytes are copied
-//!   both ways until either side closes, no byte moves either way for
-//!   `origin.upgrade_idle_timeout`, or shutdown closes it (`Tunnels::close_all`,
+//!   both ways until either side closes, no byte moves either way for the route's
+//!   origin's `upgrade_idle_timeout`, or shutdown closes it (`Tunnels::close_all`,
 //!   after the listeners have drained, within `server.shutdown_grace`).
 //!
 //! An upgraded connection leaves hyper's HTTP connection (and so its idle and
@@ -84,6 +84,7 @@ impl Tunnels {
 /// Forwards an upgrade request; on 101 the relay runs in its own task.
 pub async fn pass(
     state: &Arc<AppState>,
+    origin: &origin::Origin,
     mut req: Request<Incoming>,
     ask: Ask,
     peer: std::net::SocketAddr,
@@ -109,23 +110,15 @@ pub async fn pass(
     let incoming =
         http_body_util::Limited::new(incoming.map_err(origin::ClientBodyError), max_body);
     let out = Request::from_parts(parts, body::boxed(incoming));
-    let mut resp = match state.origin.send(out, route).await {
+    let mut resp = match origin.send(out, route).await {
         Ok(resp) => resp,
         Err(e) => {
             count("error");
-            state
-                .metrics
-                .origin_requests_total
-                .with_label_values(&[e.label()])
-                .inc();
+            origin.count(e.label());
             return Err(e.into_error());
         }
     };
-    state
-        .metrics
-        .origin_requests_total
-        .with_label_values(&["ok"])
-        .inc();
+    origin.count("ok");
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         count("refused");
         return Ok(respond::from_origin(resp, version, CACHE_STATUS));
@@ -142,7 +135,7 @@ pub async fn pass(
     }
     let mut answer = Response::from_parts(parts, body::empty());
     respond::set_cache_status(&mut answer, CACHE_STATUS);
-    let idle = state.runtime.load().config.origin.upgrade_idle_timeout;
+    let idle = origin.config().upgrade_idle_timeout;
     let closing = state.tunnels.closing.subscribe();
     let metrics = state.metrics.clone();
     tokio::spawn(async move {

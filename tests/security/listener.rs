@@ -510,7 +510,8 @@ async fn a_malformed_chunked_body_is_the_clients_400_not_the_origins_502() {
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(json["error"], "BAD_REQUEST", "{json}");
     assert!(json["message"].as_str().is_some_and(|m| !m.is_empty()));
-    let series = |r: &str| format!("gatehouse_origin_requests_total{{result=\"{r}\"}}");
+    let series =
+        |r: &str| format!("gatehouse_origin_requests_total{{origin=\"default\",result=\"{r}\"}}");
     assert_eq!(metric(&gh, &series("client_body_error")).await, 1.0);
     assert_eq!(metric(&gh, &series("unreachable")).await, 0.0);
     // The origin never got a complete request it could act on.

@@ -245,7 +245,7 @@ the config and settings that would contradict the pod spec.
 {{- if and $v.exposeApi (not $v.secrets.apiToken.name) -}}
 {{- fail "gatehouse: exposeApi=true publishes the api listener (/v1/...) on the Service; set secrets.apiToken so every call needs the bearer token" -}}
 {{- end -}}
-{{- $known := list "server" "origin" "store" "cache" "auth" "api" "capacity" "locks" "reload" "log" -}}
+{{- $known := list "server" "origin" "origins" "store" "cache" "auth" "api" "capacity" "locks" "reload" "log" -}}
 {{- $order := list -}}
 {{- range $known -}}{{- if hasKey $cfg . -}}{{- $order = append $order . -}}{{- end -}}{{- end -}}
 {{- range $k := keys $cfg | sortAlpha -}}{{- if not (has $k $known) -}}{{- $order = append $order $k -}}{{- end -}}{{- end -}}
