@@ -225,6 +225,7 @@ const MAX_VARIANT_ROUNDS: u32 = 3;
 /// Serves a stale entry in the background-refresh case: starts one refresh per key
 /// (per fleet with a shared store) unless one is already running.
 pub fn revalidate_in_background(mut ctx: Miss) {
+    ctx.interim = None;
     let cfg = ctx.state.runtime.load().config.cache.clone();
     // The refresh of one variant never stands in for another's.
     ctx.flight = ctx.state.cache.flight_key(&ctx.key, &ctx.parts.headers);
@@ -277,6 +278,9 @@ pub struct Miss {
     pub stale: Option<Arc<Entry>>,
     /// The request carried credentials (see `cache_policy::storable`).
     pub credentials: bool,
+    /// Where the origin's interim responses to this client's own fill go (none for
+    /// a background revalidation: its client has its answer).
+    pub interim: Option<crate::server::interim::Interim>,
 }
 
 /// Whose turn it is to fetch, fleet-wide.
@@ -310,6 +314,9 @@ impl Miss {
         *req.method_mut() = Method::GET;
         *req.uri_mut() = parts.uri.clone();
         *req.headers_mut() = headers;
+        if let Some(i) = &self.interim {
+            req.extensions_mut().insert(i.clone());
+        }
         let status = format!(
             "gatehouse; fwd=miss; detail={}",
             NoCacheReason::Range.label()
@@ -548,6 +555,7 @@ impl Miss {
             flight: self.flight.clone(),
             origin_time: self.origin_time.clone(),
             stale: self.stale.clone(),
+            interim: self.interim.clone(),
         }
     }
 
@@ -600,6 +608,9 @@ impl Miss {
         *req.method_mut() = Method::GET;
         *req.uri_mut() = parts.uri.clone();
         *req.headers_mut() = headers;
+        if let Some(i) = &self.interim {
+            req.extensions_mut().insert(i.clone());
+        }
         req
     }
 

@@ -339,8 +339,10 @@ async fn forward_to_cache_or_origin(
             crate::error::Source::Client,
         ));
     }
-    let (parts, _body) = req.into_parts();
+    let (mut parts, _body) = req.into_parts();
+    let interim = parts.extensions.remove::<crate::server::interim::Interim>();
     let miss = fetch::Miss {
+        interim,
         state: state.clone(),
         parts: Arc::new(parts),
         peer,

@@ -271,19 +271,35 @@ impl Origin {
         timeout: Duration,
     ) -> Result<Response<Incoming>, OriginError> {
         // 1xx interim responses (103 Early Hints, 102 Processing) that come before
-        // the final one are counted and dropped: hyper's client hands them to a
-        // callback only, so their fields (a 103's `Link`) never reach the final
-        // response, the cache or the client (hyper's server has no way to send them
-        // on, h1 or h2).
+        // the final one: hyper's client hands them to this callback only, so their
+        // fields (a 103's `Link`) never reach the final response or the cache. They
+        // are counted, and sent on to the client when the request carries its
+        // connection's `Interim` handle (HTTP/1.1 and h2 clients whose own request
+        // this is: never a cache hit's, a coalesced waiter's or a background
+        // revalidation's), hop-by-hop fields removed and `Via` added.
         let interim = self.metrics.origin_interim_responses_total.clone();
+        let forwarded = self.metrics.interim_responses_forwarded_total.clone();
+        let client = req
+            .extensions_mut()
+            .remove::<crate::server::interim::Interim>();
         hyper::ext::on_informational(&mut req, move |res| {
             let status = res.status();
+            interim.with_label_values(&[status.as_str()]).inc();
+            let sent = client.as_ref().is_some_and(|c| {
+                let mut headers = res.headers().clone();
+                prepare_response(&mut headers, c.version());
+                let sent = c.send(status, &headers);
+                if sent {
+                    forwarded.with_label_values(&[c.protocol()]).inc();
+                }
+                sent
+            });
             tracing::debug!(
                 status = status.as_u16(),
                 links = res.headers().get_all(header::LINK).iter().count(),
-                "interim response from the origin dropped"
+                sent,
+                "interim response from the origin"
             );
-            interim.with_label_values(&[status.as_str()]).inc();
         });
         *req.uri_mut() = self.uri_for(req.uri().path_and_query());
         *req.version_mut() = self.version;

@@ -14,6 +14,7 @@
 //! - `max_header_bytes`: larger request heads are answered 431.
 
 pub mod conn;
+pub mod interim;
 pub mod tls;
 
 use std::convert::Infallible;
@@ -200,13 +201,29 @@ pub fn serve<H: Handler>(
             };
             let _ = stream.set_nodelay(true);
             let conn = Conn::new(limits.header_read_timeout, limits.idle_timeout);
+            let interim = Arc::new(interim::H1Shared::default());
             let service = {
                 let handler = handler.clone();
                 let conn = conn.clone();
-                service_fn(move |req: http::Request<Incoming>| {
+                let interim = interim.clone();
+                service_fn(move |mut req: http::Request<Incoming>| {
                     let handler = handler.clone();
                     let in_flight = conn.request_started(req.version());
-                    async move { Ok::<_, Infallible>(in_flight.answered(handler.call(req, peer).await)) }
+                    // HTTP/1 requests are answered one at a time: each begins the
+                    // connection's next interim turn. Never to HTTP/1.0 clients.
+                    let turn = (req.version() != http::Version::HTTP_2).then(|| interim.begin());
+                    if req.version() == http::Version::HTTP_11 {
+                        if let Some(t) = &turn {
+                            req.extensions_mut().insert(t.clone());
+                        }
+                    }
+                    async move {
+                        let resp = handler.call(req, peer).await;
+                        if let Some(t) = turn {
+                            t.finished();
+                        }
+                        Ok::<_, Infallible>(in_flight.answered(resp))
+                    }
                 })
             };
             // The slot goes with the socket, upgraded (WebSocket) or not.
@@ -219,8 +236,10 @@ pub fn serve<H: Handler>(
                 let serve = async {
                     let result = match tls {
                         None => {
-                            let c =
-                                builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+                            let c = builder.serve_connection_with_upgrades(
+                                TokioIo::new(interim::InterimIo::new(io, interim)),
+                                service,
+                            );
                             watcher.watch(c).await
                         }
                         // The handshake runs under the first head's deadline.
@@ -232,8 +251,10 @@ pub fn serve<H: Handler>(
                                     return;
                                 }
                             };
-                            let c = builder
-                                .serve_connection_with_upgrades(TokioIo::new(tls_stream), service);
+                            let c = builder.serve_connection_with_upgrades(
+                                TokioIo::new(interim::InterimIo::new(tls_stream, interim)),
+                                service,
+                            );
                             watcher.watch(c).await
                         }
                     };
