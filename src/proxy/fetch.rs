@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use http::{header, HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, BodyStream, StreamBody};
-use hyper::body::{Frame, Incoming};
+use hyper::body::Frame;
 
 use super::authorize::Authorized;
 use super::cache_policy::Reuse;
@@ -25,7 +25,7 @@ use super::cache_policy::{self, NoCacheReason};
 use super::origin::{self, OriginError};
 use super::respond;
 use crate::app::AppState;
-use crate::body::{self, Body, BoxError};
+use crate::body::{self, Body, BoxError, RequestBody};
 use crate::cache::coalesce::{LeaderGuard, Outcome, Role, Waited};
 use crate::cache::entry::{now_ms, Entry, Flags, StoredResponse};
 use crate::cache::{Began, CacheKey, Lookup};
@@ -43,7 +43,7 @@ use crate::store::Channel;
 /// in the background when the store returns.
 pub async fn pass(
     state: &Arc<AppState>,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     peer: SocketAddr,
     tls: bool,
     route: Option<&Route>,

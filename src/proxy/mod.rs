@@ -50,11 +50,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::{HeaderValue, Request, Response};
-use hyper::body::Incoming;
 use tracing::Instrument;
 
 use crate::app::AppState;
-use crate::body::Body;
+use crate::body::{Body, RequestBody};
 use crate::cache::entry::now_ms;
 use crate::cache::Lookup;
 use crate::config::reload::Runtime;
@@ -70,7 +69,7 @@ pub struct Proxy {
 }
 
 impl crate::server::Handler for Proxy {
-    async fn call(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    async fn call(&self, req: Request<RequestBody>, peer: SocketAddr) -> Response<Body> {
         handle(&self.state, req, peer, self.tls).await
     }
 }
@@ -78,7 +77,7 @@ impl crate::server::Handler for Proxy {
 /// Handles one proxied request: its id, its metrics and its access line.
 pub async fn handle(
     state: &Arc<AppState>,
-    mut req: Request<Incoming>,
+    mut req: Request<RequestBody>,
     peer: SocketAddr,
     tls: bool,
 ) -> Response<Body> {
@@ -135,7 +134,7 @@ struct CanonicalTarget(http::uri::PathAndQuery);
 async fn route_and_serve(
     state: &Arc<AppState>,
     runtime: &Runtime,
-    mut req: Request<Incoming>,
+    mut req: Request<RequestBody>,
     peer: SocketAddr,
     tls: bool,
     user: &mut Option<String>,
@@ -184,7 +183,7 @@ async fn route_and_serve(
 async fn serve(
     state: &Arc<AppState>,
     runtime: &Runtime,
-    mut req: Request<Incoming>,
+    mut req: Request<RequestBody>,
     peer: SocketAddr,
     tls: bool,
     route: Option<Arc<Route>>,
@@ -214,7 +213,7 @@ async fn serve(
 async fn forward(
     state: &Arc<AppState>,
     runtime: &Runtime,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     peer: SocketAddr,
     tls: bool,
     route: Option<Arc<Route>>,
@@ -230,7 +229,7 @@ async fn forward(
 async fn forward_to_cache_or_origin(
     state: &Arc<AppState>,
     runtime: &Runtime,
-    mut req: Request<Incoming>,
+    mut req: Request<RequestBody>,
     peer: SocketAddr,
     tls: bool,
     route: Option<Arc<Route>>,

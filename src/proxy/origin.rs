@@ -38,7 +38,7 @@ pub enum OriginError {
 /// The error a client's request body gives when it cannot be read to its end; `send`
 /// finds it in the origin client's error chain.
 #[derive(Debug)]
-pub struct ClientBodyError(pub hyper::Error);
+pub struct ClientBodyError(pub crate::body::BoxError);
 
 impl std::fmt::Display for ClientBodyError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -48,7 +48,7 @@ impl std::fmt::Display for ClientBodyError {
 
 impl std::error::Error for ClientBodyError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.0)
+        Some(&*self.0)
     }
 }
 

@@ -23,7 +23,6 @@ use std::time::Duration;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
@@ -31,7 +30,7 @@ use tokio::time::Instant;
 
 use super::{origin, respond};
 use crate::app::AppState;
-use crate::body::{self, Body};
+use crate::body::{self, Body, RequestBody};
 use crate::error::Error;
 use crate::routes::Route;
 use crate::server::conn::{IoObserver, Tracked};
@@ -84,7 +83,7 @@ impl Tunnels {
 /// Forwards an upgrade request; on 101 the relay runs in its own task.
 pub async fn pass(
     state: &Arc<AppState>,
-    mut req: Request<Incoming>,
+    mut req: Request<RequestBody>,
     ask: Ask,
     peer: std::net::SocketAddr,
     tls: bool,
