@@ -404,3 +404,104 @@ async fn interim_responses_on_passed_requests_reach_the_client_and_leave_the_ans
     assert_eq!(gh.metric(&forwarded_series("h1")).await, 4.0);
     gh.shutdown().await;
 }
+
+/// An h2 (prior knowledge) client connection to gatehouse.
+async fn h2_client(addr: std::net::SocketAddr) -> h2::client::SendRequest<bytes::Bytes> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (send, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    send
+}
+
+/// GETs `path` over h2: the interim heads received (status and fields), the final
+/// response and its body.
+async fn h2_get(
+    send: &mut h2::client::SendRequest<bytes::Bytes>,
+    addr: std::net::SocketAddr,
+    path: &str,
+) -> (Vec<http::Response<()>>, http::Response<()>, String) {
+    let mut send = send.clone().ready().await.unwrap();
+    let req = http::Request::get(format!("http://{addr}{path}"))
+        .body(())
+        .unwrap();
+    let (mut fut, _) = send.send_request(req, true).unwrap();
+    let mut interim = Vec::new();
+    while let Some(head) = std::future::poll_fn(|cx| fut.poll_informational(cx)).await {
+        interim.push(head.unwrap());
+    }
+    let resp = tokio::time::timeout(Duration::from_secs(10), fut)
+        .await
+        .unwrap()
+        .unwrap();
+    let (parts, mut body) = resp.into_parts();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.unwrap();
+        let _ = body.flow_control().release_capacity(chunk.len());
+        bytes.extend_from_slice(&chunk);
+    }
+    (
+        interim,
+        http::Response::from_parts(parts, ()),
+        String::from_utf8(bytes).unwrap(),
+    )
+}
+
+fn summary(heads: &[http::Response<()>]) -> Vec<String> {
+    heads
+        .iter()
+        .map(|h| {
+            let mut fields: Vec<String> = h
+                .headers()
+                .iter()
+                .map(|(k, v)| format!("{k}: {}", v.to_str().unwrap()))
+                .collect();
+            fields.sort();
+            format!("{} {}", h.status().as_u16(), fields.join("; "))
+        })
+        .collect()
+}
+
+both_stores!(
+    interim_responses_reach_h2_clients_and_never_the_stored_answer,
+    |store: TestStore| async move {
+        let origin = raw_origin().await;
+        let text = store.toml(&prefix("interim-h2"));
+        let gh = Gatehouse::start_config(config(&text, Some(&origin.url))).await;
+        let mut c = h2_client(gh.proxy).await;
+        let hints = "103 link: </style.css>; rel=preload; as=style; via: 2 gatehouse";
+        let processing = "102 via: 2 gatehouse";
+        for (path, interim) in [
+            ("/hints", vec![hints]),
+            ("/together", vec![hints]),
+            ("/processing", vec![processing, hints, hints]),
+        ] {
+            let (got, resp, body) = h2_get(&mut c, gh.proxy, path).await;
+            assert_eq!(summary(&got), interim, "{path}");
+            assert_eq!(resp.status(), 200, "{path}");
+            assert!(!resp.headers().contains_key("link"), "{path}");
+            assert_eq!(
+                resp.headers()["cache-status"],
+                "gatehouse; fwd=miss; stored"
+            );
+            assert_eq!(body, format!("final {path}"));
+            // The cached answer: no interim heads, no Link.
+            let (got, resp, body) = h2_get(&mut c, gh.proxy, path).await;
+            assert!(got.is_empty(), "{path}: {:?}", summary(&got));
+            assert!(!resp.headers().contains_key("link"), "{path}");
+            assert!(resp.headers()["cache-status"]
+                .to_str()
+                .unwrap()
+                .starts_with("gatehouse; hit"));
+            assert_eq!(body, format!("final {path}"));
+        }
+        assert_eq!(origin.requests.load(Ordering::SeqCst), 3);
+        assert_eq!(gh.metric(&interim_series(103)).await, 4.0);
+        assert_eq!(gh.metric(&interim_series(102)).await, 1.0);
+        assert_eq!(gh.metric(&forwarded_series("h2")).await, 5.0);
+        assert_eq!(gh.metric(&forwarded_series("h1")).await, 0.0);
+        gh.shutdown().await;
+    }
+);

@@ -25,8 +25,9 @@
 //!                                                   invalidate.rs
 //! ```
 //!
-//! An HTTP/1.1 upgrade request (WebSocket) is recognised before `inbound`, and after
-//! auth and the gates is relayed, never cached          upgrade.rs
+//! An HTTP/1.1 upgrade request (WebSocket), or an h2 extended CONNECT for a WebSocket
+//! (RFC 8441), is recognised before `inbound`, and after auth and the gates is
+//! relayed, never cached                                upgrade.rs
 //!
 //! Every response carries `Cache-Status` (RFC 9211); gatehouse's own targeted field
 //! (`cache.targeted_fields`) never leaves.
@@ -139,13 +140,18 @@ async fn route_and_serve(
     tls: bool,
     user: &mut Option<String>,
 ) -> (Response<Body>, Option<Arc<Route>>) {
-    // Recognised before `inbound` strips `Connection` and `Upgrade`.
+    // Recognised before `inbound` strips `Connection` and `Upgrade` (h1), or refuses
+    // CONNECT (h2's extended CONNECT for a WebSocket, made a GET here).
     let upgrade = upgrade::asked(&req);
+    let h2_websocket = upgrade::h2_websocket(&mut req);
     if let Err(e) = inbound::canonicalize(&mut req, &runtime.config, tls, &state.metrics) {
         return (e.into_response(), None);
     }
     if let Some(ask) = upgrade {
         req.extensions_mut().insert(ask);
+    }
+    if let Some(ws) = h2_websocket {
+        req.extensions_mut().insert(ws);
     }
     let target = req.uri().path_and_query().cloned().map(CanonicalTarget);
     let with_target = |mut resp: Response<Body>| {
@@ -235,6 +241,14 @@ async fn forward_to_cache_or_origin(
     route: Option<Arc<Route>>,
     who: authorize::Authorized,
 ) -> Result<Response<Body>, Error> {
+    if req
+        .extensions_mut()
+        .remove::<upgrade::H2WebSocket>()
+        .is_some()
+    {
+        // Never cached; auth and the gates have run.
+        return upgrade::pass_h2(state, req, peer, tls, route.as_deref()).await;
+    }
     if let Some(ask) = req.extensions_mut().remove::<upgrade::Ask>() {
         // Never cached; auth and the gates have run.
         return upgrade::pass(state, req, ask, peer, tls, route.as_deref()).await;
