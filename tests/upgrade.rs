@@ -1,6 +1,7 @@
-//! HTTP/1.1 Upgrade (WebSocket) passthrough and method semantics (issue 10 items 1
-//! and 4), through real listeners: a tokio-tungstenite echo origin on 127.0.0.1:0,
-//! tokio-tungstenite clients connecting through gatehouse.
+//! HTTP/1.1 Upgrade (WebSocket) passthrough, WebSocket over h2 (RFC 8441 extended
+//! CONNECT) and method semantics (issue 10 items 1 and 4), through real listeners: a
+//! tokio-tungstenite echo origin on 127.0.0.1:0, tokio-tungstenite clients connecting
+//! through gatehouse (over HTTP/1.1, or over an h2 stream of the `h2` crate's client).
 
 mod support;
 

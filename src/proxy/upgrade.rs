@@ -12,6 +12,11 @@
 //!   `origin.upgrade_idle_timeout`, or shutdown closes it (`Tunnels::close_all`,
 //!   after the listeners have drained, within `server.shutdown_grace`).
 //!
+//! - `h2_websocket` / `pass_h2`: WebSocket over HTTP/2 (RFC 8441 extended CONNECT),
+//!   judged as the GET upgrade the origin sees, forwarded as one, and relayed by the
+//!   same `relay` between the h2 stream (`server::h2::H2Io`) and the origin's
+//!   upgraded connection.
+//!
 //! An upgraded connection leaves hyper's HTTP connection (and so its idle and
 //! header-read watchdog, and `max_connections`); it is counted in
 //! `gatehouse_upgrades_open` while it lasts.

@@ -2,6 +2,10 @@
 //! each connection, connection limits, and graceful drain. What a request means is
 //! decided by the handler given to `serve`.
 //!
+//! Each connection is told apart here (ALPN `h2`, or the 24-byte HTTP/2 preface read
+//! and replayed) and handed to hyper's HTTP/1 server or to `h2` (the h2 crate,
+//! which can send 1xx and extended CONNECT). 1xx interim responses: `interim`.
+//!
 //! Limits, per listener (`Limits`, from `[server]`):
 //! - `max_connections`: a connection accepted while that many are open is closed at
 //!   once (counted in `gatehouse_connections_rejected_total`); an upgraded connection
