@@ -9,11 +9,10 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use hyper::body::Incoming;
 use serde_json::json;
 
 use crate::app::AppState;
-use crate::body::{full, Body};
+use crate::body::{full, Body, RequestBody};
 use crate::error::json_response;
 
 pub struct Admin {
@@ -21,12 +20,16 @@ pub struct Admin {
 }
 
 impl crate::server::Handler for Admin {
-    async fn call(&self, req: http::Request<Incoming>, _peer: SocketAddr) -> http::Response<Body> {
+    async fn call(
+        &self,
+        req: http::Request<RequestBody>,
+        _peer: SocketAddr,
+    ) -> http::Response<Body> {
         handle(&self.state, req)
     }
 }
 
-fn handle(state: &AppState, req: http::Request<Incoming>) -> http::Response<Body> {
+fn handle(state: &AppState, req: http::Request<RequestBody>) -> http::Response<Body> {
     if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
         return crate::error::Error::new(
             http::StatusCode::METHOD_NOT_ALLOWED,

@@ -25,12 +25,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::body::{full, Body};
+use crate::body::{full, Body, RequestBody};
 use crate::config::{Config, ConfigError};
 use crate::server::{self, Handler, Limits};
 use crate::App;
@@ -117,7 +116,7 @@ struct DemoHandler {
 }
 
 impl Handler for DemoHandler {
-    async fn call(&self, req: Request<Incoming>, _peer: SocketAddr) -> Response<Body> {
+    async fn call(&self, req: Request<RequestBody>, _peer: SocketAddr) -> Response<Body> {
         let Some(announce) = &self.announce else {
             return self.handle(req).await;
         };
@@ -138,7 +137,7 @@ impl Handler for DemoHandler {
 }
 
 impl DemoHandler {
-    async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+    async fn handle(&self, req: Request<RequestBody>) -> Response<Body> {
         let path = req.uri().path().to_string();
         if !path.starts_with("/__origin/") {
             self.count(&req);
@@ -191,7 +190,7 @@ impl DemoHandler {
         }
     }
 
-    fn count(&self, req: &Request<Incoming>) {
+    fn count(&self, req: &Request<RequestBody>) {
         let target = req
             .uri()
             .path_and_query()

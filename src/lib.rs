@@ -9,8 +9,8 @@
 //! | [`target`] | the canonical request target (path, query, authority): one spelling per request, used by every rule and sent to the origin |
 //! | [`routes`] | `[[routes]]` compiled to path patterns (and host lists); first match wins; `shadowed_by` refuses a route that never can |
 //! | [`error`] | the one error type per HTTP boundary and its single mapping to a JSON answer |
-//! | [`body`] | the boxed streaming body every listener uses |
-//! | [`server`] | transport only: accept loop, HTTP/1.1 + h2c, TLS, connection limits, graceful drain |
+//! | [`body`] | the boxed streaming body every listener answers with; the request body both servers produce |
+//! | [`server`] | transport only: accept loop, HTTP/1.1 (hyper) + HTTP/2 (the h2 crate: h2c, ALPN), TLS, 1xx interim responses, extended CONNECT, connection limits, graceful drain |
 //! | [`proxy`] | THE request path, one file per step, in call order |
 //! | [`auth`] | JWT verification (pinned algorithms, PEM / JWKS keys, leeway, aud any-match), token extraction, verified-token cache; `Claims` in `auth/claims.rs` |
 //! | [`cache`] | L1 (moka) over L2 (store) behind one face, `Cache`; `Entry` with an explicit `Negative` variant ([`cache::entry`]); one module a job: [`cache::key`] (request → `CacheKey` and entry id, Vary variant selection), [`cache::purge`] (by URL, prefix, tag; tombstones), [`cache::coherence`] (cross-instance invalidation, the lost feed), [`cache::coalesce`] (single flight per instance, the fleet lease), [`cache::inspect`] (the api's look inside) |

@@ -107,6 +107,7 @@ pub struct Metrics {
     pub cache_stores_total: IntCounterVec,
     pub origin_requests_total: IntCounterVec,
     pub origin_interim_responses_total: IntCounterVec,
+    pub interim_responses_forwarded_total: IntCounterVec,
     pub grpc_responses_total: IntCounterVec,
     pub origin_duration_seconds: HistogramVec,
     pub coalesced_requests_total: IntCounter,
@@ -254,8 +255,13 @@ impl Metrics {
             ),
             origin_interim_responses_total: r.counter_vec(
                 "gatehouse_origin_interim_responses_total",
-                "1xx interim responses (103 Early Hints, 102 Processing, ...) received from an origin, never stored nor forwarded (hyper's server cannot send them), by origin and status",
+                "1xx interim responses (103 Early Hints, 102 Processing, ...) received from an origin (never stored nor merged into the final response), by origin and status",
                 &["origin", "status"],
+            ),
+            interim_responses_forwarded_total: r.counter_vec(
+                "gatehouse_interim_responses_forwarded_total",
+                "1xx interim responses from the origin sent on to the client before its final response (not to HTTP/1.0 clients, cache hits or coalesced waiters), by protocol",
+                &["protocol"],
             ),
             grpc_responses_total: r.counter_vec(
                 "gatehouse_grpc_responses_total",
@@ -428,6 +434,10 @@ impl Metrics {
         }
         for result in ["ok", "refused", "error"] {
             self.upgrades_total.with_label_values(&[result]);
+        }
+        for protocol in ["h1", "h2"] {
+            self.interim_responses_forwarded_total
+                .with_label_values(&[protocol]);
         }
         for listener in LISTENERS {
             self.connections_open.with_label_values(&[listener]);

@@ -555,3 +555,115 @@ async fn native_endpoints_and_proxied_paths_never_cross_listeners() {
     assert_eq!(origin.total(), 1);
     gh.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_bodies_larger_than_the_flow_control_windows_pass_both_ways() {
+    // 3 MiB each way: three times the 1 MiB stream and connection windows, so the
+    // request body's window must be released as it is read and the response body
+    // must wait for capacity.
+    let origin = TestOrigin::start(|s| {
+        let mut body = s.body.to_vec();
+        body.reverse();
+        Reply::ok(body).header("cache-control", "no-store")
+    })
+    .await;
+    let gh = Gatehouse::start(
+        &cfg(
+            &TestStore::memory(),
+            "h2-windows",
+            "[server]\nmax_body_bytes = \"8MiB\"\n",
+        ),
+        &origin,
+    )
+    .await;
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let sent: Vec<u8> = (0..3 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+    let r = h2
+        .post(gh.url("/nocache/up"))
+        .body(sent.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-length"],
+        sent.len().to_string().as_str()
+    );
+    let mut expected = sent.clone();
+    expected.reverse();
+    assert!(r.bytes().await.unwrap() == expected);
+    assert_eq!(origin.last().unwrap().body.len(), sent.len());
+    gh.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2_stream_reset_by_the_client_drops_its_request_to_the_origin() {
+    // An origin that reads a request head and then waits: it notes when gatehouse
+    // gives the request up (its connection closes) before an answer was sent.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(AtomicUsize::new(0));
+    let abandoned = Arc::new(AtomicUsize::new(0));
+    let (s2, a2) = (seen.clone(), abandoned.clone());
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let (seen, abandoned) = (s2.clone(), a2.clone());
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                seen.fetch_add(1, Ordering::SeqCst);
+                match tokio::time::timeout(Duration::from_secs(30), s.read(&mut buf)).await {
+                    Ok(Ok(0)) | Ok(Err(_)) => {
+                        abandoned.fetch_add(1, Ordering::SeqCst);
+                    }
+                    _ => {}
+                }
+            });
+        }
+    });
+    let gh = Gatehouse::start_config(config(
+        &cfg(&TestStore::memory(), "h2-reset", ""),
+        Some(&url),
+    ))
+    .await;
+    let tcp = tokio::net::TcpStream::connect(gh.proxy).await.unwrap();
+    let (send, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut send = send.ready().await.unwrap();
+    let req = http::Request::post(format!("http://{}/nocache/slow", gh.proxy))
+        .body(())
+        .unwrap();
+    let (resp, mut body) = send.send_request(req, false).unwrap();
+    body.send_data(bytes::Bytes::from_static(b"x"), true)
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            seen.load(Ordering::SeqCst) == 1
+        })
+        .await
+    );
+    // RST_STREAM(CANCEL): the handler's future is dropped, and with it the origin
+    // request.
+    drop(resp);
+    drop(body);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            abandoned.load(Ordering::SeqCst) == 1
+        })
+        .await,
+        "the origin request outlived the client's reset"
+    );
+    gh.shutdown().await;
+}

@@ -1,6 +1,7 @@
-//! HTTP/1.1 Upgrade (WebSocket) passthrough and method semantics (issue 10 items 1
-//! and 4), through real listeners: a tokio-tungstenite echo origin on 127.0.0.1:0,
-//! tokio-tungstenite clients connecting through gatehouse.
+//! HTTP/1.1 Upgrade (WebSocket) passthrough, WebSocket over h2 (RFC 8441 extended
+//! CONNECT) and method semantics (issue 10 items 1 and 4), through real listeners: a
+//! tokio-tungstenite echo origin on 127.0.0.1:0, tokio-tungstenite clients connecting
+//! through gatehouse (over HTTP/1.1, or over an h2 stream of the `h2` crate's client).
 
 mod support;
 
@@ -403,4 +404,299 @@ async fn connect_is_405_method_not_allowed_with_an_allow_that_names_no_connect()
     );
     assert_eq!(origin.upgrades.load(Ordering::SeqCst), 0);
     assert_eq!(origin.plain.load(Ordering::SeqCst), 0);
+}
+
+/// The client side of an RFC 8441 tunnel: an h2 stream as bytes.
+struct H2Stream {
+    send: h2::SendStream<bytes::Bytes>,
+    recv: h2::RecvStream,
+    pending: bytes::Bytes,
+}
+
+impl tokio::io::AsyncRead for H2Stream {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        if self.pending.is_empty() {
+            match std::task::ready!(self.recv.poll_data(cx)) {
+                None => return Poll::Ready(Ok(())),
+                Some(Ok(data)) => {
+                    let _ = self.recv.flow_control().release_capacity(data.len());
+                    self.pending = data;
+                }
+                Some(Err(e)) => return Poll::Ready(Err(std::io::Error::other(e))),
+            }
+        }
+        let n = self.pending.len().min(buf.remaining());
+        buf.put_slice(&self.pending.split_to(n));
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl tokio::io::AsyncWrite for H2Stream {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        use std::task::Poll;
+        self.send.reserve_capacity(buf.len());
+        while self.send.capacity() == 0 {
+            match std::task::ready!(self.send.poll_capacity(cx)) {
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Poll::Ready(Err(std::io::Error::other(e))),
+                None => return Poll::Ready(Err(std::io::ErrorKind::BrokenPipe.into())),
+            }
+        }
+        let n = self.send.capacity().min(buf.len());
+        self.send
+            .send_data(bytes::Bytes::copy_from_slice(&buf[..n]), false)
+            .map_err(std::io::Error::other)?;
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let _ = self.send.send_data(bytes::Bytes::new(), true);
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+type H2Ws = tokio_tungstenite::WebSocketStream<H2Stream>;
+
+/// An h2 (prior knowledge) connection to gatehouse, once its SETTINGS are in.
+async fn h2_conn(gh: &Gatehouse) -> h2::client::SendRequest<bytes::Bytes> {
+    let tcp = TcpStream::connect(gh.proxy).await.unwrap();
+    let (send, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut send = send.ready().await.unwrap();
+    // One exchange, so the server's SETTINGS have been read.
+    let (resp, _) = send
+        .send_request(
+            http::Request::get(format!("http://{}/poll", gh.proxy))
+                .body(())
+                .unwrap(),
+            true,
+        )
+        .unwrap();
+    assert_eq!(resp.await.unwrap().status(), 200);
+    send
+}
+
+/// An extended CONNECT (`:protocol websocket`) for `path`: the answer's head, and
+/// on 200 the WebSocket over its stream.
+async fn h2_websocket(
+    send: &h2::client::SendRequest<bytes::Bytes>,
+    gh: &Gatehouse,
+    path: &str,
+    authorization: Option<&str>,
+) -> (http::response::Parts, Option<H2Ws>) {
+    let mut send = send.clone().ready().await.unwrap();
+    let mut req = http::Request::builder()
+        .method(http::Method::CONNECT)
+        .uri(format!("http://{}{path}", gh.proxy))
+        .header("sec-websocket-version", "13")
+        .extension(h2::ext::Protocol::from("websocket"));
+    if let Some(a) = authorization {
+        req = req.header("authorization", a);
+    }
+    let (resp, stream) = send.send_request(req.body(()).unwrap(), false).unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(10), resp)
+        .await
+        .unwrap()
+        .unwrap();
+    let (parts, recv) = resp.into_parts();
+    if parts.status != 200 {
+        return (parts, None);
+    }
+    let io = H2Stream {
+        send: stream,
+        recv,
+        pending: bytes::Bytes::new(),
+    };
+    let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+        io,
+        tokio_tungstenite::tungstenite::protocol::Role::Client,
+        None,
+    )
+    .await;
+    (parts, Some(ws))
+}
+
+async fn echo(ws: &mut H2Ws, msg: Message) {
+    ws.send(msg.clone()).await.unwrap();
+    let back = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("an echo within 5 s")
+        .unwrap()
+        .unwrap();
+    assert_eq!(back, msg);
+}
+
+#[tokio::test]
+async fn websocket_over_h2_extended_connect_echoes_through_gatehouse() {
+    let origin = WsOrigin::start().await;
+    let gh = start("", &origin).await;
+    let send = h2_conn(&gh).await;
+    assert!(
+        send.is_extended_connect_protocol_enabled(),
+        "SETTINGS_ENABLE_CONNECT_PROTOCOL"
+    );
+    let (head, ws) = h2_websocket(&send, &gh, "/chat", None).await;
+    assert_eq!(head.status, 200);
+    assert_eq!(
+        head.headers["cache-status"],
+        "gatehouse; fwd=bypass; detail=upgrade"
+    );
+    assert!(!head.headers.contains_key("sec-websocket-accept"));
+    let mut ws = ws.unwrap();
+    echo(&mut ws, Message::text("over h2")).await;
+    echo(&mut ws, Message::binary(vec![0u8, 1, 2, 255])).await;
+    // A second tunnel and a plain request share the connection with the first.
+    let (_, ws2) = h2_websocket(&send, &gh, "/chat/2", None).await;
+    let mut ws2 = ws2.unwrap();
+    echo(&mut ws2, Message::text("second")).await;
+    echo(&mut ws, Message::text("first again")).await;
+    assert_eq!(gh.metric("gatehouse_upgrades_open").await, 2.0);
+    assert_eq!(
+        gh.metric("gatehouse_upgrades_total{result=\"ok\"}").await,
+        2.0
+    );
+    assert_eq!(origin.upgrades.load(Ordering::SeqCst), 2);
+    ws.close(None).await.unwrap();
+    ws2.close(None).await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            gh.metric("gatehouse_upgrades_open").await == 0.0
+        })
+        .await
+    );
+}
+
+#[tokio::test]
+async fn websocket_over_h2_runs_auth_first_and_a_revoked_token_gets_401_and_no_tunnel() {
+    let origin = WsOrigin::start().await;
+    let gh = start(AUTH, &origin).await;
+    let revoked = format!("Bearer {}", token("h2-ws-revoked"));
+    let expires = time::OffsetDateTime::from_unix_timestamp(now() + 600)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let r = gh
+        .client
+        .post(gh.api_url("/v1/revocations"))
+        .json(&serde_json::json!({"jti": "h2-ws-revoked", "expiresAt": expires}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let send = h2_conn(&gh).await;
+    for bad in [None, Some("Bearer not-a-jwt"), Some(revoked.as_str())] {
+        let (head, ws) = h2_websocket(&send, &gh, "/private", bad).await;
+        assert_eq!(head.status, 401, "{bad:?}");
+        assert!(ws.is_none());
+    }
+    assert_eq!(origin.upgrades.load(Ordering::SeqCst), 0);
+    let good = format!("Bearer {}", token("h2-ws-ok"));
+    let (head, ws) = h2_websocket(&send, &gh, "/private", Some(&good)).await;
+    assert_eq!(head.status, 200);
+    echo(&mut ws.unwrap(), Message::text("authorized")).await;
+    assert_eq!(origin.upgrades.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn websocket_over_h2_refused_by_the_origin_is_relayed_and_plain_connect_is_405() {
+    let origin = WsOrigin::start().await;
+    let gh = start("", &origin).await;
+    let send = h2_conn(&gh).await;
+    let (head, ws) = h2_websocket(&send, &gh, "/refuse", None).await;
+    assert_eq!(head.status, 403);
+    assert!(ws.is_none());
+    assert_eq!(
+        gh.metric("gatehouse_upgrades_total{result=\"refused\"}")
+            .await,
+        1.0
+    );
+    // CONNECT without :protocol: no tunnel (RFC 9110 §9.3.6 on a reverse proxy).
+    let mut s = send.clone().ready().await.unwrap();
+    let req = http::Request::builder()
+        .method(http::Method::CONNECT)
+        .uri("origin.example:443")
+        .body(())
+        .unwrap();
+    let (resp, _) = s.send_request(req, false).unwrap();
+    let resp = resp.await.unwrap();
+    assert_eq!(resp.status(), 405);
+    assert_eq!(origin.upgrades.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn an_idle_h2_websocket_is_closed_after_upgrade_idle_timeout_not_the_connections() {
+    let origin = WsOrigin::start().await;
+    let gh = start(
+        "[origin]\nupgrade_idle_timeout = \"400ms\"\n[server]\nidle_timeout = \"100ms\"\n",
+        &origin,
+    )
+    .await;
+    let send = h2_conn(&gh).await;
+    let (_, ws) = h2_websocket(&send, &gh, "/chat", None).await;
+    let mut ws = ws.unwrap();
+    // Pauses of 200 ms: past the connection's idle timeout, within the tunnel's.
+    for i in 0..6 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        echo(&mut ws, Message::text(format!("{i}"))).await;
+    }
+    let started = std::time::Instant::now();
+    let end = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("gatehouse closes the idle tunnel");
+    assert!(
+        !matches!(end, Some(Ok(Message::Text(_) | Message::Binary(_)))),
+        "{end:?}"
+    );
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(300), "{waited:?}");
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            gh.metric("gatehouse_upgrades_open").await == 0.0
+        })
+        .await
+    );
+}
+
+#[tokio::test]
+async fn shutdown_closes_h2_websockets_within_the_grace() {
+    let origin = WsOrigin::start().await;
+    let gh = Gatehouse::start_config(config(
+        "[server]\nshutdown_grace = \"1s\"\n",
+        Some(&origin.url()),
+    ))
+    .await;
+    let send = h2_conn(&gh).await;
+    let (_, ws) = h2_websocket(&send, &gh, "/chat", None).await;
+    let mut ws = ws.unwrap();
+    echo(&mut ws, Message::text("x")).await;
+    let started = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(3), gh.shutdown())
+        .await
+        .expect("shutdown ends within the grace");
+    let end = tokio::time::timeout(Duration::from_secs(3), ws.next())
+        .await
+        .expect("the tunnel is closed");
+    assert!(!matches!(end, Some(Ok(Message::Text(_)))), "{end:?}");
+    assert!(started.elapsed() < Duration::from_secs(3));
 }

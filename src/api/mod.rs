@@ -35,11 +35,10 @@ use std::sync::{Arc, LazyLock};
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
 
 use crate::app::AppState;
-use crate::body::Body;
+use crate::body::{Body, RequestBody};
 use crate::coordination::CoordError;
 use crate::error::{Error, Source};
 use crate::routes::{Params, PathPattern};
@@ -198,7 +197,11 @@ pub struct Api {
 }
 
 impl crate::server::Handler for Api {
-    async fn call(&self, req: http::Request<Incoming>, _peer: SocketAddr) -> http::Response<Body> {
+    async fn call(
+        &self,
+        req: http::Request<RequestBody>,
+        _peer: SocketAddr,
+    ) -> http::Response<Body> {
         match handle(&self.state, req).await {
             Ok(r) => r,
             Err(e) => e.into_response(),
@@ -245,7 +248,7 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 async fn handle(
     state: &Arc<AppState>,
-    req: http::Request<Incoming>,
+    req: http::Request<RequestBody>,
 ) -> Result<http::Response<Body>, Error> {
     check_token(state, req.headers())?;
     let path = req.uri().path().to_string();

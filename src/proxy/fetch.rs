@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use http::{header, HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, BodyStream, StreamBody};
-use hyper::body::{Frame, Incoming};
+use hyper::body::Frame;
 
 use super::authorize::Authorized;
 use super::cache_policy::Reuse;
@@ -25,7 +25,7 @@ use super::cache_policy::{self, NoCacheReason};
 use super::origin::{self, Origin, OriginError};
 use super::respond;
 use crate::app::AppState;
-use crate::body::{self, Body, BoxError};
+use crate::body::{self, Body, BoxError, RequestBody};
 use crate::cache::coalesce::{LeaderGuard, Outcome, Role, Waited};
 use crate::cache::entry::{Entry, Flags, StoredResponse};
 use crate::cache::{Began, CacheKey, EntryId, Lookup};
@@ -46,7 +46,7 @@ use crate::store::wake::wait_for_wake;
 pub async fn pass(
     state: &Arc<AppState>,
     origin: &Origin,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     peer: SocketAddr,
     tls: bool,
     route: Option<&Route>,
@@ -210,6 +210,7 @@ const MAX_VARIANT_ROUNDS: u32 = 3;
 /// Serves a stale entry in the background-refresh case: starts one refresh per key
 /// (per fleet with a shared store) unless one is already running.
 pub fn revalidate_in_background(mut ctx: Miss) {
+    ctx.interim = None;
     let cfg = ctx.state.runtime.load().config.cache.clone();
     // The refresh of one variant never stands in for another's.
     ctx.flight = ctx.state.cache.flight_key(&ctx.key, &ctx.parts.headers);
@@ -265,6 +266,9 @@ pub struct Miss {
     pub stale: Option<Arc<Entry>>,
     /// The request carried credentials (see `cache_policy::storable`).
     pub credentials: bool,
+    /// Where the origin's interim responses to this client's own fill go (none for
+    /// a background revalidation: its client has its answer).
+    pub interim: Option<crate::server::interim::Interim>,
 }
 
 /// Whose turn it is to fetch, fleet-wide.
@@ -298,6 +302,9 @@ impl Miss {
         *req.method_mut() = Method::GET;
         *req.uri_mut() = parts.uri.clone();
         *req.headers_mut() = headers;
+        if let Some(i) = &self.interim {
+            req.extensions_mut().insert(i.clone());
+        }
         let status = format!(
             "gatehouse; fwd=miss; detail={}",
             NoCacheReason::Range.label()
@@ -534,6 +541,7 @@ impl Miss {
             flight: self.flight.clone(),
             origin_time: self.origin_time.clone(),
             stale: self.stale.clone(),
+            interim: self.interim.clone(),
         }
     }
 
@@ -579,6 +587,9 @@ impl Miss {
         *req.method_mut() = Method::GET;
         *req.uri_mut() = parts.uri.clone();
         *req.headers_mut() = headers;
+        if let Some(i) = &self.interim {
+            req.extensions_mut().insert(i.clone());
+        }
         req
     }
 

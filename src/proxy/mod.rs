@@ -25,8 +25,9 @@
 //!                                                   invalidate.rs
 //! ```
 //!
-//! An HTTP/1.1 upgrade request (WebSocket) is recognised before `inbound`, and after
-//! auth and the gates is relayed, never cached          upgrade.rs
+//! An HTTP/1.1 upgrade request (WebSocket), or an h2 extended CONNECT for a WebSocket
+//! (RFC 8441), is recognised before `inbound`, and after auth and the gates is
+//! relayed, never cached                                upgrade.rs
 //!
 //! Every response carries `Cache-Status` (RFC 9211); gatehouse's own targeted field
 //! (`cache.targeted_fields`) never leaves.
@@ -50,12 +51,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::{HeaderValue, Request, Response};
-use hyper::body::Incoming;
 use tracing::Instrument;
 
 use crate::app::AppState;
 use crate::app::Runtime;
-use crate::body::Body;
+use crate::body::{Body, RequestBody};
 use crate::cache::Lookup;
 use crate::clock::now_ms;
 use crate::error::Error;
@@ -70,7 +70,7 @@ pub struct Proxy {
 }
 
 impl crate::server::Handler for Proxy {
-    async fn call(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    async fn call(&self, req: Request<RequestBody>, peer: SocketAddr) -> Response<Body> {
         handle(&self.state, req, peer, self.tls).await
     }
 }
@@ -78,7 +78,7 @@ impl crate::server::Handler for Proxy {
 /// Handles one proxied request: its id, its metrics and its access line.
 pub async fn handle(
     state: &Arc<AppState>,
-    mut req: Request<Incoming>,
+    mut req: Request<RequestBody>,
     peer: SocketAddr,
     tls: bool,
 ) -> Response<Body> {
@@ -139,18 +139,23 @@ struct CanonicalTarget(http::uri::PathAndQuery);
 async fn route_and_serve(
     state: &Arc<AppState>,
     runtime: &Runtime,
-    mut req: Request<Incoming>,
+    mut req: Request<RequestBody>,
     peer: SocketAddr,
     tls: bool,
     user: &mut Option<String>,
 ) -> (Response<Body>, Option<Arc<Route>>) {
-    // Recognised before `inbound` strips `Connection` and `Upgrade`.
+    // Recognised before `inbound` strips `Connection` and `Upgrade` (h1), or refuses
+    // CONNECT (h2's extended CONNECT for a WebSocket, made a GET here).
     let upgrade = upgrade::asked(&req);
+    let h2_websocket = upgrade::h2_websocket(&mut req);
     if let Err(e) = inbound::canonicalize(&mut req, &runtime.config, tls, &state.metrics) {
         return (e.into_response(), None);
     }
     if let Some(ask) = upgrade {
         req.extensions_mut().insert(ask);
+    }
+    if let Some(ws) = h2_websocket {
+        req.extensions_mut().insert(ws);
     }
     let target = req.uri().path_and_query().cloned().map(CanonicalTarget);
     let with_target = |mut resp: Response<Body>| {
@@ -188,7 +193,7 @@ async fn route_and_serve(
 async fn serve(
     state: &Arc<AppState>,
     runtime: &Runtime,
-    mut req: Request<Incoming>,
+    mut req: Request<RequestBody>,
     peer: SocketAddr,
     tls: bool,
     route: Option<Arc<Route>>,
@@ -218,7 +223,7 @@ async fn serve(
 async fn forward(
     state: &Arc<AppState>,
     runtime: &Runtime,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     peer: SocketAddr,
     tls: bool,
     route: Option<Arc<Route>>,
@@ -234,13 +239,21 @@ async fn forward(
 async fn forward_to_cache_or_origin(
     state: &Arc<AppState>,
     runtime: &Runtime,
-    mut req: Request<Incoming>,
+    mut req: Request<RequestBody>,
     peer: SocketAddr,
     tls: bool,
     route: Option<Arc<Route>>,
     who: authorize::Authorized,
 ) -> Result<Response<Body>, Error> {
     let origin = runtime.origin_for(route.as_deref()).clone();
+    if req
+        .extensions_mut()
+        .remove::<upgrade::H2WebSocket>()
+        .is_some()
+    {
+        // Never cached; auth and the gates have run.
+        return upgrade::pass_h2(state, &origin, req, peer, tls, route.as_deref()).await;
+    }
     if let Some(ask) = req.extensions_mut().remove::<upgrade::Ask>() {
         // Never cached; auth and the gates have run.
         return upgrade::pass(state, &origin, req, ask, peer, tls, route.as_deref()).await;
@@ -346,8 +359,10 @@ async fn forward_to_cache_or_origin(
             crate::error::Source::Client,
         ));
     }
-    let (parts, _body) = req.into_parts();
+    let (mut parts, _body) = req.into_parts();
+    let interim = parts.extensions.remove::<crate::server::interim::Interim>();
     let miss = fetch::Miss {
+        interim,
         state: state.clone(),
         parts: Arc::new(parts),
         peer,

@@ -39,7 +39,7 @@ pub enum OriginError {
 /// The error a client's request body gives when it cannot be read to its end; `send`
 /// finds it in the origin client's error chain.
 #[derive(Debug)]
-pub struct ClientBodyError(pub hyper::Error);
+pub struct ClientBodyError(pub crate::body::BoxError);
 
 impl std::fmt::Display for ClientBodyError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -49,7 +49,7 @@ impl std::fmt::Display for ClientBodyError {
 
 impl std::error::Error for ClientBodyError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.0)
+        Some(&*self.0)
     }
 }
 
@@ -324,20 +324,36 @@ impl Origin {
         timeout: Duration,
     ) -> Result<Response<Incoming>, OriginError> {
         // 1xx interim responses (103 Early Hints, 102 Processing) that come before
-        // the final one are counted and dropped: hyper's client hands them to a
-        // callback only, so their fields (a 103's `Link`) never reach the final
-        // response, the cache or the client (hyper's server has no way to send them
-        // on, h1 or h2).
+        // the final one: hyper's client hands them to this callback only, so their
+        // fields (a 103's `Link`) never reach the final response or the cache. They
+        // are counted, and sent on to the client when the request carries its
+        // connection's `Interim` handle (HTTP/1.1 and h2 clients whose own request
+        // this is: never a cache hit's, a coalesced waiter's or a background
+        // revalidation's), hop-by-hop fields removed and `Via` added.
         let interim = self.metrics.origin_interim_responses_total.clone();
         let name = self.name.clone();
+        let forwarded = self.metrics.interim_responses_forwarded_total.clone();
+        let client = req
+            .extensions_mut()
+            .remove::<crate::server::interim::Interim>();
         hyper::ext::on_informational(&mut req, move |res| {
             let status = res.status();
+            interim.with_label_values(&[&name, status.as_str()]).inc();
+            let sent = client.as_ref().is_some_and(|c| {
+                let mut headers = res.headers().clone();
+                prepare_response(&mut headers, c.version());
+                let sent = c.send(status, &headers);
+                if sent {
+                    forwarded.with_label_values(&[c.protocol()]).inc();
+                }
+                sent
+            });
             tracing::debug!(
                 status = status.as_u16(),
                 links = res.headers().get_all(header::LINK).iter().count(),
-                "interim response from the origin dropped"
+                sent,
+                "interim response from the origin"
             );
-            interim.with_label_values(&[&name, status.as_str()]).inc();
         });
         *req.uri_mut() = self.uri_for(req.uri().path_and_query());
         *req.version_mut() = self.version;

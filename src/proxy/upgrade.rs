@@ -12,6 +12,11 @@
 //!   origin's `upgrade_idle_timeout`, or shutdown closes it (`Tunnels::close_all`,
 //!   after the listeners have drained, within `server.shutdown_grace`).
 //!
+//! - `h2_websocket` / `pass_h2`: WebSocket over HTTP/2 (RFC 8441 extended CONNECT),
+//!   judged as the GET upgrade the origin sees, forwarded as one, and relayed by the
+//!   same `relay` between the h2 stream (`server::h2::H2Io`) and the origin's
+//!   upgraded connection.
+//!
 //! An upgraded connection leaves hyper's HTTP connection (and so its idle and
 //! header-read watchdog, and `max_connections`); it is counted in
 //! `gatehouse_upgrades_open` while it lasts.
@@ -23,7 +28,6 @@ use std::time::Duration;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
@@ -31,7 +35,7 @@ use tokio::time::Instant;
 
 use super::{origin, respond};
 use crate::app::AppState;
-use crate::body::{self, Body};
+use crate::body::{self, Body, RequestBody};
 use crate::error::Error;
 use crate::routes::Route;
 use crate::server::conn::{IoObserver, Tracked};
@@ -61,6 +65,26 @@ pub fn asked<B>(req: &Request<B>) -> Option<Ask> {
         .then(|| Ask(protocols.clone()))
 }
 
+/// An RFC 8441 extended CONNECT (h2, `:protocol websocket`), marked in the
+/// request's extensions past auth and the gates.
+#[derive(Clone, Copy, Debug)]
+pub struct H2WebSocket;
+
+/// Whether `req` is an extended CONNECT for `websocket` on h2. If so, its method is
+/// made GET, so the routes, auth and gates see the request the origin will (an
+/// HTTP/1.1 upgrade); any other CONNECT stays one (and is refused 405).
+pub fn h2_websocket<B>(req: &mut Request<B>) -> Option<H2WebSocket> {
+    if req.version() != Version::HTTP_2 || req.method() != http::Method::CONNECT {
+        return None;
+    }
+    let protocol = req.extensions().get::<h2::ext::Protocol>()?;
+    if !protocol.as_str().eq_ignore_ascii_case("websocket") {
+        return None;
+    }
+    *req.method_mut() = http::Method::GET;
+    Some(H2WebSocket)
+}
+
 /// The upgraded connections' shutdown signal.
 pub struct Tunnels {
     closing: watch::Sender<bool>,
@@ -85,7 +109,7 @@ impl Tunnels {
 pub async fn pass(
     state: &Arc<AppState>,
     origin: &origin::Origin,
-    mut req: Request<Incoming>,
+    mut req: Request<RequestBody>,
     ask: Ask,
     peer: std::net::SocketAddr,
     tls: bool,
@@ -152,6 +176,103 @@ pub async fn pass(
         let end = relay(TokioIo::new(client), TokioIo::new(origin), idle, closing).await;
         metrics.upgrades_open.dec();
         tracing::debug!(end, "upgraded connection closed");
+    });
+    Ok(answer)
+}
+
+/// Forwards an extended CONNECT for `websocket` (RFC 8441 §5) to the HTTP/1.1 origin
+/// as an upgrade: GET with `Connection: upgrade`, `Upgrade: websocket`, a fresh
+/// `Sec-WebSocket-Key`, the client's `Sec-WebSocket-Version`, `-Protocol` and
+/// `-Extensions` (and every other end-to-end field) kept. On the origin's 101 the
+/// client is answered 200 (with the origin's `Sec-WebSocket-Protocol` and
+/// `-Extensions`, without `Sec-WebSocket-Accept`, which h2 has no use for) and the h2
+/// stream is relayed to the upgraded origin connection as an h1 upgrade is; another
+/// answer is relayed as a normal response.
+pub async fn pass_h2(
+    state: &Arc<AppState>,
+    origin: &origin::Origin,
+    mut req: Request<RequestBody>,
+    peer: std::net::SocketAddr,
+    tls: bool,
+    route: Option<&Route>,
+) -> Result<Response<Body>, Error> {
+    let count = |result: &str| {
+        state
+            .metrics
+            .upgrades_total
+            .with_label_values(&[result])
+            .inc()
+    };
+    let Some(tunnel) = req.extensions_mut().remove::<crate::server::h2::Tunnel>() else {
+        return Err(Error::internal("an extended CONNECT without its stream"));
+    };
+    let (mut parts, _) = req.into_parts();
+    origin::prepare_request(&mut parts.headers, Version::HTTP_2, &parts.uri, peer, tls);
+    parts.method = http::Method::GET;
+    parts.version = Version::HTTP_11;
+    parts
+        .headers
+        .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    parts
+        .headers
+        .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    use base64::Engine as _;
+    let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 16]>());
+    parts.headers.insert(
+        header::SEC_WEBSOCKET_KEY,
+        HeaderValue::from_str(&key).expect("base64 is a valid field value"),
+    );
+    let out = Request::from_parts(parts, body::empty());
+    let mut resp = match origin.send(out, route).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            count("error");
+            state
+                .metrics
+                .origin_requests_total
+                .with_label_values(&[e.label()])
+                .inc();
+            return Err(e.into_error());
+        }
+    };
+    state
+        .metrics
+        .origin_requests_total
+        .with_label_values(&["ok"])
+        .inc();
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        count("refused");
+        return Ok(respond::from_origin(resp, Version::HTTP_2, CACHE_STATUS));
+    }
+    let origin_side = hyper::upgrade::on(&mut resp);
+    let (mut parts, _) = resp.into_parts();
+    origin::prepare_response(&mut parts.headers, Version::HTTP_2);
+    parts.headers.remove(header::SEC_WEBSOCKET_ACCEPT);
+    parts.status = StatusCode::OK;
+    let mut answer = Response::from_parts(parts, body::empty());
+    respond::set_cache_status(&mut answer, CACHE_STATUS);
+    let idle = origin.config().upgrade_idle_timeout;
+    let closing = state.tunnels.closing.subscribe();
+    let metrics = state.metrics.clone();
+    tokio::spawn(async move {
+        let (client, origin) = match tokio::join!(tunnel.open(), origin_side) {
+            (Some(client), Ok(origin)) => (client, origin),
+            (_, Err(e)) => {
+                tracing::debug!(error = %e, "origin upgrade failed after 101");
+                metrics.upgrades_total.with_label_values(&["error"]).inc();
+                return;
+            }
+            (None, _) => {
+                tracing::debug!("the client's h2 stream went away before the tunnel opened");
+                metrics.upgrades_total.with_label_values(&["error"]).inc();
+                return;
+            }
+        };
+        metrics.upgrades_total.with_label_values(&["ok"]).inc();
+        metrics.upgrades_open.inc();
+        let end = relay(client, TokioIo::new(origin), idle, closing).await;
+        metrics.upgrades_open.dec();
+        tracing::debug!(end, "h2 WebSocket tunnel closed");
     });
     Ok(answer)
 }
