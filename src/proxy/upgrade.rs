@@ -227,19 +227,11 @@ pub async fn pass_h2(
         Ok(resp) => resp,
         Err(e) => {
             count("error");
-            state
-                .metrics
-                .origin_requests_total
-                .with_label_values(&[e.label()])
-                .inc();
+            origin.count(e.label());
             return Err(e.into_error());
         }
     };
-    state
-        .metrics
-        .origin_requests_total
-        .with_label_values(&["ok"])
-        .inc();
+    origin.count("ok");
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         count("refused");
         return Ok(respond::from_origin(resp, Version::HTTP_2, CACHE_STATUS));
