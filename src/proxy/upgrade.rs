@@ -115,13 +115,6 @@ pub async fn pass(
     tls: bool,
     route: Option<&Route>,
 ) -> Result<Response<Body>, Error> {
-    let count = |result: &str| {
-        state
-            .metrics
-            .upgrades_total
-            .with_label_values(&[result])
-            .inc()
-    };
     let version = req.version();
     let client_side = hyper::upgrade::on(&mut req);
     let (mut parts, incoming) = req.into_parts();
@@ -134,19 +127,10 @@ pub async fn pass(
     let incoming =
         http_body_util::Limited::new(incoming.map_err(origin::ClientBodyError), max_body);
     let out = Request::from_parts(parts, body::boxed(incoming));
-    let mut resp = match origin.send(out, route).await {
+    let mut resp = match ask_origin(state, origin, out, route, version).await? {
         Ok(resp) => resp,
-        Err(e) => {
-            count("error");
-            origin.count(e.label());
-            return Err(e.into_error());
-        }
+        Err(refused) => return Ok(refused),
     };
-    origin.count("ok");
-    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
-        count("refused");
-        return Ok(respond::from_origin(resp, version, CACHE_STATUS));
-    }
     let origin_side = hyper::upgrade::on(&mut resp);
     let (mut parts, _) = resp.into_parts();
     let protocol = parts.headers.get(header::UPGRADE).cloned();
@@ -188,6 +172,40 @@ pub async fn pass(
 /// `-Extensions`, without `Sec-WebSocket-Accept`, which h2 has no use for) and the h2
 /// stream is relayed to the upgraded origin connection as an h1 upgrade is; another
 /// answer is relayed as a normal response.
+/// Counts one upgrade attempt under `result` (`ok`, `error`, `refused`).
+fn count_upgrade(state: &AppState, result: &str) {
+    state
+        .metrics
+        .upgrades_total
+        .with_label_values(&[result])
+        .inc()
+}
+
+/// Sends the upgrade request to the origin and counts it: the origin's 101 (to be
+/// upgraded), or its other answer relayed to a client speaking `version` (`Err`).
+async fn ask_origin(
+    state: &AppState,
+    origin: &origin::Origin,
+    out: Request<Body>,
+    route: Option<&Route>,
+    version: Version,
+) -> Result<Result<Response<hyper::body::Incoming>, Response<Body>>, Error> {
+    let resp = match origin.send(out, route).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            count_upgrade(state, "error");
+            origin.count(e.label());
+            return Err(e.into_error());
+        }
+    };
+    origin.count("ok");
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        count_upgrade(state, "refused");
+        return Ok(Err(respond::from_origin(resp, version, CACHE_STATUS)));
+    }
+    Ok(Ok(resp))
+}
+
 pub async fn pass_h2(
     state: &Arc<AppState>,
     origin: &origin::Origin,
@@ -196,13 +214,6 @@ pub async fn pass_h2(
     tls: bool,
     route: Option<&Route>,
 ) -> Result<Response<Body>, Error> {
-    let count = |result: &str| {
-        state
-            .metrics
-            .upgrades_total
-            .with_label_values(&[result])
-            .inc()
-    };
     let Some(tunnel) = req.extensions_mut().remove::<crate::server::h2::Tunnel>() else {
         return Err(Error::internal("an extended CONNECT without its stream"));
     };
@@ -223,19 +234,10 @@ pub async fn pass_h2(
         HeaderValue::from_str(&key).expect("base64 is a valid field value"),
     );
     let out = Request::from_parts(parts, body::empty());
-    let mut resp = match origin.send(out, route).await {
+    let mut resp = match ask_origin(state, origin, out, route, Version::HTTP_2).await? {
         Ok(resp) => resp,
-        Err(e) => {
-            count("error");
-            origin.count(e.label());
-            return Err(e.into_error());
-        }
+        Err(refused) => return Ok(refused),
     };
-    origin.count("ok");
-    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
-        count("refused");
-        return Ok(respond::from_origin(resp, Version::HTTP_2, CACHE_STATUS));
-    }
     let origin_side = hyper::upgrade::on(&mut resp);
     let (mut parts, _) = resp.into_parts();
     origin::prepare_response(&mut parts.headers, Version::HTTP_2);
