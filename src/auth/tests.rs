@@ -1093,3 +1093,11 @@ async fn the_built_in_fetcher_says_why_it_cannot_fetch() {
         .unwrap_err();
     assert!(err.contains("http:// or https://"), "{err}");
 }
+
+#[test]
+fn every_algorithm_config_accepts_is_one_jsonwebtoken_verifies() {
+    use std::str::FromStr;
+    for name in crate::config::KNOWN_ALGORITHMS {
+        assert!(Algorithm::from_str(name).is_ok(), "{name}");
+    }
+}
