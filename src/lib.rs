@@ -10,7 +10,7 @@
 //! | [`authority`] | the canonical authority (`Host`, `:authority`, host patterns) and host-list matching |
 //! | [`target`] | the canonical request target (path, query, authority): one spelling per request, used by every rule and sent to the origin |
 //! | [`routes`] | `[[routes]]` compiled to path patterns (and host lists); first match wins (a route that never can is refused by `config::validate::shadowed_by`) |
-//! | [`error`] | the one error type per HTTP boundary and its single mapping to a JSON answer |
+//! | [`error`] | the one error type per HTTP boundary and its single mapping to a JSON answer; `ErrorCode` (each code's spelling, status and source); a `From` per domain error (`CoordError`, `StoreError`, `OriginError`, `Rejection`, `RevokeError`, the gates' `Refusal`) |
 //! | [`body`] | the boxed streaming body every listener answers with; the request body both servers produce |
 //! | [`server`] | transport only: accept loop, HTTP/1.1 (hyper) + HTTP/2 (the h2 crate: h2c, ALPN), TLS, 1xx interim responses, extended CONNECT, connection limits, graceful drain |
 //! | [`proxy`] | THE request path, one file per step, in call order |
@@ -18,7 +18,7 @@
 //! | [`cache`] | L1 (moka) over L2 (store) behind one face, `Cache`; `Entry` with an explicit `Negative` variant ([`cache::entry`]); one module a job: [`cache::key`] (request → `CacheKey` and entry id, Vary variant selection), [`cache::purge`] (by URL, prefix, tag; tombstones), [`cache::coherence`] (cross-instance invalidation, the lost feed), [`cache::coalesce`] (single flight per instance, the fleet lease), [`cache::inspect`] (the api's look inside) |
 //! | [`store`] | the ONE place that talks to Redis or the embedded memory store (its L2 under a byte budget); [`store::id`]: typed cache ids (`EntryId`, with its path-marker kind) and the keys they name; every Lua script of `lua/` in [`store::scripts`]; [`store::wake`], the one wait for a wake-up |
 //! | [`coordination`] | capacity admission (+ origin sync), fenced locks, one-time transfers, token revocations (and the in-process view the proxy checks) over the store; no HTTP: domain errors (`CoordError`) |
-//! | [`api`] | thin handlers for `/v1/...` on the api listener; the route table; `CoordError` mapped to status and code |
+//! | [`api`] | thin handlers for `/v1/...` on the api listener; the route table |
 //! | [`admin`] | `/livez`, `/readyz`, `/metrics` |
 //! | [`metrics`] | every collector, on a registry the app owns |
 //! | [`clock`] | the one wall clock (`Clock`: system, or manual in tests) and the one RFC 3339 formatter |
@@ -56,7 +56,7 @@
 //! Dependencies point one way: `app` → `server`, `proxy`, `api`, `admin`;
 //! `proxy` → `cache`, `auth`, `coordination`; `api` → `coordination`; `cache`,
 //! `coordination` → `store`. Nothing but `store` names a Redis command. `coordination`
-//! does not import `error` (the api layer maps its errors), `auth` does not import
+//! does not import `error` (`error` maps its errors), `auth` does not import
 //! `server`, and inside `auth` `jwt` → `jwks` only (claims live in `auth::claims`,
 //! time in `clock`). `config` is low: every module may import it, and it imports only
 //! the leaves `path_pattern` and `authority` (never `app`, `routes`, `store`,
