@@ -584,6 +584,7 @@ impl Default for Config {
         Config::from_table(toml::Table::new()).expect("defaults are valid")
     }
 }
+
 impl Config {
     /// The part that reloads without rebinding must not touch what needs a rebind.
     pub fn restart_needed_for(&self, new: &Config) -> Vec<&'static str> {

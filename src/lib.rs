@@ -55,12 +55,14 @@
 //!
 //! Dependencies point one way: `app` → `server`, `proxy`, `api`, `admin`;
 //! `proxy` → `cache`, `auth`, `coordination`; `api` → `coordination`; `cache`,
-//! `coordination` → `store`. Nothing but `store` names a Redis command. `coordination`
-//! does not import `error` (`error` maps its errors), `auth` does not import
-//! `server`, and inside `auth` `jwt` → `jwks` only (claims live in `auth::claims`,
-//! time in `clock`). `config` is low: every module may import it, and it imports only
-//! the leaves `path_pattern` and `authority` (never `app`, `routes`, `store`,
-//! `logging`, `target` or `server`). `clock`, `backoff`, `crypto`, `metrics`, `body`,
+//! `coordination` → `store`. Nothing but `store` names a Redis command.
+//! `coordination`, `store` and `auth` do not import `error`: `error` imports the
+//! domain errors it maps (from `proxy` too: `OriginError` and the gates' `Refusal`,
+//! so `error` ↔ `proxy` through those two types). `auth` does not import `server`,
+//! and inside `auth` `jwt` → `jwks` only (claims live in `auth::claims`, time in
+//! `clock`). `config` is low: every module may import it, and it imports only the
+//! leaves `path_pattern` and `authority` (never `app`, `routes`, `store`, `logging`,
+//! `target` or `server`). `clock`, `backoff`, `crypto`, `metrics`, `body`,
 //! `path_pattern` and `authority` import nothing of the crate. Check with
 //! `grep -rn "crate::" src/<module>`.
 

@@ -1,3 +1,6 @@
+//! The config tests: defaults, reading, environment overrides and validation, each
+//! through `Config::from_toml_str` as `check` and `run` read a file.
+
 use std::collections::{BTreeSet, HashMap};
 
 use super::env::ORIGIN_KEYS;
