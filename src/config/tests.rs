@@ -13,6 +13,12 @@ fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         .collect()
 }
 
+/// The key paths of the problems a file without environment has (it must have some).
+fn problem_keys(text: &str) -> Vec<String> {
+    let errs = Config::from_toml_str(text, &env(&[])).unwrap_err();
+    errs.into_iter().map(|e| e.key).collect()
+}
+
 #[test]
 fn empty_file_is_the_embedded_default() {
     let c = Config::from_toml_str("", &env(&[])).unwrap();
@@ -37,11 +43,10 @@ fn every_problem_is_reported_with_its_key_path() {
         path = "/c"
         ttl = "10 parsecs"
     "#;
-    let errs = Config::from_toml_str(text, &env(&[])).unwrap_err();
-    let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
-    assert!(keys.contains(&"origin.timeout"), "{errs:?}");
-    assert!(keys.contains(&"store.bogus"), "{errs:?}");
-    assert!(keys.contains(&"routes[2].ttl"), "{errs:?}");
+    let keys = problem_keys(text);
+    for key in ["origin.timeout", "store.bogus", "routes[2].ttl"] {
+        assert!(keys.iter().any(|k| k == key), "{key}: {keys:?}");
+    }
 }
 
 #[test]
@@ -87,12 +92,12 @@ fn locks_bounds_default_validate_and_take_the_environment() {
     assert_eq!(c.locks.wait_poll, DEFAULT_LOCKS_WAIT_POLL);
     let c = Config::from_toml_str("", &env(&[("GATEHOUSE_LOCKS_MAX_HOLD", "10m")])).unwrap();
     assert_eq!(c.locks.max_hold, Duration::from_secs(600));
-    let errs =
-        Config::from_toml_str("[locks]\nmax_ttl = \"0s\"\nbogus = 1\n", &env(&[])).unwrap_err();
-    let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
-    assert!(keys.contains(&"locks.bogus"), "{errs:?}");
-    let errs = Config::from_toml_str("[locks]\nmax_ttl = \"0s\"\n", &env(&[])).unwrap_err();
-    assert_eq!(errs[0].key, "locks.max_ttl");
+    let keys = problem_keys("[locks]\nmax_ttl = \"0s\"\nbogus = 1\n");
+    assert!(keys.iter().any(|k| k == "locks.bogus"), "{keys:?}");
+    assert_eq!(
+        problem_keys("[locks]\nmax_ttl = \"0s\"\n")[0],
+        "locks.max_ttl"
+    );
 }
 
 #[test]
@@ -101,20 +106,15 @@ fn listener_limits_default_and_validate_naming_the_key() {
     assert_eq!(c.server.header_read_timeout, DEFAULT_HEADER_READ_TIMEOUT);
     assert_eq!(c.server.idle_timeout, DEFAULT_IDLE_TIMEOUT);
     assert_eq!(c.server.max_connections, DEFAULT_MAX_CONNECTIONS);
-    let errs = Config::from_toml_str(
-        "[server]\nheader_read_timeout = \"0s\"\nidle_timeout = \"0s\"\nmax_connections = 0\n",
-        &env(&[]),
-    )
-    .unwrap_err();
-    let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
     assert_eq!(
-        keys,
+        problem_keys(
+            "[server]\nheader_read_timeout = \"0s\"\nidle_timeout = \"0s\"\nmax_connections = 0\n"
+        ),
         [
             "server.header_read_timeout",
             "server.idle_timeout",
             "server.max_connections"
-        ],
-        "{errs:?}"
+        ]
     );
 }
 
@@ -130,12 +130,10 @@ fn memory_budget_defaults_to_cache_max_bytes_and_is_at_least_1mib() {
     )
     .unwrap();
     assert_eq!(c.store.memory_max_bytes, 2 << 20);
-    let errs =
-        Config::from_toml_str("[store]\nmemory_max_bytes = \"512KiB\"\n", &env(&[])).unwrap_err();
-    assert_eq!(errs[0].key, "store.memory_max_bytes", "{errs:?}");
-    let errs =
-        Config::from_toml_str("[store]\nmemory_max_bytes = \"lots\"\n", &env(&[])).unwrap_err();
-    assert_eq!(errs[0].key, "store.memory_max_bytes", "{errs:?}");
+    for value in ["512KiB", "lots"] {
+        let keys = problem_keys(&format!("[store]\nmemory_max_bytes = {value:?}\n"));
+        assert_eq!(keys[0], "store.memory_max_bytes", "{value}: {keys:?}");
+    }
 }
 
 #[test]
@@ -199,9 +197,7 @@ fn heuristic_freshness_is_off_by_default_and_its_fraction_is_validated() {
             "cache.heuristic_max",
         ),
     ] {
-        let errs = Config::from_toml_str(&format!("[cache]\n{text}\n"), &env(&[])).unwrap_err();
-        assert_eq!(errs.len(), 1, "{text}: {errs:?}");
-        assert_eq!(errs[0].key, key, "{text}: {errs:?}");
+        assert_eq!(problem_keys(&format!("[cache]\n{text}\n")), [key], "{text}");
     }
 }
 
@@ -221,16 +217,9 @@ fn targeted_fields_default_lower_case_and_must_be_targeted_header_names() {
     )
     .unwrap();
     assert_eq!(c.cache.targeted_fields, ["x-edge-cc", "cdn-cache-control"]);
-    let errs = Config::from_toml_str(
-        "[cache]\ntargeted_fields = [\"ok\", \"bad name\", \"Cache-Control\"]\n",
-        &env(&[]),
-    )
-    .unwrap_err();
-    let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
     assert_eq!(
-        keys,
-        ["cache.targeted_fields[1]", "cache.targeted_fields[2]"],
-        "{errs:?}"
+        problem_keys("[cache]\ntargeted_fields = [\"ok\", \"bad name\", \"Cache-Control\"]\n"),
+        ["cache.targeted_fields[1]", "cache.targeted_fields[2]"]
     );
 }
 
