@@ -13,7 +13,7 @@ use serde_json::json;
 
 use crate::app::AppState;
 use crate::body::{full, Body, RequestBody};
-use crate::error::json_response;
+use crate::error::{json_response, Error, ErrorCode};
 
 pub struct Admin {
     pub state: Arc<AppState>,
@@ -31,11 +31,9 @@ impl crate::server::Handler for Admin {
 
 fn handle(state: &AppState, req: http::Request<RequestBody>) -> http::Response<Body> {
     if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
-        return crate::error::Error::new(
-            http::StatusCode::METHOD_NOT_ALLOWED,
-            "METHOD_NOT_ALLOWED",
+        return Error::new(
+            ErrorCode::MethodNotAllowed,
             "the admin listener answers GET only",
-            crate::error::Source::Client,
         )
         .into_response();
     }
@@ -51,8 +49,8 @@ fn handle(state: &AppState, req: http::Request<RequestBody>) -> http::Response<B
             );
             resp
         }
-        _ => crate::error::Error::not_found(
-            "NOT_FOUND",
+        _ => Error::new(
+            ErrorCode::NotFound,
             "admin paths are /livez, /readyz and /metrics",
         )
         .into_response(),

@@ -20,6 +20,7 @@ use crate::metrics::Metrics;
 use crate::server::{self, Limits};
 use crate::store::Store;
 
+pub mod load;
 mod reload;
 
 pub use reload::{reload, ReloadError, Runtime};
@@ -72,18 +73,17 @@ impl App {
     pub async fn start(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<App> {
         crate::crypto::install_provider();
         // Everything that loads from files is loaded before a port is bound.
-        let problems = crate::config::reload::preflight(&config);
+        let problems = load::preflight(&config);
         if !problems.is_empty() {
             anyhow::bail!(
                 "invalid configuration: {}",
-                crate::config::reload::report(&problems)
+                crate::config::report(&problems)
             );
         }
         let metrics = Arc::new(Metrics::new());
         let tls = match &config.server.tls {
             Some(t) => Some(
-                server::tls::acceptor(t)
-                    .map_err(|e| anyhow::anyhow!(crate::config::reload::report(&e)))?,
+                server::tls::acceptor(t).map_err(|e| anyhow::anyhow!(crate::config::report(&e)))?,
             ),
             None => None,
         };

@@ -46,7 +46,7 @@ enum Command {
 /// problem printed, exit 2.
 fn load(path: Option<&PathBuf>) -> Result<Config, ExitCode> {
     let env = std::env::vars().collect();
-    let result = gatehouse::config::reload::load_checked(path.map(|p| p.as_path()), &env);
+    let result = gatehouse::app::load::load_checked(path.map(|p| p.as_path()), &env);
     result.map_err(|errors| {
         eprintln!(
             "gatehouse: invalid configuration ({} problem{}):",

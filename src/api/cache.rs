@@ -66,7 +66,7 @@ pub fn purge(state: Arc<AppState>, req: ApiRequest) -> HandlerFuture {
         let policy = state.runtime.load().config.server.path;
         let unavailable = |e: crate::store::StoreError| {
             tracing::warn!(error = %e, "purge could not reach the store");
-            Error::store_unavailable()
+            Error::from(e)
         };
         let mut purged = 0;
         let kind;
@@ -201,7 +201,7 @@ pub fn entries(state: Arc<AppState>, req: ApiRequest) -> HandlerFuture {
             .await
             .map_err(|e| {
                 tracing::warn!(error = %e, "cache listing could not reach the store");
-                Error::store_unavailable()
+                Error::from(e)
             })?;
         let entries: Vec<_> = page.entries.iter().map(|v| entry_json(v, false)).collect();
         Ok(json_response(
@@ -217,14 +217,11 @@ pub fn entry(state: Arc<AppState>, req: ApiRequest) -> HandlerFuture {
         let id = req.segment("id")?;
         let found = state.cache.inspect(&id).await.map_err(|e| {
             tracing::warn!(error = %e, "cache entry could not be read from the store");
-            Error::store_unavailable()
+            Error::from(e)
         })?;
         match found {
             Some(v) => Ok(json_response(StatusCode::OK, &entry_json(&v, true))),
-            None => Err(Error::not_found(
-                "NOT_CACHED",
-                format!("no cached entry {id}"),
-            )),
+            None => Err(Error::no_cached_entry(&id)),
         }
     })
 }

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use super::{ApiRequest, HandlerFuture};
 use crate::app::AppState;
 use crate::coordination::capacity::{self, Admission, Counter, MemberRelease};
-use crate::error::{empty_response, json_response, Error};
+use crate::error::{empty_response, json_response, Error, ErrorCode};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -79,13 +79,10 @@ pub fn admit(state: Arc<AppState>, req: ApiRequest) -> HandlerFuture {
         match outcome {
             Admission::Admitted(c) => Ok(json_response(StatusCode::CREATED, &admitted_json(&c))),
             Admission::AlreadyAdmitted(c) => Ok(json_response(StatusCode::OK, &admitted_json(&c))),
-            Admission::Full(c) => Err(Error::conflict(
-                "CAPACITY_FULL",
+            Admission::Full(c) => Err(Error::capacity_full(
                 format!("{ns}/{id} is full ({} of {})", c.count, c.capacity),
-            )
-            .with_field("count", c.count)
-            .with_field("capacity", c.capacity)
-            .with_field("remaining", 0)),
+                &c,
+            )),
             Admission::NotDefined => Err(not_defined(&ns, &id)),
         }
     })
@@ -98,8 +95,8 @@ pub fn release(state: Arc<AppState>, req: ApiRequest) -> HandlerFuture {
         let member = req.segment("memberId")?;
         match capacity::release(&state.store, &ns, &id, &member).await? {
             MemberRelease::Released(_) => Ok(empty_response(StatusCode::NO_CONTENT)),
-            MemberRelease::NotAdmitted => Err(Error::not_found(
-                "NOT_ADMITTED",
+            MemberRelease::NotAdmitted => Err(Error::new(
+                ErrorCode::NotAdmitted,
                 format!("{member} is not admitted to {ns}/{id}"),
             )),
         }
@@ -107,8 +104,8 @@ pub fn release(state: Arc<AppState>, req: ApiRequest) -> HandlerFuture {
 }
 
 fn not_defined(ns: &str, id: &str) -> Error {
-    Error::not_found(
-        "NOT_FOUND",
+    Error::new(
+        ErrorCode::NotFound,
         format!("no capacity is defined for {ns}/{id}; PUT one first"),
     )
 }

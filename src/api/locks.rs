@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use http::{HeaderValue, StatusCode};
+use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -10,7 +10,7 @@ use super::{ApiRequest, HandlerFuture};
 use crate::app::AppState;
 use crate::clock::rfc3339_ms;
 use crate::coordination::lock::{self, Acquire, AcquireRequest, Holder, LockRelease, LockRenew};
-use crate::error::{empty_response, json_response, Error};
+use crate::error::{empty_response, json_response, Error, ErrorCode};
 
 /// The header that carries the lock token on release.
 pub const LOCK_TOKEN: &str = "lock-token";
@@ -32,22 +32,16 @@ struct RenewBody {
 }
 
 fn held(ns: &str, id: &str, h: &Holder) -> Error {
-    Error::conflict("LOCK_HELD", format!("{ns}/{id} is held by someone else"))
-        .with_field("owner", h.owner.clone())
-        .with_field("expiresAt", rfc3339_ms(h.expires_ms))
-        .with_header(
-            http::header::RETRY_AFTER,
-            HeaderValue::from(h.retry_after_secs()),
-        )
+    Error::lock_held(format!("{ns}/{id} is held by someone else"), h)
 }
 
 fn not_locked(ns: &str, id: &str) -> Error {
-    Error::not_found("NOT_LOCKED", format!("{ns}/{id} is not locked"))
+    Error::new(ErrorCode::NotLocked, format!("{ns}/{id} is not locked"))
 }
 
 fn not_owner(ns: &str, id: &str) -> Error {
-    Error::conflict(
-        "NOT_OWNER",
+    Error::new(
+        ErrorCode::NotOwner,
         format!("{ns}/{id} is held with another lock token"),
     )
 }

@@ -33,32 +33,14 @@ use std::pin::Pin;
 use std::sync::{Arc, LazyLock};
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, StatusCode};
+use http::{HeaderMap, Method};
 use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 
 use crate::app::AppState;
 use crate::body::{Body, RequestBody};
-use crate::coordination::CoordError;
-use crate::error::{Error, Source};
+use crate::error::{Error, ErrorCode};
 use crate::routes::{Params, PathPattern};
-
-/// A coordination outcome that is no answer, as the api (and the proxy's gates) say it:
-/// an invalid value is 400 naming the field, a store that gave no answer is 503
-/// `STORE_UNAVAILABLE`.
-impl From<CoordError> for Error {
-    fn from(e: CoordError) -> Error {
-        match e {
-            CoordError::Invalid { field, message } => {
-                Error::bad_request(field, format!("{field}: {message}"))
-            }
-            CoordError::Store(e) => {
-                tracing::warn!(error = %e, "coordination call failed: store unavailable");
-                Error::store_unavailable()
-            }
-        }
-    }
-}
 
 /// Largest request body the api accepts.
 pub const MAX_API_BODY: usize = 1 << 20;
@@ -226,10 +208,8 @@ fn check_token(state: &AppState, headers: &HeaderMap) -> Result<(), Error> {
         Ok(())
     } else {
         Err(Error::new(
-            StatusCode::UNAUTHORIZED,
-            "UNAUTHORIZED",
+            ErrorCode::Unauthorized,
             "this api needs Authorization: Bearer <api.token>",
-            Source::Client,
         )
         .with_header(
             http::header::WWW_AUTHENTICATE,
@@ -273,17 +253,15 @@ async fn handle(
         return Err(if !allowed.is_empty() {
             let allow = allowed.join(", ");
             Error::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "METHOD_NOT_ALLOWED",
+                ErrorCode::MethodNotAllowed,
                 format!("{method} is not allowed on {path} (allowed: {allow})"),
-                Source::Client,
             )
             .with_header(
                 http::header::ALLOW,
                 http::HeaderValue::from_str(&allow).expect("method names are header-safe"),
             )
         } else {
-            Error::not_found("NO_ROUTE", format!("no api endpoint at {path}"))
+            Error::new(ErrorCode::NoRoute, format!("no api endpoint at {path}"))
         });
     };
     let (parts, body) = req.into_parts();

@@ -29,8 +29,8 @@ use super::{ApiRequest, HandlerFuture};
 use crate::app::AppState;
 use crate::auth::Rejection;
 use crate::clock;
-use crate::coordination::revocation::{Lifetimes, RevokeError};
-use crate::error::{empty_response, json_response, Error, Source};
+use crate::coordination::revocation::Lifetimes;
+use crate::error::{empty_response, json_response, Error, ErrorCode};
 
 /// Longest `jti` or `sub` accepted in a request body, in bytes.
 pub const MAX_NAME_BYTES: usize = 1024;
@@ -140,22 +140,6 @@ pub fn format_instant(ms: i64) -> String {
     clock::rfc3339(ms).unwrap_or_else(|| ms.to_string())
 }
 
-fn revoke_error(e: RevokeError) -> Error {
-    match e {
-        RevokeError::NotRecorded(_) => Error::store_unavailable(),
-        RevokeError::NotAnnounced(_) => Error::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "STORE_UNAVAILABLE",
-            "the revocation was recorded but not yet announced to every instance; repeat the call",
-            Source::Store,
-        )
-        .with_header(
-            http::header::RETRY_AFTER,
-            http::HeaderValue::from_static("1"),
-        ),
-    }
-}
-
 /// `POST /v1/revocations`.
 pub fn post(state: Arc<AppState>, req: ApiRequest) -> HandlerFuture {
     Box::pin(async move {
@@ -187,10 +171,8 @@ pub fn post(state: Arc<AppState>, req: ApiRequest) -> HandlerFuture {
                     Err(Rejection::KeysUnavailable) => {
                         // The JWKS URL has not answered yet: a retry may succeed.
                         return Err(Error::new(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "KEYS_UNAVAILABLE",
+                            ErrorCode::KeysUnavailable,
                             "the signing keys are not available yet; retry",
-                            Source::Origin,
                         ));
                     }
                     Err(r) => {
@@ -203,7 +185,7 @@ pub fn post(state: Arc<AppState>, req: ApiRequest) -> HandlerFuture {
                 revocations.revoke_token(&claims, life).await
             }
         };
-        done.map_err(revoke_error)?;
+        done?;
         Ok(empty_response(StatusCode::NO_CONTENT))
     })
 }
@@ -217,11 +199,11 @@ pub fn get(state: Arc<AppState>, req: ApiRequest) -> HandlerFuture {
                 StatusCode::OK,
                 &json!({"revoked": true, "expiresAt": format_instant(at)}),
             )),
-            Ok(None) => Err(Error::not_found(
-                "NOT_REVOKED",
+            Ok(None) => Err(Error::new(
+                ErrorCode::NotRevoked,
                 "no revocation is recorded for this jti",
             )),
-            Err(_) => Err(Error::store_unavailable()),
+            Err(e) => Err(e.into()),
         }
     })
 }
@@ -253,7 +235,7 @@ mod tests {
     fn bodies_name_the_field_that_is_wrong() {
         let field = |body: &str| match shape(body) {
             Err(e) => {
-                assert_eq!(e.code, "BAD_REQUEST", "{body}");
+                assert_eq!(e.code.as_str(), "BAD_REQUEST", "{body}");
                 e.fields["field"].as_str().unwrap().to_string()
             }
             Ok(_) => panic!("{body} was accepted"),

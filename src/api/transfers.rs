@@ -10,7 +10,7 @@ use super::{ApiRequest, HandlerFuture};
 use crate::app::AppState;
 use crate::clock::rfc3339_ms;
 use crate::coordination::transfer::{self, Claim};
-use crate::error::{json_response, Error, Source};
+use crate::error::{json_response, Error, ErrorCode};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -50,16 +50,12 @@ pub fn claim(state: Arc<AppState>, req: ApiRequest) -> HandlerFuture {
                 Ok(json_response(StatusCode::OK, &json!({"payload": payload})))
             }
             Claim::AudienceMismatch => Err(Error::new(
-                StatusCode::FORBIDDEN,
-                "AUDIENCE_MISMATCH",
+                ErrorCode::AudienceMismatch,
                 "this transfer is for another audience",
-                Source::Client,
             )),
             Claim::Gone => Err(Error::new(
-                StatusCode::GONE,
-                "TRANSFER_GONE",
+                ErrorCode::TransferGone,
                 "this transfer was already claimed, has expired, or never existed",
-                Source::Client,
             )),
         }
     })

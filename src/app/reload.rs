@@ -9,10 +9,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use super::load::verifier;
 use super::AppState;
 use crate::auth::Verifier;
-use crate::config::reload::{report, verifier};
-use crate::config::Config;
+use crate::config::{report, Config};
 use crate::metrics::Metrics;
 use crate::proxy::origin::Origin;
 use crate::routes::{Route, Router};

@@ -157,42 +157,36 @@ impl Verifier {
     /// JWKS file now. A JWKS URL is not fetched here; call `refresh_jwks` or
     /// `spawn_jwks_refresh`, or let the first token with an unknown `kid` fetch it.
     ///
-    /// Refuses (as `config` validation does) unknown algorithms, HS* combined with
-    /// public keys, no keys at all, and key files that do not load or that fit none of
+    /// Refuses what `AuthConfig::algorithm_problems` finds (unknown algorithms, none,
+    /// HS* combined with public keys), no keys at all, and key files that do not load or that fit none of
     /// the pinned algorithms.
     pub fn with_options(cfg: &AuthConfig, opts: VerifierOptions) -> Result<Verifier, AuthError> {
         Verifier::build(cfg, opts).map_err(|mut errors| errors.remove(0))
     }
 
     /// Like `with_options`, answering every problem of the key files at once (the
-    /// first problem of the algorithms stops it: keys cannot be judged without them).
+    /// problems of the algorithms stop it: keys cannot be judged without them).
     /// Never empty on error.
     pub fn build(cfg: &AuthConfig, opts: VerifierOptions) -> Result<Verifier, Vec<AuthError>> {
+        let problems = cfg.algorithm_problems();
+        if !problems.is_empty() {
+            return Err(problems
+                .into_iter()
+                .map(|p| auth_error(p.key, p.message))
+                .collect());
+        }
+        // Every name is known now (`config::KNOWN_ALGORITHMS`, jsonwebtoken's names).
         let mut algorithms = Vec::with_capacity(cfg.algorithms.len());
-        for (i, name) in cfg.algorithms.iter().enumerate() {
-            let alg = Algorithm::from_str(name).map_err(|_| {
-                vec![auth_error(
-                    format!("auth.algorithms[{i}]"),
-                    format!("unknown algorithm {name:?}"),
-                )]
-            })?;
+        for alg in cfg
+            .algorithms
+            .iter()
+            .filter_map(|n| Algorithm::from_str(n).ok())
+        {
             if !algorithms.contains(&alg) {
                 algorithms.push(alg);
             }
         }
-        if algorithms.is_empty() {
-            return Err(vec![auth_error(
-                "auth.algorithms",
-                "must list at least one algorithm",
-            )]);
-        }
         let pins_hmac = algorithms.iter().any(|a| KeyKind::Hmac.fits(*a));
-        if pins_hmac && cfg.has_asymmetric_keys() {
-            return Err(vec![auth_error(
-                "auth.algorithms",
-                "HS* algorithms cannot be combined with public keys (algorithm confusion)",
-            )]);
-        }
         let mut errors = Vec::new();
         let fits_some = |k: &VerifyKey| algorithms.iter().any(|a| k.fits(*a));
 

@@ -1,12 +1,12 @@
-//! Why a request's token was not accepted, and how each reason is answered: status, the
-//! contract's error code, the metric label and the RFC 6750 `WWW-Authenticate` value.
-
-use http::StatusCode;
+//! Why a request's token was not accepted, its metric label, message and RFC 6750
+//! `WWW-Authenticate` value. Its status and error code are `crate::error`'s
+//! `From<Rejection>` (the one mapping to HTTP).
 
 /// The realm named in every `WWW-Authenticate` challenge.
 pub const REALM: &str = "gatehouse";
 
 /// A token that did not pass. A normal outcome of verification, never a panic.
+/// Answered (`crate::error`) as:
 ///
 /// | variant | status | `error` code |
 /// |---|---|---|
@@ -80,25 +80,6 @@ impl Rejection {
         Rejection::Revoked,
     ];
 
-    /// The HTTP status of the answer: 403 for a wrong audience, 401 otherwise.
-    pub fn status(self) -> StatusCode {
-        match self {
-            Rejection::AudienceNotAllowed => StatusCode::FORBIDDEN,
-            _ => StatusCode::UNAUTHORIZED,
-        }
-    }
-
-    /// The contract's `error` code for the JSON body.
-    pub fn code(self) -> &'static str {
-        match self {
-            Rejection::Missing => "TOKEN_MISSING",
-            Rejection::Expired => "TOKEN_EXPIRED",
-            Rejection::Revoked => "TOKEN_REVOKED",
-            Rejection::AudienceNotAllowed => "AUDIENCE_NOT_ALLOWED",
-            _ => "TOKEN_INVALID",
-        }
-    }
-
     /// The label of `gatehouse_auth_rejections_total{reason}`: a fixed snake_case word.
     pub fn reason(self) -> &'static str {
         match self {
@@ -158,32 +139,6 @@ impl Rejection {
 mod tests {
     use super::*;
     use std::collections::HashSet;
-
-    #[test]
-    fn codes_and_statuses_follow_the_contract() {
-        assert_eq!(Rejection::Missing.code(), "TOKEN_MISSING");
-        assert_eq!(Rejection::Missing.status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(Rejection::Expired.code(), "TOKEN_EXPIRED");
-        assert_eq!(Rejection::Revoked.code(), "TOKEN_REVOKED");
-        assert_eq!(Rejection::Revoked.status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(Rejection::Revoked.reason(), "revoked");
-        assert_eq!(Rejection::AudienceNotAllowed.code(), "AUDIENCE_NOT_ALLOWED");
-        assert_eq!(
-            Rejection::AudienceNotAllowed.status(),
-            StatusCode::FORBIDDEN
-        );
-        for r in [
-            Rejection::Malformed,
-            Rejection::BadSignature,
-            Rejection::AlgorithmNotAllowed,
-            Rejection::UnknownKey,
-            Rejection::IssuerMismatch,
-            Rejection::NotYetValid,
-        ] {
-            assert_eq!(r.code(), "TOKEN_INVALID", "{r:?}");
-            assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{r:?}");
-        }
-    }
 
     #[test]
     fn reasons_are_distinct_metric_labels() {

@@ -450,8 +450,9 @@ fn audience_is_an_any_match_and_a_miss_is_403() {
     };
     let miss = check(json!("billing")).unwrap_err();
     assert_eq!(miss, Rejection::AudienceNotAllowed);
-    assert_eq!(miss.status(), http::StatusCode::FORBIDDEN);
-    assert_eq!(miss.code(), "AUDIENCE_NOT_ALLOWED");
+    let answer = crate::error::Error::from(miss);
+    assert_eq!(answer.status, http::StatusCode::FORBIDDEN);
+    assert_eq!(answer.code.as_str(), "AUDIENCE_NOT_ALLOWED");
     assert_eq!(
         check(json!(["billing", "reports"])),
         Err(Rejection::AudienceNotAllowed)
@@ -1092,4 +1093,12 @@ async fn the_built_in_fetcher_says_why_it_cannot_fetch() {
         .await
         .unwrap_err();
     assert!(err.contains("http:// or https://"), "{err}");
+}
+
+#[test]
+fn every_algorithm_config_accepts_is_one_jsonwebtoken_verifies() {
+    use std::str::FromStr;
+    for name in crate::config::KNOWN_ALGORITHMS {
+        assert!(Algorithm::from_str(name).is_ok(), "{name}");
+    }
 }

@@ -20,6 +20,12 @@ impl std::fmt::Display for ConfigError {
     }
 }
 
+/// Problems as one line each, `key.path: message`, joined.
+pub fn report(errors: &[ConfigError]) -> String {
+    let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+    lines.join("; ")
+}
+
 /// The units a duration may carry, as Go's `time.ParseDuration` and Envoy users
 /// write them (plus `d`), with their length in nanoseconds.
 const DURATION_UNITS: &[(&str, u128)] = &[

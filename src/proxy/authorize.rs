@@ -28,7 +28,7 @@ use crate::app::Runtime;
 use crate::auth::{find_token, Claims, Rejection, TokenSource};
 use crate::config::{AuthMode, StoreErrorPolicy};
 use crate::coordination::revocation::{Lifetimes, Verdict};
-use crate::error::{Error, Source};
+use crate::error::{Error, ErrorCode};
 use crate::routes::Route;
 
 /// The outcome of authorization for one request.
@@ -151,12 +151,9 @@ fn unchecked(state: &AppState) -> Error {
         .with_label_values(&["store_unavailable"])
         .inc();
     Error::new(
-        http::StatusCode::SERVICE_UNAVAILABLE,
-        "STORE_UNAVAILABLE",
+        ErrorCode::StoreUnavailable,
         "the token's revocation status cannot be checked: the store cannot be reached",
-        Source::Store,
     )
-    .with_header(http::header::RETRY_AFTER, HeaderValue::from_static("1"))
 }
 
 /// The JSON answer for a rejection, counted by reason.
@@ -166,9 +163,5 @@ pub fn reject(state: &AppState, r: Rejection) -> Error {
         .auth_rejections_total
         .with_label_values(&[r.reason()])
         .inc();
-    let mut e = Error::new(r.status(), r.code(), r.message(), Source::Client);
-    if let Ok(v) = HeaderValue::from_str(&r.www_authenticate()) {
-        e = e.with_header(http::header::WWW_AUTHENTICATE, v);
-    }
-    e
+    r.into()
 }

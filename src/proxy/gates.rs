@@ -18,12 +18,11 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use serde_json::json;
 
 use crate::app::AppState;
-use crate::clock::rfc3339_ms;
 use crate::config::MemberFrom;
-use crate::coordination::capacity::{self, Admission};
-use crate::coordination::lock::{self, Acquire, AcquireRequest};
+use crate::coordination::capacity::{self, Admission, Counter};
+use crate::coordination::lock::{self, Acquire, AcquireRequest, Holder};
 use crate::coordination::CoordError;
-use crate::error::{Error, Source};
+use crate::error::Error;
 use crate::routes::{expand_template, Params, Route};
 
 use super::authorize::Authorized;
@@ -40,8 +39,27 @@ pub struct Passed {
     lock: Option<(String, String, String)>,
 }
 
-fn store_error(e: CoordError) -> Error {
-    e.into()
+/// Why a gate did not let the request through; its answer is `Error::from`.
+#[derive(Debug)]
+pub enum Refusal {
+    /// 400 `MEMBER_MISSING`: the request carries no member id.
+    MemberMissing,
+    /// 400 `MEMBER_INVALID`: the member id is outside the contract's pattern.
+    MemberInvalid,
+    /// 409 `CAPACITY_FULL`.
+    Full {
+        ns: String,
+        id: String,
+        count: Counter,
+    },
+    /// 503 `CAPACITY_NOT_DEFINED`: the route names a counter nobody defined.
+    NotDefined { ns: String, id: String },
+    /// 409 `LOCK_HELD`, with the holder and `Retry-After`.
+    Held {
+        ns: String,
+        id: String,
+        holder: Holder,
+    },
 }
 
 /// Runs the route's gates; `headers` gain the fence for the origin.
@@ -69,23 +87,13 @@ pub async fn enter(
         }
         .filter(|m| !m.is_empty());
         let Some(member) = member else {
-            return Err(Error::new(
-                StatusCode::BAD_REQUEST,
-                "MEMBER_MISSING",
-                "this route admits callers by a member id the request does not carry",
-                Source::Client,
-            ));
+            return Err(Refusal::MemberMissing.into());
         };
         let admission = capacity::admit(&state.store, &state.metrics, &ns, &id, &member, None)
             .await
             .map_err(|e| match e {
-                CoordError::Invalid { .. } => Error::new(
-                    StatusCode::BAD_REQUEST,
-                    "MEMBER_INVALID",
-                    "the member id must match [A-Za-z0-9._:-]{1,200}",
-                    Source::Client,
-                ),
-                other => store_error(other),
+                CoordError::Invalid { .. } => Refusal::MemberInvalid.into(),
+                other => Error::from(other),
             })?;
         match admission {
             Admission::Admitted(_) => {
@@ -94,25 +102,8 @@ pub async fn enter(
                 }
             }
             Admission::AlreadyAdmitted(_) => {}
-            Admission::Full(c) => {
-                return Err(Error::new(
-                    StatusCode::CONFLICT,
-                    "CAPACITY_FULL",
-                    format!("{ns}/{id} is full"),
-                    Source::Client,
-                )
-                .with_field("count", c.count)
-                .with_field("capacity", c.capacity)
-                .with_field("remaining", 0))
-            }
-            Admission::NotDefined => {
-                return Err(Error::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "CAPACITY_NOT_DEFINED",
-                    format!("no capacity is defined for {ns}/{id} (PUT /v1/capacity/{ns}/{id})"),
-                    Source::Internal,
-                ))
-            }
+            Admission::Full(count) => return Err(Refusal::Full { ns, id, count }.into()),
+            Admission::NotDefined => return Err(Refusal::NotDefined { ns, id }.into()),
         }
     }
     if let Some(gate) = &route.config.lock {
@@ -129,7 +120,7 @@ pub async fn enter(
             Ok(a) => a,
             Err(e) => {
                 leave_capacity(state, &mut passed).await;
-                return Err(store_error(e));
+                return Err(e.into());
             }
         };
         match acquired {
@@ -139,18 +130,7 @@ pub async fn enter(
             }
             Acquire::Held(holder) => {
                 leave_capacity(state, &mut passed).await;
-                return Err(Error::new(
-                    StatusCode::CONFLICT,
-                    "LOCK_HELD",
-                    format!("{ns}/{id} is held by another request"),
-                    Source::Client,
-                )
-                .with_field("owner", holder.owner.clone())
-                .with_field("expiresAt", rfc3339_ms(holder.expires_ms))
-                .with_header(
-                    http::header::RETRY_AFTER,
-                    HeaderValue::from(holder.retry_after_secs()),
-                ));
+                return Err(Refusal::Held { ns, id, holder }.into());
             }
         }
     }

@@ -23,11 +23,11 @@ use std::borrow::Cow;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
-use http::{Request, StatusCode, Uri, Version};
+use http::{Request, Uri, Version};
 
 use super::origin::strip_hop_by_hop_keeping;
 use crate::config::Config;
-use crate::error::{Error, Source};
+use crate::error::{Error, ErrorCode};
 use crate::metrics::Metrics;
 use crate::target::{self, PathError};
 
@@ -45,42 +45,32 @@ pub fn canonicalize<B>(
     tls: bool,
     metrics: &Metrics,
 ) -> Result<(), Error> {
-    let refuse = |reason: &'static str, status: StatusCode, code: &'static str, msg: &str| {
+    let refuse = |reason: &'static str, code: ErrorCode, msg: &str| {
         metrics
             .request_rejections_total
             .with_label_values(&[reason])
             .inc();
-        Error::new(status, code, msg.to_string(), Source::Client).with_field("reason", reason)
+        Error::new(code, msg).with_field("reason", reason)
     };
     // A reverse proxy opens no tunnels (RFC 9110 §9.3.6): CONNECT, h1 or h2, is 405
     // whatever its target, before its authority-form target is looked at.
     if req.method() == http::Method::CONNECT {
         return Err(refuse(
             "connect",
-            StatusCode::METHOD_NOT_ALLOWED,
-            "METHOD_NOT_ALLOWED",
+            ErrorCode::MethodNotAllowed,
             "CONNECT is not accepted: gatehouse is a reverse proxy, not a tunnel",
         )
         .with_header(header::ALLOW, HeaderValue::from_static(PROXY_ALLOW)));
     }
-    let authority = authority(req, tls)
-        .map_err(|(reason, code, msg)| refuse(reason, StatusCode::BAD_REQUEST, code, msg))?;
+    let authority = authority(req, tls).map_err(|(reason, code, msg)| refuse(reason, code, msg))?;
     if !target::host_allowed(&authority, &config.server.hosts) {
         return Err(refuse(
             "host-not-allowed",
-            StatusCode::MISDIRECTED_REQUEST,
-            "HOST_NOT_ALLOWED",
+            ErrorCode::HostNotAllowed,
             "this gatehouse does not answer for that host (server.hosts)",
         ));
     }
-    let path_error = |e: PathError| {
-        refuse(
-            e.reason(),
-            StatusCode::BAD_REQUEST,
-            "INVALID_PATH",
-            e.message(),
-        )
-    };
+    let path_error = |e: PathError| refuse(e.reason(), ErrorCode::InvalidPath, e.message());
     let uri = req.uri();
     let path = uri.path();
     // Only origin-form targets are proxied: `*` (OPTIONS) and authority-form
@@ -114,8 +104,7 @@ pub fn canonicalize<B>(
         let value = HeaderValue::from_str(&authority).map_err(|_| {
             refuse(
                 "host-invalid",
-                StatusCode::BAD_REQUEST,
-                "INVALID_HOST",
+                ErrorCode::InvalidHost,
                 "the host is not valid",
             )
         })?;
@@ -129,8 +118,7 @@ pub fn canonicalize<B>(
     {
         return Err(refuse(
             "duplicate-authorization",
-            StatusCode::BAD_REQUEST,
-            "DUPLICATE_HEADER",
+            ErrorCode::DuplicateHeader,
             "the request has more than one Authorization field",
         ));
     }
@@ -139,13 +127,13 @@ pub fn canonicalize<B>(
     Ok(())
 }
 
-type Refusal = (&'static str, &'static str, &'static str);
+type Refusal = (&'static str, ErrorCode, &'static str);
 
 /// The request's one canonical authority (empty only for HTTP/1.0 without `Host`).
 fn authority<B>(req: &Request<B>, tls: bool) -> Result<String, Refusal> {
     const INVALID: Refusal = (
         "host-invalid",
-        "INVALID_HOST",
+        ErrorCode::InvalidHost,
         "the host is not a valid authority",
     );
     let default_port = if tls { 443 } else { 80 };
@@ -154,7 +142,7 @@ fn authority<B>(req: &Request<B>, tls: bool) -> Result<String, Refusal> {
     if hosts.next().is_some() {
         return Err((
             "host-duplicate",
-            "DUPLICATE_HEADER",
+            ErrorCode::DuplicateHeader,
             "the request has more than one Host field",
         ));
     }
@@ -174,7 +162,7 @@ fn authority<B>(req: &Request<B>, tls: bool) -> Result<String, Refusal> {
                 if canonical(h)? != from_target {
                     return Err((
                         "authority-mismatch",
-                        "AUTHORITY_MISMATCH",
+                        ErrorCode::AuthorityMismatch,
                         "the host field names another authority than :authority",
                     ));
                 }
@@ -187,7 +175,7 @@ fn authority<B>(req: &Request<B>, tls: bool) -> Result<String, Refusal> {
         Some(h) => canonical(h),
         None if req.version() == Version::HTTP_11 => Err((
             "host-missing",
-            "HOST_MISSING",
+            ErrorCode::HostMissing,
             "an HTTP/1.1 request needs a Host field",
         )),
         None => Ok(String::new()),
@@ -252,8 +240,8 @@ mod tests {
             .body(())
             .unwrap();
         let e = run(req).unwrap_err();
-        assert_eq!(e.status, StatusCode::METHOD_NOT_ALLOWED);
-        assert_eq!(e.code, "METHOD_NOT_ALLOWED");
+        assert_eq!(e.status, http::StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(e.code.as_str(), "METHOD_NOT_ALLOWED");
         let allow = &e
             .headers
             .iter()
@@ -272,7 +260,7 @@ mod tests {
             .body(())
             .unwrap();
         let e = run(req).unwrap_err();
-        assert_eq!(e.code, "AUTHORITY_MISMATCH");
+        assert_eq!(e.code.as_str(), "AUTHORITY_MISMATCH");
     }
 
     #[test]
@@ -282,9 +270,9 @@ mod tests {
             .header("host", "b.example")
             .body(())
             .unwrap();
-        assert_eq!(run(req).unwrap_err().code, "DUPLICATE_HEADER");
+        assert_eq!(run(req).unwrap_err().code.as_str(), "DUPLICATE_HEADER");
         let req = Request::get("/x").body(()).unwrap();
-        assert_eq!(run(req).unwrap_err().code, "HOST_MISSING");
+        assert_eq!(run(req).unwrap_err().code.as_str(), "HOST_MISSING");
         let req = Request::get("/x")
             .version(Version::HTTP_10)
             .body(())
@@ -330,6 +318,6 @@ mod tests {
         let req = run(req).unwrap();
         assert_eq!(req.uri(), "/api/me/?q=A");
         let req = Request::get("/a%2Fb").header("host", "a").body(()).unwrap();
-        assert_eq!(run(req).unwrap_err().code, "INVALID_PATH");
+        assert_eq!(run(req).unwrap_err().code.as_str(), "INVALID_PATH");
     }
 }

@@ -58,7 +58,7 @@ use crate::app::Runtime;
 use crate::body::{Body, RequestBody};
 use crate::cache::Lookup;
 use crate::clock::now_ms;
-use crate::error::Error;
+use crate::error::{Error, ErrorCode};
 use crate::routes::Route;
 use cache_policy::{NoCacheReason, Reuse};
 
@@ -353,10 +353,8 @@ async fn forward_to_cache_or_origin(
     }
     if served_stale.is_none() && directives.only_if_cached {
         return Err(Error::new(
-            http::StatusCode::GATEWAY_TIMEOUT,
-            "NOT_CACHED",
+            ErrorCode::NotCached,
             "only-if-cached was asked and nothing usable is cached",
-            crate::error::Source::Client,
         ));
     }
     let (mut parts, _body) = req.into_parts();
@@ -399,16 +397,14 @@ async fn purge(
         .any(|net| net.contains(peer.ip()))
     {
         return Err(Error::new(
-            http::StatusCode::FORBIDDEN,
-            "PURGE_NOT_ALLOWED",
+            ErrorCode::PurgeNotAllowed,
             "PURGE is accepted only from cache.purge_allow networks",
-            crate::error::Source::Client,
         ));
     }
     let path = cache_key::path_and_query(uri);
     let purged = state.cache.purge_path(&path, false).await.map_err(|e| {
         tracing::warn!(error = %e, "PURGE could not reach the store");
-        Error::store_unavailable()
+        Error::from(e)
     })?;
     state
         .metrics

@@ -66,19 +66,9 @@ impl OriginError {
         }
     }
 
+    /// The answer to send (`Error::from`, the one mapping in `crate::error`).
     pub fn into_error(self) -> crate::error::Error {
-        match self {
-            OriginError::Unreachable(d) => crate::error::Error::origin_unreachable(&d),
-            OriginError::Tls(d) => crate::error::Error::origin_tls_error(&d),
-            OriginError::Timeout => crate::error::Error::origin_timeout(),
-            OriginError::BodyTooLarge => crate::error::Error::new(
-                http::StatusCode::PAYLOAD_TOO_LARGE,
-                "BODY_TOO_LARGE",
-                "the request body is larger than server.max_body_bytes",
-                crate::error::Source::Client,
-            ),
-            OriginError::ClientBody => crate::error::Error::bad_request_body(),
-        }
+        self.into()
     }
 }
 

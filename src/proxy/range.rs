@@ -229,10 +229,8 @@ fn partial(r: &StoredResponse, first: u64, last: u64) -> Response<Body> {
 /// `Content-Range: bytes */<length>` and the entry's validators.
 fn unsatisfiable(r: &StoredResponse, len: u64) -> Response<Body> {
     let mut resp = crate::error::Error::new(
-        StatusCode::RANGE_NOT_SATISFIABLE,
-        "RANGE_NOT_SATISFIABLE",
+        crate::error::ErrorCode::RangeNotSatisfiable,
         format!("the range lies outside the representation's {len} bytes"),
-        crate::error::Source::Client,
     )
     .into_response();
     let h = resp.headers_mut();

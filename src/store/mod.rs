@@ -644,20 +644,6 @@ impl Index {
     }
 }
 
-/// A URL with any password replaced, for logs and error messages.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
@@ -679,14 +665,5 @@ mod tests {
             EntryId::from_record_key(&Index::Variants(id).logical()),
             None
         );
-    }
-
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(
-            super::redact_url("redis://user:secret@host:6379"),
-            "redis://user:***@host:6379"
-        );
-        assert_eq!(super::redact_url("redis://host:6379"), "redis://host:6379");
     }
 }

@@ -16,9 +16,9 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
 use tokio::sync::{broadcast, watch};
 
-use super::{redact_url, scripts, Channel, StoreError, StoreEvent, StoreResult};
+use super::{scripts, Channel, StoreError, StoreEvent, StoreResult};
 use crate::backoff::Backoff;
-use crate::config::StoreConfig;
+use crate::config::{redact_url, StoreConfig};
 use crate::metrics::Metrics;
 
 /// One connection, standalone (or Sentinel's current master) or cluster.

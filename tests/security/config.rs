@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use gatehouse::config::reload::load_checked;
+use gatehouse::app::load::load_checked;
 use gatehouse::Config;
 
 use super::support::*;

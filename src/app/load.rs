@@ -1,13 +1,15 @@
 //! Loading and checking the configuration from files: `load_checked` (what `check`
 //! and `run` do first), `preflight` (every file `run` loads, loaded now) and the JWT
-//! verifier `[auth]` describes. Swapping a reloaded configuration in is `app::reload`.
+//! verifier `[auth]` describes. Here, in `app`, because it builds what `run` builds
+//! (routes, verifier, TLS configs); `config` only reads and validates. Swapping a
+//! reloaded configuration in is `app::reload`.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use crate::auth::{Verifier, VerifierOptions};
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, DEFAULT_ORIGIN_NAME};
 use crate::metrics::Metrics;
 use crate::routes::Router;
 
@@ -41,12 +43,6 @@ pub(crate) fn verifier(
         })
 }
 
-/// Problems as one line each, `key.path: message`, joined.
-pub fn report(errors: &[ConfigError]) -> String {
-    let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-    lines.join("; ")
-}
-
 /// Loads everything `run` loads from files before it binds a port, as `run` does: the
 /// route table, the JWT verifier (key files and JWKS file; a `jwks_url` is not
 /// fetched), the proxy listener's TLS certificate and key, the CA bundles of
@@ -71,7 +67,7 @@ pub fn preflight(config: &Config) -> Vec<ConfigError> {
             errors.append(&mut e);
         }
     }
-    let tables = std::iter::once((crate::config::DEFAULT_ORIGIN_NAME, &config.origin))
+    let tables = std::iter::once((DEFAULT_ORIGIN_NAME, &config.origin))
         .chain(config.origins.iter().map(|(n, o)| (n.as_str(), o)));
     for (name, origin) in tables {
         if origin.url.scheme_str() == Some("https") {
