@@ -22,6 +22,7 @@ use hyper::body::Frame;
 use super::authorize::Authorized;
 use super::cache_policy::Reuse;
 use super::cache_policy::{self, NoCacheReason};
+use super::cache_status::{CacheStatus, Detail, Fwd};
 use super::origin::{self, Origin, OriginError};
 use super::respond;
 use crate::app::AppState;
@@ -51,7 +52,7 @@ pub async fn pass(
     tls: bool,
     route: Option<&Route>,
     who: &Authorized,
-    cache_status: &str,
+    cache_status: CacheStatus,
 ) -> Result<Response<Body>, Error> {
     let max_body = state.runtime.load().config.server.max_body_bytes;
     let declared = req
@@ -127,14 +128,14 @@ pub async fn fetch_for_cache(ctx: Miss) -> Result<Response<Body>, Error> {
             .as_ref()
             .is_some_and(|r| r.config.key_by == crate::config::KeyBy::Sub);
     if !shared {
-        return ctx.finish(None, None, "").await;
+        return ctx.finish(None, None, None).await;
     }
     if state.cache.is_hit_for_pass(&ctx.key.id) {
         if ctx.ranged() {
             // Uncacheable for now: the origin answers the range itself.
             return ctx.pass_range().await;
         }
-        return ctx.finish(None, None, "hit-for-pass").await;
+        return ctx.finish(None, None, Some(Detail::HitForPass)).await;
     }
     let mut handed_over = false;
     // Rounds in which the flight we waited for stored another variant than ours.
@@ -143,12 +144,15 @@ pub async fn fetch_for_cache(ctx: Miss) -> Result<Response<Body>, Error> {
     loop {
         if handed_over || other_variant > 0 {
             // The leader failed, or stored another variant; ours may be stored now.
-            if let Some(resp) = ctx.fresh_from_cache("gatehouse; fwd=miss; collapsed").await {
+            if let Some(resp) = ctx
+                .fresh_from_cache(CacheStatus::fwd(Fwd::Miss).collapsed())
+                .await
+            {
                 return Ok(resp);
             }
         }
         if other_variant > MAX_VARIANT_ROUNDS {
-            return ctx.finish(None, None, "").await;
+            return ctx.finish(None, None, None).await;
         }
         // Once the URL's Vary index is known, each variant has a flight of its own.
         ctx.flight = state.cache.flight_key(&ctx.key, &ctx.parts.headers);
@@ -157,7 +161,7 @@ pub async fn fetch_for_cache(ctx: Miss) -> Result<Response<Body>, Error> {
                 // A fill may have finished between our lookup and this join.
                 if let Some(entry) = ctx.fresh_entry().await {
                     guard.finish(Outcome::Stored(entry.clone()));
-                    return Ok(ctx.answer(&entry, "gatehouse; hit"));
+                    return Ok(ctx.answer(&entry, CacheStatus::HIT));
                 }
                 if handed_over {
                     state.metrics.coalesce_handovers_total.inc();
@@ -173,27 +177,31 @@ pub async fn fetch_for_cache(ctx: Miss) -> Result<Response<Body>, Error> {
                         continue;
                     }
                     state.metrics.coalesced_requests_total.inc();
-                    return Ok(ctx.answer(&entry, "gatehouse; fwd=miss; collapsed"));
+                    return Ok(ctx.answer(&entry, CacheStatus::fwd(Fwd::Miss).collapsed()));
                 }
                 Waited::Outcome(Outcome::Uncacheable) => {
-                    if let Some(resp) =
-                        ctx.stale_if_error("gatehouse; fwd=stale; collapsed; detail=stale-if-error")
-                    {
+                    if let Some(resp) = ctx.stale_if_error(
+                        CacheStatus::fwd(Fwd::Stale)
+                            .collapsed()
+                            .detail(Detail::StaleIfError),
+                    ) {
                         return Ok(resp);
                     }
                     if ctx.ranged() {
                         // Nothing stored to slice: fetch just the range.
                         return ctx.pass_range().await;
                     }
-                    return ctx.finish(None, None, "").await;
+                    return ctx.finish(None, None, None).await;
                 }
                 Waited::TimedOut => {
-                    return ctx.finish(None, None, "lock-timeout").await;
+                    return ctx.finish(None, None, Some(Detail::LockTimeout)).await;
                 }
                 Waited::Outcome(Outcome::Failed) => {
-                    if let Some(resp) =
-                        ctx.stale_if_error("gatehouse; fwd=stale; collapsed; detail=stale-if-error")
-                    {
+                    if let Some(resp) = ctx.stale_if_error(
+                        CacheStatus::fwd(Fwd::Stale)
+                            .collapsed()
+                            .detail(Detail::StaleIfError),
+                    ) {
                         return Ok(resp);
                     }
                     handed_over = true;
@@ -305,19 +313,16 @@ impl Miss {
         if let Some(i) = &self.interim {
             req.extensions_mut().insert(i.clone());
         }
-        let status = format!(
-            "gatehouse; fwd=miss; detail={}",
-            NoCacheReason::Range.label()
-        );
+        let status = CacheStatus::fwd(Fwd::Miss).detail(Detail::NotStored(NoCacheReason::Range));
         match self.origin.send(req, self.route.as_deref()).await {
             Ok(resp) => {
                 self.origin.count("ok");
-                Ok(respond::from_origin(resp, parts.version, &status))
+                Ok(respond::from_origin(resp, parts.version, status))
             }
             Err(e) => {
                 self.origin.count(e.label());
                 if let Some(stale) =
-                    self.stale_if_error("gatehouse; fwd=stale; detail=stale-if-error")
+                    self.stale_if_error(CacheStatus::fwd(Fwd::Stale).detail(Detail::StaleIfError))
                 {
                     return Ok(stale);
                 }
@@ -326,18 +331,18 @@ impl Miss {
         }
     }
 
-    fn answer(&self, entry: &Entry, cache_status: &str) -> Response<Body> {
+    fn answer(&self, entry: &Entry, cache_status: CacheStatus) -> Response<Body> {
         respond::answer(
             entry,
             &self.parts.headers,
             self.head(),
             self.parts.version,
-            &with_heuristic_detail(cache_status, entry),
+            cache_status.of_entry(entry),
         )
     }
 
     /// A fresh cached answer, if the cache has one now.
-    async fn fresh_from_cache(&self, cache_status: &str) -> Option<Response<Body>> {
+    async fn fresh_from_cache(&self, cache_status: CacheStatus) -> Option<Response<Body>> {
         let entry = self.fresh_entry().await?;
         Some(self.answer(&entry, cache_status))
     }
@@ -367,7 +372,7 @@ impl Miss {
     }
 
     /// The stale entry, when `stale-if-error` lets it answer now.
-    fn stale_if_error(&self, cache_status: &str) -> Option<Response<Body>> {
+    fn stale_if_error(&self, cache_status: CacheStatus) -> Option<Response<Body>> {
         let stale = self.stale.as_ref()?;
         let req = cache_policy::request_directives(&self.parts.headers);
         cache_policy::stale_if_error_allows(stale.response(), &req, now_ms())
@@ -380,16 +385,21 @@ impl Miss {
         cfg: &crate::config::CacheConfig,
     ) -> Result<Response<Body>, Error> {
         if self.state.store.is_memory() {
-            return self.finish(Some(guard), None, "").await;
+            return self.finish(Some(guard), None, None).await;
         }
         match self.fleet_turn(cfg).await {
-            FleetTurn::Ours(token) => self.finish(Some(guard), Some(token), "").await,
+            FleetTurn::Ours(token) => self.finish(Some(guard), Some(token), None).await,
             FleetTurn::Theirs(entry) => {
                 guard.finish(Outcome::Stored(entry.clone()));
                 self.state.metrics.coalesced_requests_total.inc();
-                Ok(self.answer(&entry, "gatehouse; fwd=miss; collapsed; detail=fleet"))
+                Ok(self.answer(
+                    &entry,
+                    CacheStatus::fwd(Fwd::Miss)
+                        .collapsed()
+                        .detail(Detail::Fleet),
+                ))
             }
-            FleetTurn::Alone => self.finish(Some(guard), None, "").await,
+            FleetTurn::Alone => self.finish(Some(guard), None, None).await,
         }
     }
 
@@ -439,7 +449,7 @@ impl Miss {
         &self,
         guard: Option<LeaderGuard>,
         lease: Option<String>,
-        detail: &str,
+        detail: Option<Detail>,
     ) -> Result<Response<Body>, Error> {
         let mut answer = self.finish_fill(guard, lease, detail).await;
         // The fill ran in its own task: its origin time reaches the access log here.
@@ -455,7 +465,7 @@ impl Miss {
         &self,
         guard: Option<LeaderGuard>,
         lease: Option<String>,
-        detail: &str,
+        detail: Option<Detail>,
     ) -> Result<Response<Body>, Error> {
         let ctx = self.clone_for_task();
         let task = tokio::spawn(async move { ctx.run_fill(guard, lease).await });
@@ -465,19 +475,13 @@ impl Miss {
         match filled {
             Filled::Stored(entry, cookies) => {
                 self.state.cache.clear_hit_for_pass(&self.key.id);
-                let status = if detail.is_empty() {
-                    "gatehouse; fwd=miss; stored".to_string()
-                } else {
-                    format!("gatehouse; fwd=miss; stored; detail={detail}")
-                };
-                Ok(with_cookies(self.answer(&entry, &status), cookies))
+                let mut status = CacheStatus::fwd(Fwd::Miss).stored();
+                status.detail = detail;
+                Ok(with_cookies(self.answer(&entry, status), cookies))
             }
             Filled::Revalidated(entry, stored, cookies) => {
-                let status = if stored {
-                    "gatehouse; fwd=stale; fwd-status=304; stored"
-                } else {
-                    "gatehouse; fwd=stale; fwd-status=304"
-                };
+                let status = CacheStatus::fwd(Fwd::Stale).fwd_status(304);
+                let status = if stored { status.stored() } else { status };
                 Ok(with_cookies(self.answer(&entry, status), cookies))
             }
             Filled::Pass(resp, NoCacheReason::TooLarge) if self.ranged() => {
@@ -490,11 +494,10 @@ impl Miss {
             Filled::Pass(mut resp, reason) => {
                 let code = resp.status();
                 if code.is_server_error() {
-                    let status = format!(
-                        "gatehouse; fwd=stale; fwd-status={}; detail=stale-if-error",
-                        code.as_u16()
-                    );
-                    if let Some(stale) = self.stale_if_error(&status) {
+                    let status = CacheStatus::fwd(Fwd::Stale)
+                        .fwd_status(code.as_u16())
+                        .detail(Detail::StaleIfError);
+                    if let Some(stale) = self.stale_if_error(status) {
                         return Ok(stale);
                     }
                 } else if reason != NoCacheReason::Status {
@@ -505,21 +508,18 @@ impl Miss {
                     *resp.body_mut() = body::empty();
                 }
                 let fwd = if self.stale.is_some() {
-                    "stale"
+                    Fwd::Stale
                 } else {
-                    "miss"
+                    Fwd::Miss
                 };
-                let value = if detail.is_empty() {
-                    format!("gatehouse; fwd={fwd}; detail={}", reason.label())
-                } else {
-                    format!("gatehouse; fwd={fwd}; detail={detail}")
-                };
-                respond::set_cache_status(&mut resp, &value);
+                CacheStatus::fwd(fwd)
+                    .detail(detail.unwrap_or(Detail::NotStored(reason)))
+                    .append_to(resp.headers_mut());
                 Ok(resp)
             }
             Filled::Failed(e) => {
                 if let Some(stale) =
-                    self.stale_if_error("gatehouse; fwd=stale; detail=stale-if-error")
+                    self.stale_if_error(CacheStatus::fwd(Fwd::Stale).detail(Detail::StaleIfError))
                 {
                     return Ok(stale);
                 }
@@ -888,16 +888,6 @@ fn with_cookies(mut resp: Response<Body>, cookies: Cookies) -> Response<Body> {
         resp.headers_mut().append(header::SET_COOKIE, c);
     }
     resp
-}
-
-/// `Cache-Status` of an answer from `entry`: `detail=heuristic` added when its
-/// freshness is heuristic (RFC 9111 §4.2.2) and nothing more specific is said.
-pub fn with_heuristic_detail(cache_status: &str, entry: &Entry) -> String {
-    if entry.response().flags.heuristic && !cache_status.contains("detail=") {
-        format!("{cache_status}; detail=heuristic")
-    } else {
-        cache_status.to_string()
-    }
 }
 
 /// How long past its stale windows an entry with a validator is kept for

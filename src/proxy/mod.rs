@@ -29,13 +29,15 @@
 //! (RFC 8441), is recognised before `inbound`, and after auth and the gates is
 //! relayed, never cached                                upgrade.rs
 //!
-//! Every response carries `Cache-Status` (RFC 9211); gatehouse's own targeted field
+//! Every response carries `Cache-Status` (RFC 9211), one `CacheStatus` value written
+//! by cache_status.rs; gatehouse's own targeted field
 //! (`cache.targeted_fields`) never leaves.
 
 pub mod access;
 pub mod authorize;
 pub mod cache_key;
 pub mod cache_policy;
+pub mod cache_status;
 pub mod fetch;
 pub mod gates;
 pub mod inbound;
@@ -50,7 +52,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::{HeaderValue, Request, Response};
+use http::{Request, Response};
 use tracing::Instrument;
 
 use crate::app::AppState;
@@ -61,6 +63,7 @@ use crate::clock::now_ms;
 use crate::error::Error;
 use crate::routes::Route;
 use cache_policy::{NoCacheReason, Reuse};
+use cache_status::{CacheStatus, Detail, Fwd};
 
 /// The proxy listener's handler.
 pub struct Proxy {
@@ -97,7 +100,7 @@ pub async fn handle(
     state.metrics.observe_request(
         label,
         resp.status(),
-        resp.headers().get("cache-status"),
+        resp.headers().get(cache_status::FIELD),
         elapsed,
     );
     let log = &runtime.config.log;
@@ -180,10 +183,9 @@ async fn route_and_serve(
         Ok(r) => r,
         Err(e) => {
             let mut r = e.into_response();
-            r.headers_mut().insert(
-                "cache-status",
-                HeaderValue::from_static("gatehouse; fwd=miss; detail=error"),
-            );
+            CacheStatus::fwd(Fwd::Miss)
+                .detail(Detail::Error)
+                .replace_in(r.headers_mut());
             r
         }
     };
@@ -294,7 +296,7 @@ async fn forward_to_cache_or_origin(
             tls,
             route.as_deref(),
             &who,
-            "gatehouse; fwd=bypass; detail=no-subject",
+            CacheStatus::fwd(Fwd::Bypass).detail(Detail::NoSubject),
         )
         .await;
     }
@@ -314,18 +316,18 @@ async fn forward_to_cache_or_origin(
         if !has_auth || r.flags.auth_ok {
             match cache_policy::reuse(r, &directives, trusted, now_ms()) {
                 Reuse::Fresh { remaining } => {
+                    let hit = CacheStatus::hit_for(remaining / 1000);
                     let status = if entry.is_negative() {
-                        format!("gatehouse; hit; ttl={}; detail=negative", remaining / 1000)
+                        hit.detail(Detail::Negative)
                     } else {
-                        let hit = format!("gatehouse; hit; ttl={}", remaining / 1000);
-                        fetch::with_heuristic_detail(&hit, &entry)
+                        hit.of_entry(&entry)
                     };
                     return Ok(respond::answer(
                         &entry,
                         req.headers(),
                         head,
                         version,
-                        &status,
+                        status,
                     ));
                 }
                 Reuse::StaleAccepted => {
@@ -334,7 +336,7 @@ async fn forward_to_cache_or_origin(
                         req.headers(),
                         head,
                         version,
-                        "gatehouse; hit; detail=max-stale",
+                        CacheStatus::HIT.detail(Detail::MaxStale),
                     ));
                 }
                 Reuse::StaleWhileRevalidate => {
@@ -343,7 +345,7 @@ async fn forward_to_cache_or_origin(
                         req.headers(),
                         head,
                         version,
-                        "gatehouse; hit; detail=stale-while-revalidate",
+                        CacheStatus::HIT.detail(Detail::StaleWhileRevalidate),
                     ));
                     stale = Some(entry);
                 }
@@ -421,11 +423,13 @@ async fn purge(
     ))
 }
 
-fn pass_status(reason: NoCacheReason) -> &'static str {
+fn pass_status(reason: NoCacheReason) -> CacheStatus {
     match reason {
-        NoCacheReason::Method => "gatehouse; fwd=method",
-        NoCacheReason::RouteDisabled => "gatehouse; fwd=bypass",
-        NoCacheReason::RequestBody => "gatehouse; fwd=request; detail=request-body",
-        _ => "gatehouse; fwd=miss",
+        NoCacheReason::Method => CacheStatus::fwd(Fwd::Method),
+        NoCacheReason::RouteDisabled => CacheStatus::fwd(Fwd::Bypass),
+        NoCacheReason::RequestBody => {
+            CacheStatus::fwd(Fwd::Request).detail(Detail::NotStored(reason))
+        }
+        _ => CacheStatus::fwd(Fwd::Miss),
     }
 }
