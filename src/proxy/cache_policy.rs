@@ -3,10 +3,12 @@
 //! that is not stored says why (`NoCacheReason`), which also lands in
 //! `Cache-Status` and in `gatehouse_cache_stores_total{result}`.
 
+use std::collections::HashSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use http::{header, HeaderMap, Method, StatusCode};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
+use crate::cache::entry::{Flags, StoredResponse};
 use crate::config::{CacheConfig, KeyBy, SetCookie};
 use crate::routes::Route;
 
@@ -179,12 +181,7 @@ pub enum Reuse {
 
 /// Decides how a stored response may answer a request (RFC 9111 §4, §4.2.4, §5.2;
 /// RFC 5861). `trusted` is false for an L1 entry that may have missed invalidations.
-pub fn reuse(
-    entry: &crate::cache::entry::StoredResponse,
-    req: &Directives,
-    trusted: bool,
-    now: u64,
-) -> Reuse {
+pub fn reuse(entry: &StoredResponse, req: &Directives, trusted: bool, now: u64) -> Reuse {
     let age = entry.age_at(now);
     let fresh_for = entry.freshness.saturating_sub(age);
     let fresh = trusted && !entry.flags.no_cache && age < entry.freshness;
@@ -220,11 +217,7 @@ pub fn reuse(
 /// the request it appears in"). Never for `must-revalidate`, `proxy-revalidate`,
 /// `s-maxage` or `no-cache` entries (RFC 9111 §4.2.4: "MUST NOT generate a stale
 /// response if it is prohibited by an explicit in-protocol directive").
-pub fn stale_if_error_allows(
-    entry: &crate::cache::entry::StoredResponse,
-    req: &Directives,
-    now: u64,
-) -> bool {
+pub fn stale_if_error_allows(entry: &StoredResponse, req: &Directives, now: u64) -> bool {
     if entry.flags.must_revalidate || entry.flags.no_cache {
         return false;
     }
@@ -325,6 +318,18 @@ pub struct Storable {
     pub auth_ok: bool,
     /// The freshness is heuristic (RFC 9111 §4.2.2, `cache.heuristic_fraction`).
     pub heuristic: bool,
+}
+
+impl Storable {
+    /// The entry flags this decision gives.
+    pub fn flags(&self) -> Flags {
+        Flags {
+            must_revalidate: self.must_revalidate,
+            no_cache: self.no_cache,
+            auth_ok: self.auth_ok,
+            heuristic: self.heuristic,
+        }
+    }
 }
 
 /// Decides whether a response may be stored and for how long (RFC 9111 §3, §4.2.1),
@@ -613,6 +618,64 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
+/// Whether a 304 identifies the stored response it was asked about (RFC 9111 §4.3.4):
+/// a strong `ETag` must be the stored one, a weak one must match it by weak
+/// comparison (RFC 9110 §8.8.3.2); a 304 without an `ETag` is taken as the stored
+/// response's (origins often leave validators out of 304s).
+pub fn identifies(stored: &StoredResponse, not_modified: &HeaderMap) -> bool {
+    let Some(new) = not_modified
+        .get(header::ETAG)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+    else {
+        return true;
+    };
+    let Some(old) = stored
+        .header("etag")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+    else {
+        return false;
+    };
+    match new.strip_prefix("W/") {
+        None => new == old,
+        Some(opaque) => opaque == old.strip_prefix("W/").unwrap_or(old),
+    }
+}
+
+/// The stored fields updated by a 304 (RFC 9111 §4.3.4, §3.2): each field the 304
+/// carries replaces every stored line of that field and new fields are added, except
+/// `Content-Length`, `Content-Encoding`, `Content-Range` and `Transfer-Encoding` (the
+/// stored body keeps its own) and `Age` (counted into the new age). Hop-by-hop fields
+/// are gone from the 304 before it gets here (`origin::strip_hop_by_hop`).
+pub fn merge_not_modified(
+    stored: &[(HeaderName, HeaderValue)],
+    not_modified: &HeaderMap,
+) -> HeaderMap {
+    let mut merged = HeaderMap::new();
+    for (k, v) in stored {
+        merged.append(k.clone(), v.clone());
+    }
+    let mut replaced = HashSet::new();
+    for (k, v) in not_modified {
+        if matches!(
+            *k,
+            header::CONTENT_LENGTH
+                | header::CONTENT_ENCODING
+                | header::CONTENT_RANGE
+                | header::TRANSFER_ENCODING
+                | header::AGE
+        ) {
+            continue;
+        }
+        if replaced.insert(k.clone()) {
+            merged.remove(k);
+        }
+        merged.append(k.clone(), v.clone());
+    }
+    merged
+}
+
 /// The `Age` field (RFC 9111 §5.1) in seconds: a list-based value (`Age: 5, 10`, or
 /// two field lines) counts by its first member; a first member that is not a
 /// non-negative integer (`5s`, `-1`, `abc`) makes the field ignored; values beyond
@@ -853,6 +916,57 @@ mod tests {
         }
         let h = headers(&[("age", "5, 100")]);
         assert_eq!(initial_age(&h, 1_000, 1_200), 5_200);
+    }
+
+    #[test]
+    fn a_304_replaces_the_fields_it_carries_but_not_the_bodys_own() {
+        let stored: Vec<_> = headers(&[
+            ("cache-control", "max-age=10"),
+            ("cache-control", "public"),
+            ("content-type", "text/plain"),
+            ("content-length", "5"),
+            ("content-encoding", "gzip"),
+            ("x-kept", "1"),
+        ])
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+        let not_modified = headers(&[
+            ("cache-control", "max-age=60"),
+            ("content-length", "0"),
+            ("content-encoding", "br"),
+            ("content-range", "bytes 0-0/1"),
+            ("age", "7"),
+            ("x-new", "a"),
+            ("x-new", "b"),
+        ]);
+        let merged = merge_not_modified(&stored, &not_modified);
+        let all = |name: &str| -> Vec<&str> {
+            merged
+                .get_all(name)
+                .iter()
+                .map(|v| v.to_str().unwrap())
+                .collect()
+        };
+        assert_eq!(all("cache-control"), ["max-age=60"]);
+        assert_eq!(all("content-type"), ["text/plain"]);
+        assert_eq!(all("content-length"), ["5"]);
+        assert_eq!(all("content-encoding"), ["gzip"]);
+        assert_eq!(all("x-kept"), ["1"]);
+        assert_eq!(all("x-new"), ["a", "b"]);
+        assert!(all("content-range").is_empty() && all("age").is_empty());
+    }
+
+    #[test]
+    fn a_304_identifies_the_stored_response_by_its_etag() {
+        let mut r = crate::cache::entry::tests::sample(false).response().clone();
+        r.headers = vec![(header::ETAG, HeaderValue::from_static("\"v1\""))];
+        assert!(identifies(&r, &HeaderMap::new()));
+        assert!(identifies(&r, &headers(&[("etag", "\"v1\"")])));
+        assert!(identifies(&r, &headers(&[("etag", "W/\"v1\"")])));
+        assert!(!identifies(&r, &headers(&[("etag", "\"v2\"")])));
+        r.headers.clear();
+        assert!(!identifies(&r, &headers(&[("etag", "\"v1\"")])));
     }
 
     #[test]

@@ -126,6 +126,10 @@ impl CacheStatus {
         detail: None,
     };
 
+    /// A stale entry answered because the origin failed (RFC 5861 §4).
+    pub const STALE_IF_ERROR: CacheStatus =
+        CacheStatus::fwd(Fwd::Stale).detail(Detail::StaleIfError);
+
     /// Went forward to the origin, for this reason.
     pub const fn fwd(fwd: Fwd) -> CacheStatus {
         CacheStatus {

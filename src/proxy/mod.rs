@@ -6,21 +6,29 @@
 //! route = router.find(method, host, path)           routes.rs
 //! authorize(route, headers)?                        authorize.rs      (401/403)
 //! gates: capacity admission, lock (route-declared)   gates.rs          (409/503)
-//! request_cacheable(method, headers, route)?        cache_policy.rs   (else: pass)
+//! request_cacheable(method, headers, route)?        cache_policy.rs   (else: pass.rs,
+//!   request directives parsed once, carried         cache_policy.rs    streamed through)
 //! key = cache_key::for_request(uri, headers, route) cache_key.rs
 //! cache.lookup(key)  -> reuse? fresh: answer (304 when the client's validators match,
 //!                       else 206 / 416 for a GET's one byte range)
 //!                       stale-while-revalidate: answer + one background refresh
 //!                                                   cache/, cache_policy.rs, respond.rs,
 //!                                                   range.rs
-//! coalesced fetch    -> leader fills (revalidating a stale entry; never with the
-//!                       client's Range), waiters wait and cut their own range;
-//!                       one fetch per instance, and per fleet through a store lease;
-//!                       a range whose whole representation cannot be stored is
-//!                       asked of the origin as is        fetch.rs, cache/coalesce.rs
-//! storable(response)? store L1 + L2 : pass; stale-if-error on failure
-//!   directives: the first targeted field (RFC 9213), else Cache-Control
+//! the miss (a `Miss` carries the request through)  miss.rs
+//!   coalescing  -> join or lead the fill: one per instance, and per fleet through a
+//!                  store lease; waiters wait and cut their own range
+//!                                                   coalesce.rs, cache/coalesce.rs
+//!   fill        -> the origin asked (revalidating a stale entry; never with the
+//!                  client's Range); storable? the entry built and stored (L1 + L2),
+//!                  a 304 merged into the stale one: both through one `apply`
+//!                                                   fill.rs, cache_policy.rs
+//!     directives: the first targeted field (RFC 9213), else Cache-Control
 //!                                                   cache_policy.rs, targeted.rs
+//!   answer      -> from the stored entry, the origin's uncacheable answer, or the
+//!                  stale entry on failure (stale-if-error); a range whose whole
+//!                  representation cannot be stored is asked of the origin as is
+//!                                                   miss.rs, pass.rs
+//! Cache-Status of every answer                      cache_status.rs
 //! successful unsafe method -> invalidate target, Location, invalidate_on routes
 //!                                                   invalidate.rs
 //! ```
@@ -38,11 +46,14 @@ pub mod authorize;
 pub mod cache_key;
 pub mod cache_policy;
 pub mod cache_status;
-pub mod fetch;
+pub mod coalesce;
+pub mod fill;
 pub mod gates;
 pub mod inbound;
 pub mod invalidate;
+pub mod miss;
 pub mod origin;
+pub mod pass;
 pub mod range;
 pub mod respond;
 pub mod targeted;
@@ -264,7 +275,7 @@ async fn forward_to_cache_or_origin(
         cache_policy::request_cacheable(req.method(), req.headers(), route.as_deref())
     {
         let write = (!req.method().is_safe()).then(|| invalidate::Write::of(&req));
-        let resp = fetch::pass(
+        let resp = pass::pass(
             state,
             &origin,
             req,
@@ -288,7 +299,7 @@ async fn forward_to_cache_or_origin(
         && who.sub().is_none_or(str::is_empty)
     {
         // A per-user route with no user to key by: never shared, never cached.
-        return fetch::pass(
+        return pass::pass(
             state,
             &origin,
             req,
@@ -363,7 +374,7 @@ async fn forward_to_cache_or_origin(
     }
     let (mut parts, _body) = req.into_parts();
     let interim = parts.extensions.remove::<crate::server::interim::Interim>();
-    let miss = fetch::Miss {
+    let miss = miss::Miss {
         interim,
         state: state.clone(),
         parts: Arc::new(parts),
@@ -378,10 +389,10 @@ async fn forward_to_cache_or_origin(
         credentials: has_auth,
     };
     if let Some(resp) = served_stale {
-        fetch::revalidate_in_background(miss);
+        coalesce::revalidate_in_background(miss);
         return Ok(resp);
     }
-    fetch::fetch_for_cache(miss).await
+    coalesce::fetch_for_cache(miss).await
 }
 
 /// `PURGE <path>` (with `cache.purge_method`): drops the canonical path's entries for
