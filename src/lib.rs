@@ -31,7 +31,7 @@
 //! client ─► server ─► proxy::handle
 //!             inbound: canonical target + authority, hop-by-hop and spoofable
 //!                      headers removed ── 400/421 (one meaning per request)
-//!             route = router.find(method, host, canonical path)
+//!             route = router.find(method, host, canonical path): once, params carried
 //!             authorize: JWT (verified-token cache) + revocation view ── 401/403/503
 //!             gates: route capacity admission, route lock ── 409/503 (freed after)
 //!             request cacheable? ── no ─► pass::pass ─► origin (streamed both ways)

@@ -247,11 +247,10 @@ impl Miss {
             .route
             .as_deref()
             .map(|r| {
-                let params = r.pattern.matches(self.parts.uri.path()).unwrap_or_default();
                 r.config
                     .tags
                     .iter()
-                    .filter_map(|t| crate::routes::expand_template(t, &params))
+                    .filter_map(|t| crate::routes::expand_template(t, &self.params))
                     .collect()
             })
             .unwrap_or_default();

@@ -12,7 +12,7 @@ use std::time::Duration;
 use http::request::Parts;
 use http::{HeaderMap, Method, Request, Response};
 
-use super::cache_policy::{self, NoCacheReason, Reuse};
+use super::cache_policy::{self, Directives, NoCacheReason, Reuse};
 use super::cache_status::{CacheStatus, Detail, Fwd};
 use super::fill::{with_cookies, Filled};
 use super::origin::{self, Origin};
@@ -24,7 +24,7 @@ use crate::cache::entry::Entry;
 use crate::cache::{CacheKey, EntryId, Lookup};
 use crate::clock::now_ms;
 use crate::error::Error;
-use crate::routes::Route;
+use crate::routes::{Params, Route};
 
 /// A cacheable request the cache could not answer as is: everything it carries
 /// through the fetch.
@@ -37,6 +37,8 @@ pub struct Miss {
     /// Whether the client reached us over TLS (`X-Forwarded-Proto`).
     pub tls: bool,
     pub route: Option<Arc<Route>>,
+    /// The path parameters the route's steps read (`routes::Matched`).
+    pub params: Params,
     /// The origin the route sends to, from the runtime the request began with (a fill
     /// or background revalidation finishes on it across a reload).
     pub origin: Arc<Origin>,
@@ -50,6 +52,8 @@ pub struct Miss {
     /// The stored entry the request could not use as is: revalidated, and the
     /// `stale-if-error` fallback.
     pub stale: Option<Arc<Entry>>,
+    /// The request's own directives (RFC 9111 §5.2.1), parsed once.
+    pub directives: Directives,
     /// The request carried credentials (see `cache_policy::storable`).
     pub credentials: bool,
     /// Where the origin's interim responses to this client's own fill go (none for
@@ -115,11 +119,10 @@ impl Miss {
         else {
             return None;
         };
-        let directives = cache_policy::request_directives(&self.parts.headers);
         let usable = !self.credentials || entry.response().flags.auth_ok;
         (usable
             && matches!(
-                cache_policy::reuse(entry.response(), &directives, true, now_ms()),
+                cache_policy::reuse(entry.response(), &self.directives, true, now_ms()),
                 Reuse::Fresh { .. }
             ))
         .then_some(entry)
@@ -128,8 +131,7 @@ impl Miss {
     /// The stale entry, when `stale-if-error` lets it answer now.
     pub(super) fn stale_if_error(&self, cache_status: CacheStatus) -> Option<Response<Body>> {
         let stale = self.stale.as_ref()?;
-        let req = cache_policy::request_directives(&self.parts.headers);
-        cache_policy::stale_if_error_allows(stale.response(), &req, now_ms())
+        cache_policy::stale_if_error_allows(stale.response(), &self.directives, now_ms())
             .then(|| self.answer(stale, cache_status))
     }
 

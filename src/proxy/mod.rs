@@ -4,6 +4,7 @@
 //! inbound::canonicalize(req)?                       inbound.rs        (400/421)
 //!   one target, one authority, client hop-by-hop and spoofable headers removed
 //! route = router.find(method, host, path)           routes.rs
+//!   matched once; the parameters its gates and tags read travel with it
 //! authorize(route, headers)?                        authorize.rs      (401/403)
 //! gates: capacity admission, lock (route-declared)   gates.rs          (409/503)
 //! request_cacheable(method, headers, route)?        cache_policy.rs   (else: pass.rs,
@@ -72,7 +73,7 @@ use crate::body::{Body, RequestBody};
 use crate::cache::Lookup;
 use crate::clock::now_ms;
 use crate::error::Error;
-use crate::routes::Route;
+use crate::routes::{Params, Route};
 use cache_policy::{NoCacheReason, Reuse};
 use cache_status::{CacheStatus, Detail, Fwd};
 
@@ -189,8 +190,12 @@ async fn route_and_serve(
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
-    let route = runtime.router.find(req.method(), host, req.uri().path());
-    let resp = match serve(state, runtime, req, peer, tls, route.clone(), user).await {
+    // The one route lookup of the request; its parameters travel with it.
+    let (route, params) = match runtime.router.find(req.method(), host, req.uri().path()) {
+        Some(m) => (Some(m.route), m.params),
+        None => (None, Params::new()),
+    };
+    let resp = match serve(state, runtime, req, peer, tls, route.clone(), params, user).await {
         Ok(r) => r,
         Err(e) => {
             let mut r = e.into_response();
@@ -203,6 +208,7 @@ async fn route_and_serve(
     (with_target(resp), route)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn serve(
     state: &Arc<AppState>,
     runtime: &Runtime,
@@ -210,6 +216,7 @@ async fn serve(
     peer: SocketAddr,
     tls: bool,
     route: Option<Arc<Route>>,
+    params: Params,
     user: &mut Option<String>,
 ) -> Result<Response<Body>, Error> {
     let who = authorize::authorize(state, runtime, route.as_deref(), req.headers_mut()).await?;
@@ -218,14 +225,10 @@ async fn serve(
         .as_deref()
         .is_some_and(|r| r.config.capacity.is_some() || r.config.lock.is_some());
     if !has_gates {
-        return forward(state, runtime, req, peer, tls, route, who).await;
+        return forward(state, runtime, req, peer, tls, route, params, who).await;
     }
-    let params = route
-        .as_deref()
-        .and_then(|r| r.pattern.matches(req.uri().path()))
-        .unwrap_or_default();
     let passed = gates::enter(state, route.as_deref(), &params, &who, req.headers_mut()).await?;
-    let result = forward(state, runtime, req, peer, tls, route, who).await;
+    let result = forward(state, runtime, req, peer, tls, route, params, who).await;
     gates::leave(state, passed, result.as_ref().ok().map(|r| r.status())).await;
     result
 }
@@ -233,6 +236,7 @@ async fn serve(
 /// Everything after the gates: pass-through or the cache. Gatehouse's own targeted
 /// field (`cache.targeted_fields`, RFC 9213) is for gatehouse alone: it is removed
 /// from every answer, cached or passed, before it leaves.
+#[allow(clippy::too_many_arguments)]
 async fn forward(
     state: &Arc<AppState>,
     runtime: &Runtime,
@@ -240,15 +244,18 @@ async fn forward(
     peer: SocketAddr,
     tls: bool,
     route: Option<Arc<Route>>,
+    params: Params,
     who: authorize::Authorized,
 ) -> Result<Response<Body>, Error> {
-    let mut resp = forward_to_cache_or_origin(state, runtime, req, peer, tls, route, who).await?;
+    let mut resp =
+        forward_to_cache_or_origin(state, runtime, req, peer, tls, route, params, who).await?;
     if let Some(own) = targeted::own_field(&runtime.config.cache.targeted_fields) {
         resp.headers_mut().remove(own);
     }
     Ok(resp)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn forward_to_cache_or_origin(
     state: &Arc<AppState>,
     runtime: &Runtime,
@@ -256,6 +263,7 @@ async fn forward_to_cache_or_origin(
     peer: SocketAddr,
     tls: bool,
     route: Option<Arc<Route>>,
+    params: Params,
     who: authorize::Authorized,
 ) -> Result<Response<Body>, Error> {
     let origin = runtime.origin_for(route.as_deref()).clone();
@@ -381,11 +389,13 @@ async fn forward_to_cache_or_origin(
         peer,
         tls,
         route,
+        params,
         origin,
         flight: key.id.clone(),
         origin_time: Default::default(),
         key,
         stale,
+        directives,
         credentials: has_auth,
     };
     if let Some(resp) = served_stale {
