@@ -12,8 +12,9 @@ use std::time::Duration;
 use http::request::Parts;
 use http::{HeaderMap, Method, Request, Response};
 
-use super::cache_policy::{self, Directives, NoCacheReason, Reuse};
+use super::cache_policy::{self, NoCacheReason, Reuse};
 use super::cache_status::{CacheStatus, Detail, Fwd};
+use super::directives::Directives;
 use super::fill::{with_cookies, Filled};
 use super::origin::{self, Origin};
 use super::respond;

@@ -8,7 +8,7 @@
 //! authorize(route, headers)?                        authorize.rs      (401/403)
 //! gates: capacity admission, lock (route-declared)   gates.rs          (409/503)
 //! request_cacheable(method, headers, route)?        cache_policy.rs   (else: pass.rs,
-//!   request directives parsed once, carried         cache_policy.rs    streamed through)
+//!   request directives parsed once, carried         directives.rs      streamed through)
 //! key = cache_key::for_request(uri, headers, route) cache_key.rs
 //! cache.lookup(key)  -> reuse? fresh: answer (304 when the client's validators match,
 //!                       else 206 / 416 for a GET's one byte range)
@@ -24,7 +24,8 @@
 //!                  a 304 merged into the stale one: both through one `apply`
 //!                                                   fill.rs, cache_policy.rs
 //!     directives: the first targeted field (RFC 9213), else Cache-Control
-//!                                                   cache_policy.rs, targeted.rs
+//!                                                   cache_policy.rs, targeted.rs,
+//!                                                   directives.rs
 //!   answer      -> from the stored entry, the origin's uncacheable answer, or the
 //!                  stale entry on failure (stale-if-error); a range whose whole
 //!                  representation cannot be stored is asked of the origin as is
@@ -48,6 +49,7 @@ pub mod cache_key;
 pub mod cache_policy;
 pub mod cache_status;
 pub mod coalesce;
+pub mod directives;
 pub mod fill;
 pub mod gates;
 pub mod inbound;
@@ -320,7 +322,7 @@ async fn forward_to_cache_or_origin(
         .await;
     }
     let key = cache_key::for_request(req.uri(), req.headers(), route.as_deref(), who.sub());
-    let directives = cache_policy::request_directives(req.headers());
+    let directives = directives::request_directives(req.headers());
     let head = req.method() == http::Method::HEAD;
     let version = req.version();
     // A shared entry answers a request with credentials only when the response
