@@ -10,6 +10,7 @@ use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
 use super::directives::{parse_cache_control, Directives, DELTA_MAX};
 use crate::cache::entry::{Flags, StoredResponse};
+use crate::clock::Clock;
 use crate::config::{CacheConfig, KeyBy, SetCookie};
 use crate::routes::Route;
 
@@ -371,11 +372,15 @@ pub fn header_date(headers: &HeaderMap, name: header::HeaderName) -> Option<Syst
 /// past year with those digits (§5.6.7's MUST; `httpdate` alone fixes the century at
 /// 1970, which reads `01-Jan-71` as 1971).
 pub fn parse_http_date(text: &str) -> Option<SystemTime> {
+    parse_http_date_at(text, &Clock::System)
+}
+
+/// `parse_http_date`, with the clock whose year places an RFC 850 date's century.
+fn parse_http_date_at(text: &str, clock: &Clock) -> Option<SystemTime> {
     let text = text.trim();
-    if let Some(t) = parse_rfc850(text) {
-        return Some(t);
-    }
-    httpdate::parse_http_date(text).ok()
+    rfc850_as_imf_fixdate(text, clock)
+        .and_then(|imf| httpdate::parse_http_date(&imf).ok())
+        .or_else(|| httpdate::parse_http_date(text).ok())
 }
 
 const WEEKDAYS: [&str; 7] = [
@@ -387,90 +392,35 @@ const WEEKDAYS: [&str; 7] = [
     "Saturday",
     "Sunday",
 ];
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
 
-fn two_digits(b: &[u8]) -> Option<u32> {
-    match b {
-        [a, c] if a.is_ascii_digit() && c.is_ascii_digit() => {
-            Some(u32::from(a - b'0') * 10 + u32::from(c - b'0'))
-        }
-        _ => None,
-    }
-}
-
-/// `rfc850-date = day-name-l "," SP date2 SP time-of-day SP GMT`, `date2 = day "-"
-/// month "-" 2DIGIT`.
-fn parse_rfc850(text: &str) -> Option<SystemTime> {
+/// An RFC 850 date (`rfc850-date = day-name-l "," SP date2 SP time-of-day SP GMT`,
+/// `date2 = day "-" month "-" 2DIGIT`) written as the IMF-fixdate it means, its year
+/// placed by §5.6.7: `httpdate` then checks the day, month, time and weekday.
+fn rfc850_as_imf_fixdate(text: &str, clock: &Clock) -> Option<String> {
     let (name, rest) = text.split_once(", ")?;
-    let wday = WEEKDAYS.iter().position(|d| *d == name)? as i64;
     let b = rest.as_bytes();
-    if b.len() != 22
+    if !WEEKDAYS.contains(&name)
+        || !rest.is_ascii()
+        || b.len() != 22
         || b[2] != b'-'
         || b[6] != b'-'
-        || b[9] != b' '
-        || b[12] != b':'
-        || b[15] != b':'
-        || &rest[18..] != " GMT"
+        || !b[7..9].iter().all(u8::is_ascii_digit)
     {
         return None;
     }
-    let day = two_digits(&b[0..2])?;
-    let month = MONTHS.iter().position(|m| *m == &rest[3..6])? as u32 + 1;
-    let yy = i64::from(two_digits(&b[7..9])?);
-    let (hour, min, sec) = (
-        two_digits(&b[10..12])?,
-        two_digits(&b[13..15])?,
-        two_digits(&b[16..18])?,
-    );
-    if hour > 23 || min > 59 || sec > 59 {
-        return None;
-    }
-    let now_days = (now_secs() / 86_400) as i64;
-    let this_year = civil_from_days(now_days).0;
+    let yy = i32::from(b[7] - b'0') * 10 + i32::from(b[8] - b'0');
+    let this_year = clock.year();
     let mut year = this_year - this_year.rem_euclid(100) + yy;
     if year > this_year + 50 {
         year -= 100;
     }
-    let days = days_from_civil(year, month, day);
-    // Rejects 31-Feb and the like, dates before 1970, and a weekday that is not the date's.
-    if civil_from_days(days) != (year, month, day) || days < 0 || (days + 3).rem_euclid(7) != wday {
-        return None;
-    }
-    let secs = days as u64 * 86_400 + u64::from(hour * 3600 + min * 60 + sec);
-    Some(UNIX_EPOCH + Duration::from_secs(secs))
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (i64::from(m) + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    Some(format!(
+        "{}, {} {} {year:04}{}",
+        &name[..3],
+        &rest[..2],
+        &rest[3..6],
+        &rest[9..]
+    ))
 }
 
 /// Whether a 304 identifies the stored response it was asked about (RFC 9111 §4.3.4):
@@ -727,12 +677,12 @@ mod tests {
             Some(imf)
         );
         // RFC 9110 §5.6.7: a two-digit year is at most 50 years ahead.
-        let y2070 = UNIX_EPOCH + Duration::from_secs(days_from_civil(2070, 1, 1) as u64 * 86_400);
+        let y2070 = UNIX_EPOCH + Duration::from_secs(3_155_760_000);
         assert_eq!(
             parse_http_date("Wednesday, 01-Jan-70 00:00:00 GMT"),
             Some(y2070)
         );
-        let y2037 = UNIX_EPOCH + Duration::from_secs(days_from_civil(2037, 1, 1) as u64 * 86_400);
+        let y2037 = UNIX_EPOCH + Duration::from_secs(2_114_380_800);
         assert_eq!(
             parse_http_date("Thursday, 01-Jan-37 00:00:00 GMT"),
             Some(y2037)
@@ -748,6 +698,35 @@ mod tests {
             "",
         ] {
             assert_eq!(parse_http_date(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn an_rfc850_year_is_placed_by_the_clock_at_most_50_years_ahead() {
+        let y2070 = Some(UNIX_EPOCH + Duration::from_secs(3_155_760_000));
+        let wednesday = "Wednesday, 01-Jan-70 00:00:00 GMT";
+        // 1 December 2026 and 1 June 2019 (Unix ms).
+        let (in_2026, in_2019) = (
+            Clock::manual(1_796_169_600_000),
+            Clock::manual(1_559_347_200_000),
+        );
+        assert_eq!(parse_http_date_at(wednesday, &in_2026), y2070);
+        // From 2019, 2070 is more than 50 years ahead: 1970, whose 1 January was a
+        // Thursday, so the weekday is wrong.
+        assert_eq!(parse_http_date_at(wednesday, &in_2019), None);
+        assert_eq!(
+            parse_http_date_at("Thursday, 01-Jan-70 00:00:00 GMT", &in_2019),
+            Some(UNIX_EPOCH)
+        );
+        for bad in [
+            "Sunday, 31-Feb-94 08:49:37 GMT",
+            "Sunday, 06-Nov-94 24:49:37 GMT",
+            "Sunday, 06-nov-94 08:49:37 GMT",
+            "Sunday, 06-Nov-9x 08:49:37 GMT",
+            "Sunday, 06-Nov-94 08:49:37 UTC",
+            "Sun, 06-Nov-94 08:49:37 GMT",
+        ] {
+            assert_eq!(parse_http_date_at(bad, &in_2026), None, "{bad:?}");
         }
     }
 
