@@ -694,6 +694,25 @@ mod tests {
     }
 
     #[test]
+    fn invalidate_on_substitutes_params() {
+        let cfg = RouteConfig {
+            invalidate_on: vec!["POST /api/participants/{id}/check-in".into()],
+            ..RouteConfig::new("/api/participants/{id}")
+        };
+        let router = Router::new(&[cfg], RouteMatching::default()).unwrap();
+        let inv = router.invalidations_for(&http::Method::POST, "/api/participants/9/check-in");
+        assert_eq!(inv.len(), 1);
+        assert_eq!(inv[0].1, "/api/participants/9");
+        assert!(router
+            .invalidations_for(&http::Method::PUT, "/api/participants/9/check-in")
+            .is_empty());
+        assert_eq!(
+            expand_template("participant:{id}", &vec![("id".into(), "4".into())]).unwrap(),
+            "participant:4"
+        );
+    }
+
+    #[test]
     fn one_lookup_finds_the_route_and_the_params_its_steps_read() {
         let tagged = RouteConfig {
             tags: vec!["participant:{id}".into()],
@@ -713,24 +732,5 @@ mod tests {
         assert!(router
             .find(&http::Method::DELETE, "", "/api/events/3")
             .is_none());
-    }
-
-    #[test]
-    fn invalidate_on_substitutes_params() {
-        let cfg = RouteConfig {
-            invalidate_on: vec!["POST /api/participants/{id}/check-in".into()],
-            ..RouteConfig::new("/api/participants/{id}")
-        };
-        let router = Router::new(&[cfg], RouteMatching::default()).unwrap();
-        let inv = router.invalidations_for(&http::Method::POST, "/api/participants/9/check-in");
-        assert_eq!(inv.len(), 1);
-        assert_eq!(inv[0].1, "/api/participants/9");
-        assert!(router
-            .invalidations_for(&http::Method::PUT, "/api/participants/9/check-in")
-            .is_empty());
-        assert_eq!(
-            expand_template("participant:{id}", &vec![("id".into(), "4".into())]).unwrap(),
-            "participant:4"
-        );
     }
 }

@@ -75,7 +75,7 @@ use crate::body::{Body, RequestBody};
 use crate::cache::Lookup;
 use crate::clock::now_ms;
 use crate::error::Error;
-use crate::routes::{Params, Route};
+use crate::routes::Route;
 use cache_policy::{NoCacheReason, Reuse};
 use cache_status::{CacheStatus, Detail, Fwd};
 
@@ -195,7 +195,7 @@ async fn route_and_serve(
     // The one route lookup of the request; its parameters travel with it.
     let (route, params) = match runtime.router.find(req.method(), host, req.uri().path()) {
         Some(m) => (Some(m.route), m.params),
-        None => (None, Params::new()),
+        None => (None, crate::routes::Params::new()),
     };
     let resp = match serve(state, runtime, req, peer, tls, route.clone(), params, user).await {
         Ok(r) => r,
@@ -218,7 +218,7 @@ async fn serve(
     peer: SocketAddr,
     tls: bool,
     route: Option<Arc<Route>>,
-    params: Params,
+    params: crate::routes::Params,
     user: &mut Option<String>,
 ) -> Result<Response<Body>, Error> {
     let who = authorize::authorize(state, runtime, route.as_deref(), req.headers_mut()).await?;
@@ -246,7 +246,7 @@ async fn forward(
     peer: SocketAddr,
     tls: bool,
     route: Option<Arc<Route>>,
-    params: Params,
+    params: crate::routes::Params,
     who: authorize::Authorized,
 ) -> Result<Response<Body>, Error> {
     let mut resp =
@@ -265,7 +265,7 @@ async fn forward_to_cache_or_origin(
     peer: SocketAddr,
     tls: bool,
     route: Option<Arc<Route>>,
-    params: Params,
+    params: crate::routes::Params,
     who: authorize::Authorized,
 ) -> Result<Response<Body>, Error> {
     let origin = runtime.origin_for(route.as_deref()).clone();
