@@ -16,7 +16,7 @@ use gatehouse::cache::l1::L1;
 use gatehouse::cache::CacheKey;
 use gatehouse::config::RouteConfig;
 use gatehouse::proxy::cache_key;
-use gatehouse::proxy::cache_policy::parse_cache_control;
+use gatehouse::proxy::directives::parse_cache_control;
 use gatehouse::routes::Router;
 use http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 

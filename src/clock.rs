@@ -60,6 +60,11 @@ impl Clock {
         i64::try_from(self.now().as_secs()).unwrap_or(i64::MAX)
     }
 
+    /// The current year, in UTC.
+    pub fn year(&self) -> i32 {
+        utc(self.now_ms()).year()
+    }
+
     /// Sets a manual clock; a system clock cannot be set (a bug in the caller).
     pub fn set_ms(&self, ms: u64) {
         match self {
@@ -200,8 +205,10 @@ mod tests {
         shared.advance(Duration::from_millis(1_500));
         assert_eq!(c.now_ms(), 1_700_000_001_500);
         assert_eq!(c.now(), Duration::from_millis(1_700_000_001_500));
+        assert_eq!(c.year(), 2023);
         c.set_ms(5);
         assert_eq!(shared.now_ms(), 5);
+        assert_eq!(c.year(), 1970);
     }
 
     #[test]

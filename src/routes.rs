@@ -22,6 +22,21 @@ impl Route {
     pub fn label(&self) -> &str {
         self.pattern.as_str()
     }
+
+    /// Whether a step of this route reads the path's parameters: its purge tags and
+    /// its capacity and lock gates are templates.
+    fn uses_params(&self) -> bool {
+        !self.config.tags.is_empty() || self.config.capacity.is_some() || self.config.lock.is_some()
+    }
+}
+
+/// The route a request matched, with the path parameters its steps use: captured in
+/// the walk that matched, and only when the route reads them (`uses_params`), so a
+/// request is matched once and a route without templates costs no allocation.
+#[derive(Clone, Debug)]
+pub struct Matched {
+    pub route: Arc<Route>,
+    pub params: Params,
 }
 
 /// The compiled route table; swapped whole on reload.
@@ -55,17 +70,27 @@ impl Router {
     }
 
     /// The first route whose methods, hosts and path match a canonical request
-    /// (`crate::target`); no parameters captured: the steps that need them ask
-    /// `route.pattern.matches`.
-    pub fn find(&self, method: &http::Method, host: &str, path: &str) -> Option<Arc<Route>> {
+    /// (`crate::target`), with the parameters its steps use (`Matched`).
+    pub fn find(&self, method: &http::Method, host: &str, path: &str) -> Option<Matched> {
         self.routes
             .iter()
-            .find(|r| {
+            .filter(|r| {
                 r.config.methods.contains(method)
                     && crate::target::host_allowed(host, &r.config.hosts)
-                    && r.pattern.is_match(path)
             })
-            .cloned()
+            .find_map(|r| {
+                let params = if r.uses_params() {
+                    r.pattern.matches(path)?
+                } else if r.pattern.is_match(path) {
+                    Params::new()
+                } else {
+                    return None;
+                };
+                Some(Matched {
+                    route: r.clone(),
+                    params,
+                })
+            })
     }
 
     /// Read routes whose `invalidate_on` names this write; with the paths to purge.
@@ -112,5 +137,27 @@ mod tests {
         assert!(router
             .invalidations_for(&http::Method::PUT, "/api/participants/9/check-in")
             .is_empty());
+    }
+
+    #[test]
+    fn one_lookup_finds_the_route_and_the_params_its_steps_read() {
+        let tagged = RouteConfig {
+            tags: vec!["participant:{id}".into()],
+            ..RouteConfig::new("/api/participants/{id}")
+        };
+        let plain = RouteConfig::new("/api/events/{id}");
+        let router = Router::new(&[tagged, plain], RouteMatching::default()).unwrap();
+        let get = http::Method::GET;
+        let m = router.find(&get, "", "/api/participants/7").unwrap();
+        assert_eq!(m.route.index, 0);
+        assert_eq!(m.params, vec![("id".to_string(), "7".to_string())]);
+        // A route no step of which reads parameters is matched without capturing.
+        let m = router.find(&get, "", "/api/events/3").unwrap();
+        assert_eq!(m.route.index, 1);
+        assert!(m.params.is_empty());
+        assert!(router.find(&get, "", "/api/participants/7/x").is_none());
+        assert!(router
+            .find(&http::Method::DELETE, "", "/api/events/3")
+            .is_none());
     }
 }

@@ -49,7 +49,7 @@ pub enum Entry {
 
 /// Everything needed to replay a response and to judge its freshness
 /// (RFC 9111 §4.2). Times are Unix milliseconds.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct StoredResponse {
     pub status: StatusCode,
     /// End-to-end headers as received (hop-by-hop and `Age` removed).

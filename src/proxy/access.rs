@@ -75,7 +75,7 @@ pub fn log(line: &Line<'_>, resp: &Response<Body>) {
         duration_ms = line.duration.as_secs_f64() * 1000.0,
         origin = line.origin,
         origin_ms = line.origin_time.map(|d| d.as_secs_f64() * 1000.0),
-        cache = text("cache-status"),
+        cache = text(super::cache_status::FIELD),
         user = line.user.unwrap_or("-"),
         client = %line.peer.ip(),
         request_id = line.request_id.to_str().unwrap_or("-"),

@@ -3,139 +3,16 @@
 //! that is not stored says why (`NoCacheReason`), which also lands in
 //! `Cache-Status` and in `gatehouse_cache_stores_total{result}`.
 
+use std::collections::HashSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use http::{header, HeaderMap, Method, StatusCode};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
+use super::directives::{parse_cache_control, Directives, DELTA_MAX};
+use crate::cache::entry::{Flags, StoredResponse};
+use crate::clock::Clock;
 use crate::config::{CacheConfig, KeyBy, SetCookie};
 use crate::routes::Route;
-
-/// Parsed `Cache-Control` directives that matter to a shared cache.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Directives {
-    pub max_age: Option<Delta>,
-    pub s_maxage: Option<Delta>,
-    pub no_store: bool,
-    pub no_cache: bool,
-    pub private: bool,
-    pub public: bool,
-    pub must_revalidate: bool,
-    pub proxy_revalidate: bool,
-    pub stale_while_revalidate: Option<Delta>,
-    pub stale_if_error: Option<Delta>,
-    pub only_if_cached: bool,
-    pub max_stale: Option<Option<u64>>,
-    pub min_fresh: Option<Delta>,
-    /// The directives came from a targeted field (RFC 9213), not `Cache-Control`:
-    /// `Expires` is then ignored too.
-    pub targeted: bool,
-}
-
-/// A delta-seconds argument: valid seconds, or invalid (unparsable, negative, or
-/// given twice with different values), which makes the response stale (RFC 9111
-/// §4.2.1, §1.2.2).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Delta {
-    Seconds(u64),
-    Invalid,
-}
-
-impl Delta {
-    pub fn seconds(self) -> u64 {
-        match self {
-            Delta::Seconds(s) => s,
-            Delta::Invalid => 0,
-        }
-    }
-}
-
-/// RFC 9111 §1.2.2: values above 2^31 count as 2^31.
-const DELTA_MAX: u64 = 1 << 31;
-
-fn parse_delta(v: Option<&str>) -> Delta {
-    match v {
-        Some(v) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => {
-            Delta::Seconds(v.parse::<u64>().unwrap_or(DELTA_MAX).min(DELTA_MAX))
-        }
-        _ => Delta::Invalid,
-    }
-}
-
-fn set_delta(slot: &mut Option<Delta>, v: Delta) {
-    *slot = match *slot {
-        None => Some(v),
-        Some(prev) if prev == v => Some(prev),
-        Some(_) => Some(Delta::Invalid),
-    };
-}
-
-/// Splits a header list on commas outside quoted strings.
-fn split_list(s: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    let mut quoted = false;
-    let mut escaped = false;
-    for (i, c) in s.char_indices() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' if quoted => escaped = true,
-            '"' => quoted = !quoted,
-            ',' if !quoted => {
-                out.push(&s[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    out.push(&s[start..]);
-    out.into_iter()
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .collect()
-}
-
-/// Parses every `Cache-Control` field line. Quoted arguments are accepted
-/// (`max-age="60"`), directive names are case-insensitive.
-pub fn parse_cache_control(headers: &HeaderMap) -> Directives {
-    let mut d = Directives::default();
-    for value in headers.get_all(header::CACHE_CONTROL) {
-        let Ok(value) = value.to_str() else { continue };
-        for part in split_list(value) {
-            let (name, arg) = match part.split_once('=') {
-                Some((n, a)) => {
-                    let a = a.trim();
-                    let a = a
-                        .strip_prefix('"')
-                        .and_then(|x| x.strip_suffix('"'))
-                        .unwrap_or(a);
-                    (n.trim(), Some(a))
-                }
-                None => (part, None),
-            };
-            match name.to_ascii_lowercase().as_str() {
-                "max-age" => set_delta(&mut d.max_age, parse_delta(arg)),
-                "s-maxage" => set_delta(&mut d.s_maxage, parse_delta(arg)),
-                "stale-while-revalidate" => {
-                    set_delta(&mut d.stale_while_revalidate, parse_delta(arg))
-                }
-                "stale-if-error" => set_delta(&mut d.stale_if_error, parse_delta(arg)),
-                "min-fresh" => set_delta(&mut d.min_fresh, parse_delta(arg)),
-                "max-stale" => d.max_stale = Some(arg.map(|a| parse_delta(Some(a)).seconds())),
-                "no-store" => d.no_store = true,
-                // Qualified no-cache="field" is treated like unqualified: stricter.
-                "no-cache" => d.no_cache = true,
-                // Qualified private="field" is treated like unqualified: never shared.
-                "private" => d.private = true,
-                "public" => d.public = true,
-                "must-revalidate" => d.must_revalidate = true,
-                "proxy-revalidate" => d.proxy_revalidate = true,
-                "only-if-cached" => d.only_if_cached = true,
-                _ => {}
-            }
-        }
-    }
-    d
-}
 
 /// The directives a response gives gatehouse: those of the first valid targeted
 /// field of `cache.targeted_fields` (RFC 9213 §2.1: `Cache-Control` and `Expires`
@@ -143,25 +20,6 @@ pub fn parse_cache_control(headers: &HeaderMap) -> Directives {
 pub fn response_directives(headers: &HeaderMap, cfg: &CacheConfig) -> Directives {
     super::targeted::select(headers, &cfg.targeted_fields)
         .unwrap_or_else(|| parse_cache_control(headers))
-}
-
-/// Request directives (RFC 9111 §5.2.1), with `Pragma: no-cache` honoured when the
-/// request has no `Cache-Control` (§5.4).
-pub fn request_directives(headers: &HeaderMap) -> Directives {
-    let mut d = parse_cache_control(headers);
-    if !headers.contains_key(header::CACHE_CONTROL)
-        && headers
-            .get_all(header::PRAGMA)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .any(|v| {
-                v.split(',')
-                    .any(|p| p.trim().eq_ignore_ascii_case("no-cache"))
-            })
-    {
-        d.no_cache = true;
-    }
-    d
 }
 
 /// What may be done with a stored entry for a request, at a moment.
@@ -179,12 +37,7 @@ pub enum Reuse {
 
 /// Decides how a stored response may answer a request (RFC 9111 §4, §4.2.4, §5.2;
 /// RFC 5861). `trusted` is false for an L1 entry that may have missed invalidations.
-pub fn reuse(
-    entry: &crate::cache::entry::StoredResponse,
-    req: &Directives,
-    trusted: bool,
-    now: u64,
-) -> Reuse {
+pub fn reuse(entry: &StoredResponse, req: &Directives, trusted: bool, now: u64) -> Reuse {
     let age = entry.age_at(now);
     let fresh_for = entry.freshness.saturating_sub(age);
     let fresh = trusted && !entry.flags.no_cache && age < entry.freshness;
@@ -220,11 +73,7 @@ pub fn reuse(
 /// the request it appears in"). Never for `must-revalidate`, `proxy-revalidate`,
 /// `s-maxage` or `no-cache` entries (RFC 9111 §4.2.4: "MUST NOT generate a stale
 /// response if it is prohibited by an explicit in-protocol directive").
-pub fn stale_if_error_allows(
-    entry: &crate::cache::entry::StoredResponse,
-    req: &Directives,
-    now: u64,
-) -> bool {
+pub fn stale_if_error_allows(entry: &StoredResponse, req: &Directives, now: u64) -> bool {
     if entry.flags.must_revalidate || entry.flags.no_cache {
         return false;
     }
@@ -325,6 +174,18 @@ pub struct Storable {
     pub auth_ok: bool,
     /// The freshness is heuristic (RFC 9111 §4.2.2, `cache.heuristic_fraction`).
     pub heuristic: bool,
+}
+
+impl Storable {
+    /// The entry flags this decision gives.
+    pub fn flags(&self) -> Flags {
+        Flags {
+            must_revalidate: self.must_revalidate,
+            no_cache: self.no_cache,
+            auth_ok: self.auth_ok,
+            heuristic: self.heuristic,
+        }
+    }
 }
 
 /// Decides whether a response may be stored and for how long (RFC 9111 §3, §4.2.1),
@@ -511,11 +372,15 @@ pub fn header_date(headers: &HeaderMap, name: header::HeaderName) -> Option<Syst
 /// past year with those digits (§5.6.7's MUST; `httpdate` alone fixes the century at
 /// 1970, which reads `01-Jan-71` as 1971).
 pub fn parse_http_date(text: &str) -> Option<SystemTime> {
+    parse_http_date_at(text, &Clock::System)
+}
+
+/// `parse_http_date`, with the clock whose year places an RFC 850 date's century.
+fn parse_http_date_at(text: &str, clock: &Clock) -> Option<SystemTime> {
     let text = text.trim();
-    if let Some(t) = parse_rfc850(text) {
-        return Some(t);
-    }
-    httpdate::parse_http_date(text).ok()
+    rfc850_as_imf_fixdate(text, clock)
+        .and_then(|imf| httpdate::parse_http_date(&imf).ok())
+        .or_else(|| httpdate::parse_http_date(text).ok())
 }
 
 const WEEKDAYS: [&str; 7] = [
@@ -527,90 +392,93 @@ const WEEKDAYS: [&str; 7] = [
     "Saturday",
     "Sunday",
 ];
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
 
-fn two_digits(b: &[u8]) -> Option<u32> {
-    match b {
-        [a, c] if a.is_ascii_digit() && c.is_ascii_digit() => {
-            Some(u32::from(a - b'0') * 10 + u32::from(c - b'0'))
-        }
-        _ => None,
-    }
-}
-
-/// `rfc850-date = day-name-l "," SP date2 SP time-of-day SP GMT`, `date2 = day "-"
-/// month "-" 2DIGIT`.
-fn parse_rfc850(text: &str) -> Option<SystemTime> {
+/// An RFC 850 date (`rfc850-date = day-name-l "," SP date2 SP time-of-day SP GMT`,
+/// `date2 = day "-" month "-" 2DIGIT`) written as the IMF-fixdate it means, its year
+/// placed by §5.6.7: `httpdate` then checks the day, month, time and weekday.
+fn rfc850_as_imf_fixdate(text: &str, clock: &Clock) -> Option<String> {
     let (name, rest) = text.split_once(", ")?;
-    let wday = WEEKDAYS.iter().position(|d| *d == name)? as i64;
     let b = rest.as_bytes();
-    if b.len() != 22
+    if !WEEKDAYS.contains(&name)
+        || !rest.is_ascii()
+        || b.len() != 22
         || b[2] != b'-'
         || b[6] != b'-'
-        || b[9] != b' '
-        || b[12] != b':'
-        || b[15] != b':'
-        || &rest[18..] != " GMT"
+        || !b[7..9].iter().all(u8::is_ascii_digit)
     {
         return None;
     }
-    let day = two_digits(&b[0..2])?;
-    let month = MONTHS.iter().position(|m| *m == &rest[3..6])? as u32 + 1;
-    let yy = i64::from(two_digits(&b[7..9])?);
-    let (hour, min, sec) = (
-        two_digits(&b[10..12])?,
-        two_digits(&b[13..15])?,
-        two_digits(&b[16..18])?,
-    );
-    if hour > 23 || min > 59 || sec > 59 {
-        return None;
-    }
-    let now_days = (now_secs() / 86_400) as i64;
-    let this_year = civil_from_days(now_days).0;
+    let yy = i32::from(b[7] - b'0') * 10 + i32::from(b[8] - b'0');
+    let this_year = clock.year();
     let mut year = this_year - this_year.rem_euclid(100) + yy;
     if year > this_year + 50 {
         year -= 100;
     }
-    let days = days_from_civil(year, month, day);
-    // Rejects 31-Feb and the like, dates before 1970, and a weekday that is not the date's.
-    if civil_from_days(days) != (year, month, day) || days < 0 || (days + 3).rem_euclid(7) != wday {
-        return None;
+    Some(format!(
+        "{}, {} {} {year:04}{}",
+        &name[..3],
+        &rest[..2],
+        &rest[3..6],
+        &rest[9..]
+    ))
+}
+
+/// Whether a 304 identifies the stored response it was asked about (RFC 9111 §4.3.4):
+/// a strong `ETag` must be the stored one, a weak one must match it by weak
+/// comparison (RFC 9110 §8.8.3.2); a 304 without an `ETag` is taken as the stored
+/// response's (origins often leave validators out of 304s).
+pub fn identifies(stored: &StoredResponse, not_modified: &HeaderMap) -> bool {
+    let Some(new) = not_modified
+        .get(header::ETAG)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+    else {
+        return true;
+    };
+    let Some(old) = stored
+        .header("etag")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+    else {
+        return false;
+    };
+    match new.strip_prefix("W/") {
+        None => new == old,
+        Some(opaque) => opaque == old.strip_prefix("W/").unwrap_or(old),
     }
-    let secs = days as u64 * 86_400 + u64::from(hour * 3600 + min * 60 + sec);
-    Some(UNIX_EPOCH + Duration::from_secs(secs))
 }
 
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (i64::from(m) + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+/// The stored fields updated by a 304 (RFC 9111 §4.3.4, §3.2): each field the 304
+/// carries replaces every stored line of that field and new fields are added, except
+/// `Content-Length`, `Content-Encoding`, `Content-Range` and `Transfer-Encoding` (the
+/// stored body keeps its own) and `Age` (counted into the new age). Hop-by-hop fields
+/// are gone from the 304 before it gets here (`origin::strip_hop_by_hop`).
+pub fn merge_not_modified(
+    stored: &[(HeaderName, HeaderValue)],
+    not_modified: &HeaderMap,
+) -> HeaderMap {
+    let mut merged = HeaderMap::new();
+    for (k, v) in stored {
+        merged.append(k.clone(), v.clone());
+    }
+    let mut replaced = HashSet::new();
+    for (k, v) in not_modified {
+        if matches!(
+            *k,
+            header::CONTENT_LENGTH
+                | header::CONTENT_ENCODING
+                | header::CONTENT_RANGE
+                | header::TRANSFER_ENCODING
+                | header::AGE
+        ) {
+            continue;
+        }
+        if replaced.insert(k.clone()) {
+            merged.remove(k);
+        }
+        merged.append(k.clone(), v.clone());
+    }
+    merged
 }
 
 /// The `Age` field (RFC 9111 §5.1) in seconds: a list-based value (`Age: 5, 10`, or
@@ -640,6 +508,7 @@ pub fn initial_age(headers: &HeaderMap, request_time: u64, response_time: u64) -
 
 #[cfg(test)]
 mod tests {
+    use super::super::directives::Delta;
     use super::*;
     use http::HeaderValue;
 
@@ -808,12 +677,12 @@ mod tests {
             Some(imf)
         );
         // RFC 9110 §5.6.7: a two-digit year is at most 50 years ahead.
-        let y2070 = UNIX_EPOCH + Duration::from_secs(days_from_civil(2070, 1, 1) as u64 * 86_400);
+        let y2070 = UNIX_EPOCH + Duration::from_secs(3_155_760_000);
         assert_eq!(
             parse_http_date("Wednesday, 01-Jan-70 00:00:00 GMT"),
             Some(y2070)
         );
-        let y2037 = UNIX_EPOCH + Duration::from_secs(days_from_civil(2037, 1, 1) as u64 * 86_400);
+        let y2037 = UNIX_EPOCH + Duration::from_secs(2_114_380_800);
         assert_eq!(
             parse_http_date("Thursday, 01-Jan-37 00:00:00 GMT"),
             Some(y2037)
@@ -829,6 +698,35 @@ mod tests {
             "",
         ] {
             assert_eq!(parse_http_date(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn an_rfc850_year_is_placed_by_the_clock_at_most_50_years_ahead() {
+        let y2070 = Some(UNIX_EPOCH + Duration::from_secs(3_155_760_000));
+        let wednesday = "Wednesday, 01-Jan-70 00:00:00 GMT";
+        // 1 December 2026 and 1 June 2019 (Unix ms).
+        let (in_2026, in_2019) = (
+            Clock::manual(1_796_169_600_000),
+            Clock::manual(1_559_347_200_000),
+        );
+        assert_eq!(parse_http_date_at(wednesday, &in_2026), y2070);
+        // From 2019, 2070 is more than 50 years ahead: 1970, whose 1 January was a
+        // Thursday, so the weekday is wrong.
+        assert_eq!(parse_http_date_at(wednesday, &in_2019), None);
+        assert_eq!(
+            parse_http_date_at("Thursday, 01-Jan-70 00:00:00 GMT", &in_2019),
+            Some(UNIX_EPOCH)
+        );
+        for bad in [
+            "Sunday, 31-Feb-94 08:49:37 GMT",
+            "Sunday, 06-Nov-94 24:49:37 GMT",
+            "Sunday, 06-nov-94 08:49:37 GMT",
+            "Sunday, 06-Nov-9x 08:49:37 GMT",
+            "Sunday, 06-Nov-94 08:49:37 UTC",
+            "Sun, 06-Nov-94 08:49:37 GMT",
+        ] {
+            assert_eq!(parse_http_date_at(bad, &in_2026), None, "{bad:?}");
         }
     }
 
@@ -853,6 +751,57 @@ mod tests {
         }
         let h = headers(&[("age", "5, 100")]);
         assert_eq!(initial_age(&h, 1_000, 1_200), 5_200);
+    }
+
+    #[test]
+    fn a_304_replaces_the_fields_it_carries_but_not_the_bodys_own() {
+        let stored: Vec<_> = headers(&[
+            ("cache-control", "max-age=10"),
+            ("cache-control", "public"),
+            ("content-type", "text/plain"),
+            ("content-length", "5"),
+            ("content-encoding", "gzip"),
+            ("x-kept", "1"),
+        ])
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+        let not_modified = headers(&[
+            ("cache-control", "max-age=60"),
+            ("content-length", "0"),
+            ("content-encoding", "br"),
+            ("content-range", "bytes 0-0/1"),
+            ("age", "7"),
+            ("x-new", "a"),
+            ("x-new", "b"),
+        ]);
+        let merged = merge_not_modified(&stored, &not_modified);
+        let all = |name: &str| -> Vec<&str> {
+            merged
+                .get_all(name)
+                .iter()
+                .map(|v| v.to_str().unwrap())
+                .collect()
+        };
+        assert_eq!(all("cache-control"), ["max-age=60"]);
+        assert_eq!(all("content-type"), ["text/plain"]);
+        assert_eq!(all("content-length"), ["5"]);
+        assert_eq!(all("content-encoding"), ["gzip"]);
+        assert_eq!(all("x-kept"), ["1"]);
+        assert_eq!(all("x-new"), ["a", "b"]);
+        assert!(all("content-range").is_empty() && all("age").is_empty());
+    }
+
+    #[test]
+    fn a_304_identifies_the_stored_response_by_its_etag() {
+        let mut r = crate::cache::entry::tests::sample(false).response().clone();
+        r.headers = vec![(header::ETAG, HeaderValue::from_static("\"v1\""))];
+        assert!(identifies(&r, &HeaderMap::new()));
+        assert!(identifies(&r, &headers(&[("etag", "\"v1\"")])));
+        assert!(identifies(&r, &headers(&[("etag", "W/\"v1\"")])));
+        assert!(!identifies(&r, &headers(&[("etag", "\"v2\"")])));
+        r.headers.clear();
+        assert!(!identifies(&r, &headers(&[("etag", "\"v1\"")])));
     }
 
     #[test]

@@ -4,23 +4,33 @@
 //! inbound::canonicalize(req)?                       inbound.rs        (400/421)
 //!   one target, one authority, client hop-by-hop and spoofable headers removed
 //! route = router.find(method, host, path)           routes.rs
+//!   matched once; the parameters its gates and tags read travel with it
 //! authorize(route, headers)?                        authorize.rs      (401/403)
 //! gates: capacity admission, lock (route-declared)   gates.rs          (409/503)
-//! request_cacheable(method, headers, route)?        cache_policy.rs   (else: pass)
+//! request_cacheable(method, headers, route)?        cache_policy.rs   (else: pass.rs,
+//!   request directives parsed once, carried         directives.rs      streamed through)
 //! key = cache_key::for_request(uri, headers, route) cache_key.rs
 //! cache.lookup(key)  -> reuse? fresh: answer (304 when the client's validators match,
 //!                       else 206 / 416 for a GET's one byte range)
 //!                       stale-while-revalidate: answer + one background refresh
 //!                                                   cache/, cache_policy.rs, respond.rs,
 //!                                                   range.rs
-//! coalesced fetch    -> leader fills (revalidating a stale entry; never with the
-//!                       client's Range), waiters wait and cut their own range;
-//!                       one fetch per instance, and per fleet through a store lease;
-//!                       a range whose whole representation cannot be stored is
-//!                       asked of the origin as is        fetch.rs, cache/coalesce.rs
-//! storable(response)? store L1 + L2 : pass; stale-if-error on failure
-//!   directives: the first targeted field (RFC 9213), else Cache-Control
-//!                                                   cache_policy.rs, targeted.rs
+//! the miss (a `Miss` carries the request through)  miss.rs
+//!   coalescing  -> join or lead the fill: one per instance, and per fleet through a
+//!                  store lease; waiters wait and cut their own range
+//!                                                   coalesce.rs, cache/coalesce.rs
+//!   fill        -> the origin asked (revalidating a stale entry; never with the
+//!                  client's Range); storable? the entry built and stored (L1 + L2),
+//!                  a 304 merged into the stale one: both through one `apply`
+//!                                                   fill.rs, cache_policy.rs
+//!     directives: the first targeted field (RFC 9213), else Cache-Control
+//!                                                   cache_policy.rs, targeted.rs,
+//!                                                   directives.rs
+//!   answer      -> from the stored entry, the origin's uncacheable answer, or the
+//!                  stale entry on failure (stale-if-error); a range whose whole
+//!                  representation cannot be stored is asked of the origin as is
+//!                                                   miss.rs, pass.rs
+//! Cache-Status of every answer                      cache_status.rs
 //! successful unsafe method -> invalidate target, Location, invalidate_on routes
 //!                                                   invalidate.rs
 //! ```
@@ -29,18 +39,24 @@
 //! (RFC 8441), is recognised before `inbound`, and after auth and the gates is
 //! relayed, never cached                                upgrade.rs
 //!
-//! Every response carries `Cache-Status` (RFC 9211); gatehouse's own targeted field
+//! Every response carries `Cache-Status` (RFC 9211), one `CacheStatus` value written
+//! by cache_status.rs; gatehouse's own targeted field
 //! (`cache.targeted_fields`) never leaves.
 
 pub mod access;
 pub mod authorize;
 pub mod cache_key;
 pub mod cache_policy;
-pub mod fetch;
+pub mod cache_status;
+pub mod coalesce;
+pub mod directives;
+pub mod fill;
 pub mod gates;
 pub mod inbound;
 pub mod invalidate;
+pub mod miss;
 pub mod origin;
+pub mod pass;
 pub mod range;
 pub mod respond;
 pub mod targeted;
@@ -50,7 +66,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::{HeaderValue, Request, Response};
+use http::{Request, Response};
 use tracing::Instrument;
 
 use crate::app::AppState;
@@ -61,6 +77,7 @@ use crate::clock::now_ms;
 use crate::error::{Error, ErrorCode};
 use crate::routes::Route;
 use cache_policy::{NoCacheReason, Reuse};
+use cache_status::{CacheStatus, Detail, Fwd};
 
 /// The proxy listener's handler.
 pub struct Proxy {
@@ -97,7 +114,7 @@ pub async fn handle(
     state.metrics.observe_request(
         label,
         resp.status(),
-        resp.headers().get("cache-status"),
+        resp.headers().get(cache_status::FIELD),
         elapsed,
     );
     let log = &runtime.config.log;
@@ -175,21 +192,25 @@ async fn route_and_serve(
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
-    let route = runtime.router.find(req.method(), host, req.uri().path());
-    let resp = match serve(state, runtime, req, peer, tls, route.clone(), user).await {
+    // The one route lookup of the request; its parameters travel with it.
+    let (route, params) = match runtime.router.find(req.method(), host, req.uri().path()) {
+        Some(m) => (Some(m.route), m.params),
+        None => (None, crate::routes::Params::new()),
+    };
+    let resp = match serve(state, runtime, req, peer, tls, route.clone(), params, user).await {
         Ok(r) => r,
         Err(e) => {
             let mut r = e.into_response();
-            r.headers_mut().insert(
-                "cache-status",
-                HeaderValue::from_static("gatehouse; fwd=miss; detail=error"),
-            );
+            CacheStatus::fwd(Fwd::Miss)
+                .detail(Detail::Error)
+                .replace_in(r.headers_mut());
             r
         }
     };
     (with_target(resp), route)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn serve(
     state: &Arc<AppState>,
     runtime: &Runtime,
@@ -197,6 +218,7 @@ async fn serve(
     peer: SocketAddr,
     tls: bool,
     route: Option<Arc<Route>>,
+    params: crate::routes::Params,
     user: &mut Option<String>,
 ) -> Result<Response<Body>, Error> {
     let who = authorize::authorize(state, runtime, route.as_deref(), req.headers_mut()).await?;
@@ -205,14 +227,10 @@ async fn serve(
         .as_deref()
         .is_some_and(|r| r.config.capacity.is_some() || r.config.lock.is_some());
     if !has_gates {
-        return forward(state, runtime, req, peer, tls, route, who).await;
+        return forward(state, runtime, req, peer, tls, route, params, who).await;
     }
-    let params = route
-        .as_deref()
-        .and_then(|r| r.pattern.matches(req.uri().path()))
-        .unwrap_or_default();
     let passed = gates::enter(state, route.as_deref(), &params, &who, req.headers_mut()).await?;
-    let result = forward(state, runtime, req, peer, tls, route, who).await;
+    let result = forward(state, runtime, req, peer, tls, route, params, who).await;
     gates::leave(state, passed, result.as_ref().ok().map(|r| r.status())).await;
     result
 }
@@ -220,6 +238,7 @@ async fn serve(
 /// Everything after the gates: pass-through or the cache. Gatehouse's own targeted
 /// field (`cache.targeted_fields`, RFC 9213) is for gatehouse alone: it is removed
 /// from every answer, cached or passed, before it leaves.
+#[allow(clippy::too_many_arguments)]
 async fn forward(
     state: &Arc<AppState>,
     runtime: &Runtime,
@@ -227,15 +246,18 @@ async fn forward(
     peer: SocketAddr,
     tls: bool,
     route: Option<Arc<Route>>,
+    params: crate::routes::Params,
     who: authorize::Authorized,
 ) -> Result<Response<Body>, Error> {
-    let mut resp = forward_to_cache_or_origin(state, runtime, req, peer, tls, route, who).await?;
+    let mut resp =
+        forward_to_cache_or_origin(state, runtime, req, peer, tls, route, params, who).await?;
     if let Some(own) = targeted::own_field(&runtime.config.cache.targeted_fields) {
         resp.headers_mut().remove(own);
     }
     Ok(resp)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn forward_to_cache_or_origin(
     state: &Arc<AppState>,
     runtime: &Runtime,
@@ -243,6 +265,7 @@ async fn forward_to_cache_or_origin(
     peer: SocketAddr,
     tls: bool,
     route: Option<Arc<Route>>,
+    params: crate::routes::Params,
     who: authorize::Authorized,
 ) -> Result<Response<Body>, Error> {
     let origin = runtime.origin_for(route.as_deref()).clone();
@@ -262,7 +285,7 @@ async fn forward_to_cache_or_origin(
         cache_policy::request_cacheable(req.method(), req.headers(), route.as_deref())
     {
         let write = (!req.method().is_safe()).then(|| invalidate::Write::of(&req));
-        let resp = fetch::pass(
+        let resp = pass::pass(
             state,
             &origin,
             req,
@@ -286,7 +309,7 @@ async fn forward_to_cache_or_origin(
         && who.sub().is_none_or(str::is_empty)
     {
         // A per-user route with no user to key by: never shared, never cached.
-        return fetch::pass(
+        return pass::pass(
             state,
             &origin,
             req,
@@ -294,12 +317,12 @@ async fn forward_to_cache_or_origin(
             tls,
             route.as_deref(),
             &who,
-            "gatehouse; fwd=bypass; detail=no-subject",
+            CacheStatus::fwd(Fwd::Bypass).detail(Detail::NoSubject),
         )
         .await;
     }
     let key = cache_key::for_request(req.uri(), req.headers(), route.as_deref(), who.sub());
-    let directives = cache_policy::request_directives(req.headers());
+    let directives = directives::request_directives(req.headers());
     let head = req.method() == http::Method::HEAD;
     let version = req.version();
     // A shared entry answers a request with credentials only when the response
@@ -314,18 +337,18 @@ async fn forward_to_cache_or_origin(
         if !has_auth || r.flags.auth_ok {
             match cache_policy::reuse(r, &directives, trusted, now_ms()) {
                 Reuse::Fresh { remaining } => {
+                    let hit = CacheStatus::hit_for(remaining / 1000);
                     let status = if entry.is_negative() {
-                        format!("gatehouse; hit; ttl={}; detail=negative", remaining / 1000)
+                        hit.detail(Detail::Negative)
                     } else {
-                        let hit = format!("gatehouse; hit; ttl={}", remaining / 1000);
-                        fetch::with_heuristic_detail(&hit, &entry)
+                        hit.of_entry(&entry)
                     };
                     return Ok(respond::answer(
                         &entry,
                         req.headers(),
                         head,
                         version,
-                        &status,
+                        status,
                     ));
                 }
                 Reuse::StaleAccepted => {
@@ -334,7 +357,7 @@ async fn forward_to_cache_or_origin(
                         req.headers(),
                         head,
                         version,
-                        "gatehouse; hit; detail=max-stale",
+                        CacheStatus::HIT.detail(Detail::MaxStale),
                     ));
                 }
                 Reuse::StaleWhileRevalidate => {
@@ -343,7 +366,7 @@ async fn forward_to_cache_or_origin(
                         req.headers(),
                         head,
                         version,
-                        "gatehouse; hit; detail=stale-while-revalidate",
+                        CacheStatus::HIT.detail(Detail::StaleWhileRevalidate),
                     ));
                     stale = Some(entry);
                 }
@@ -359,25 +382,27 @@ async fn forward_to_cache_or_origin(
     }
     let (mut parts, _body) = req.into_parts();
     let interim = parts.extensions.remove::<crate::server::interim::Interim>();
-    let miss = fetch::Miss {
+    let miss = miss::Miss {
         interim,
         state: state.clone(),
         parts: Arc::new(parts),
         peer,
         tls,
         route,
+        params,
         origin,
         flight: key.id.clone(),
         origin_time: Default::default(),
         key,
         stale,
+        directives,
         credentials: has_auth,
     };
     if let Some(resp) = served_stale {
-        fetch::revalidate_in_background(miss);
+        coalesce::revalidate_in_background(miss);
         return Ok(resp);
     }
-    fetch::fetch_for_cache(miss).await
+    coalesce::fetch_for_cache(miss).await
 }
 
 /// `PURGE <path>` (with `cache.purge_method`): drops the canonical path's entries for
@@ -417,11 +442,13 @@ async fn purge(
     ))
 }
 
-fn pass_status(reason: NoCacheReason) -> &'static str {
+fn pass_status(reason: NoCacheReason) -> CacheStatus {
     match reason {
-        NoCacheReason::Method => "gatehouse; fwd=method",
-        NoCacheReason::RouteDisabled => "gatehouse; fwd=bypass",
-        NoCacheReason::RequestBody => "gatehouse; fwd=request; detail=request-body",
-        _ => "gatehouse; fwd=miss",
+        NoCacheReason::Method => CacheStatus::fwd(Fwd::Method),
+        NoCacheReason::RouteDisabled => CacheStatus::fwd(Fwd::Bypass),
+        NoCacheReason::RequestBody => {
+            CacheStatus::fwd(Fwd::Request).detail(Detail::NotStored(reason))
+        }
+        _ => CacheStatus::fwd(Fwd::Miss),
     }
 }

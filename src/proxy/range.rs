@@ -19,6 +19,7 @@
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Response, StatusCode, Version};
 
+use super::cache_status::CacheStatus;
 use crate::body::{self, Body};
 use crate::cache::entry::{Entry, StoredResponse};
 use crate::clock::now_ms;
@@ -174,7 +175,7 @@ pub fn answer(
     entry: &Entry,
     req: &HeaderMap,
     version: Version,
-    cache_status: &str,
+    cache_status: CacheStatus,
 ) -> Option<Response<Body>> {
     let Entry::Response(r) = entry else {
         return None;
@@ -196,7 +197,7 @@ pub fn answer(
     let h = resp.headers_mut();
     h.insert(header::AGE, HeaderValue::from(r.age_at(now_ms()) / 1000));
     super::origin::add_via(h, version);
-    super::respond::set_cache_status(&mut resp, cache_status);
+    cache_status.append_to(resp.headers_mut());
     Some(resp)
 }
 
@@ -384,7 +385,7 @@ mod tests {
             if let Ok(v) = HeaderValue::from_str(&value) {
                 h.insert(header::RANGE, v);
             }
-            if let Some(resp) = answer(&e, &h, Version::HTTP_11, "gatehouse; hit") {
+            if let Some(resp) = answer(&e, &h, Version::HTTP_11, CacheStatus::HIT) {
                 let s = resp.status();
                 prop_assert!(s == StatusCode::PARTIAL_CONTENT || s == StatusCode::RANGE_NOT_SATISFIABLE);
             }

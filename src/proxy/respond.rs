@@ -4,6 +4,7 @@
 use http::{header, HeaderMap, HeaderValue, Response, Version};
 use hyper::body::Incoming;
 
+use super::cache_status::CacheStatus;
 use crate::body::{self, Body};
 use crate::cache::entry::Entry;
 use crate::clock::now_ms;
@@ -17,7 +18,7 @@ pub fn answer(
     req: &HeaderMap,
     head: bool,
     version: Version,
-    cache_status: &str,
+    cache_status: CacheStatus,
 ) -> Response<Body> {
     if not_modified(entry, req) {
         return not_modified_response(entry, version, cache_status);
@@ -70,7 +71,11 @@ pub fn not_modified(entry: &Entry, req: &HeaderMap) -> bool {
 }
 
 /// 304 with the fields RFC 9110 §15.4.5 asks for.
-fn not_modified_response(entry: &Entry, version: Version, cache_status: &str) -> Response<Body> {
+fn not_modified_response(
+    entry: &Entry,
+    version: Version,
+    cache_status: CacheStatus,
+) -> Response<Body> {
     let r = entry.response();
     let mut resp = Response::new(body::empty());
     *resp.status_mut() = http::StatusCode::NOT_MODIFIED;
@@ -91,7 +96,7 @@ fn not_modified_response(entry: &Entry, version: Version, cache_status: &str) ->
     }
     h.insert(header::AGE, HeaderValue::from(r.age_at(now_ms()) / 1000));
     super::origin::add_via(h, version);
-    set_cache_status(&mut resp, cache_status);
+    cache_status.append_to(resp.headers_mut());
     resp
 }
 
@@ -102,7 +107,7 @@ pub fn from_entry(
     entry: &Entry,
     head: bool,
     version: Version,
-    cache_status: &str,
+    cache_status: CacheStatus,
 ) -> Response<Body> {
     let r = entry.response();
     let body = if head {
@@ -125,7 +130,7 @@ pub fn from_entry(
     }
     h.insert(header::AGE, HeaderValue::from(r.age_at(now_ms()) / 1000));
     super::origin::add_via(h, version);
-    set_cache_status(&mut resp, cache_status);
+    cache_status.append_to(resp.headers_mut());
     resp
 }
 
@@ -133,24 +138,11 @@ pub fn from_entry(
 pub fn from_origin(
     resp: Response<Incoming>,
     version: Version,
-    cache_status: &str,
+    cache_status: CacheStatus,
 ) -> Response<Body> {
     let (mut parts, body) = super::origin::counted_body(resp).into_parts();
     super::origin::prepare_response(&mut parts.headers, version);
     let mut resp = Response::from_parts(parts, body);
-    set_cache_status(&mut resp, cache_status);
+    cache_status.append_to(resp.headers_mut());
     resp
-}
-
-/// Adds our `Cache-Status` entry after any the origin sent (RFC 9211: members run
-/// from the cache nearest the origin to the one nearest the client).
-pub fn set_cache_status(resp: &mut Response<Body>, value: &str) {
-    let h = resp.headers_mut();
-    let combined = match h.get("cache-status").and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.is_empty() => format!("{prev}, {value}"),
-        _ => value.to_string(),
-    };
-    if let Ok(v) = HeaderValue::from_str(&combined) {
-        h.insert("cache-status", v);
-    }
 }

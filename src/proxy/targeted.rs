@@ -12,7 +12,7 @@
 
 use http::HeaderMap;
 
-use super::cache_policy::{Delta, Directives};
+use super::directives::{Delta, Directives};
 
 /// A parsed bare item (RFC 8941 §3.3) or inner list, as far as directives need it.
 #[derive(Clone, Debug, PartialEq)]

@@ -33,6 +33,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::cache_status::{CacheStatus, Detail, Fwd};
 use super::{origin, respond};
 use crate::app::AppState;
 use crate::body::{self, Body, RequestBody};
@@ -41,7 +42,7 @@ use crate::routes::Route;
 use crate::server::conn::{IoObserver, Tracked};
 
 /// The `Cache-Status` of every upgrade request's answer.
-pub const CACHE_STATUS: &str = "gatehouse; fwd=bypass; detail=upgrade";
+pub const CACHE_STATUS: CacheStatus = CacheStatus::fwd(Fwd::Bypass).detail(Detail::Upgrade);
 
 /// The protocols an upgrade request asked for (its `Upgrade` field).
 #[derive(Clone, Debug)]
@@ -142,7 +143,7 @@ pub async fn pass(
         parts.headers.insert(header::UPGRADE, p);
     }
     let mut answer = Response::from_parts(parts, body::empty());
-    respond::set_cache_status(&mut answer, CACHE_STATUS);
+    CACHE_STATUS.append_to(answer.headers_mut());
     let idle = origin.config().upgrade_idle_timeout;
     let closing = state.tunnels.closing.subscribe();
     let metrics = state.metrics.clone();
@@ -244,7 +245,7 @@ pub async fn pass_h2(
     parts.headers.remove(header::SEC_WEBSOCKET_ACCEPT);
     parts.status = StatusCode::OK;
     let mut answer = Response::from_parts(parts, body::empty());
-    respond::set_cache_status(&mut answer, CACHE_STATUS);
+    CACHE_STATUS.append_to(answer.headers_mut());
     let idle = origin.config().upgrade_idle_timeout;
     let closing = state.tunnels.closing.subscribe();
     let metrics = state.metrics.clone();
