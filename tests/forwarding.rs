@@ -170,7 +170,11 @@ async fn unreachable_origin_is_502_and_slow_origin_504_as_json() {
     assert_eq!(body["error"], "ORIGIN_UNREACHABLE");
     gh.shutdown().await;
 
-    let origin = TestOrigin::start(|_| Reply::ok("late").delay(Duration::from_secs(2))).await;
+    // Held until the test ends: only gatehouse's 200ms origin.timeout (the time under
+    // test) ends the wait.
+    let never = Gate::new();
+    let g = never.clone();
+    let origin = TestOrigin::start(move |_| Reply::ok("late").held_by(&g)).await;
     let gh = Gatehouse::start(
         &cfg(
             &TestStore::memory(),
@@ -266,10 +270,12 @@ async fn responses_over_max_object_stream_through_uncached() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_uncacheable_answer_releases_waiters_to_fetch_on_their_own() {
-    let origin = TestOrigin::start(|_| {
+    let gate = Gate::new();
+    let g = gate.clone();
+    let origin = TestOrigin::start(move |_| {
         Reply::ok("mine")
             .header("cache-control", "no-store")
-            .delay(Duration::from_millis(200))
+            .held_by(&g)
     })
     .await;
     let gh = Arc::new(Gatehouse::start(&cfg(&TestStore::memory(), "release", ""), &origin).await);
@@ -279,6 +285,10 @@ async fn an_uncacheable_answer_releases_waiters_to_fetch_on_their_own() {
             tokio::spawn(async move { gh.get("/r/u").await.status() })
         })
         .collect();
+    // The leader's answer is held until the nine others wait for it.
+    gate.held(1).await;
+    wait_until("9 waiters", || async { gh.waiting() == 9 }).await;
+    gate.open();
     for t in tasks {
         assert_eq!(t.await.unwrap(), 200);
     }
@@ -290,10 +300,12 @@ async fn an_uncacheable_answer_releases_waiters_to_fetch_on_their_own() {
 async fn a_failed_leader_hands_over_to_a_waiter() {
     let calls = Arc::new(AtomicUsize::new(0));
     let c = calls.clone();
+    let never = Gate::new();
+    let g = never.clone();
     let origin = TestOrigin::start(move |_| {
         if c.fetch_add(1, Ordering::SeqCst) == 0 {
-            // The first fetch outlives origin.timeout: the leader fails.
-            Reply::ok("too late").delay(Duration::from_millis(1500))
+            // The first fetch is held past origin.timeout: the leader fails.
+            Reply::ok("too late").held_by(&g)
         } else {
             Reply::ok("fresh")
         }
@@ -304,7 +316,9 @@ async fn a_failed_leader_hands_over_to_a_waiter() {
             &cfg(
                 &TestStore::memory(),
                 "handover",
-                "[origin]\ntimeout = \"500ms\"\n",
+                // Real time: the leader fails by this timeout, and the waiters must
+                // have joined before it fires.
+                "[origin]\ntimeout = \"1s\"\n",
             ),
             &origin,
         )
@@ -314,7 +328,7 @@ async fn a_failed_leader_hands_over_to_a_waiter() {
         let gh = gh.clone();
         tokio::spawn(async move { gh.get("/r/h").await.status() })
     };
-    assert!(eventually(Duration::from_secs(2), || async { origin.total() == 1 }).await);
+    never.held(1).await;
     let waiters: Vec<_> = (0..5)
         .map(|_| {
             let gh = gh.clone();
@@ -324,6 +338,10 @@ async fn a_failed_leader_hands_over_to_a_waiter() {
             })
         })
         .collect();
+    wait_until("5 waiters before the leader times out", || async {
+        gh.waiting() == 5
+    })
+    .await;
     assert_eq!(leader.await.unwrap(), 504);
     for w in waiters {
         assert_eq!(
@@ -341,13 +359,27 @@ async fn a_failed_leader_hands_over_to_a_waiter() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fill_survives_the_disconnect_of_the_client_that_started_it() {
-    let origin = TestOrigin::start(|_| Reply::ok("kept").delay(Duration::from_millis(400))).await;
+    let gate = Gate::new();
+    let g = gate.clone();
+    let origin = TestOrigin::start(move |_| Reply::ok("kept").held_by(&g)).await;
     let gh = Gatehouse::start(&cfg(&TestStore::memory(), "detach", ""), &origin).await;
-    let impatient = reqwest::Client::builder()
-        .timeout(Duration::from_millis(50))
-        .build()
-        .unwrap();
-    assert!(impatient.get(gh.url("/r/d")).send().await.is_err());
+    let impatient = {
+        let client = reqwest::Client::new();
+        let url = gh.url("/r/d");
+        tokio::spawn(async move { client.get(url).send().await })
+    };
+    gate.held(1).await;
+    // The client gives up (its connection closes) while the origin still holds the
+    // answer.
+    impatient.abort();
+    assert!(impatient.await.unwrap_err().is_cancelled());
+    wait_until("the client's connection closed", || async {
+        gh.metric("gatehouse_connections_open{listener=\"proxy\"}")
+            .await
+            == 0.0
+    })
+    .await;
+    gate.open();
     // The fetch goes on and is stored although nobody waits for it.
     assert!(
         eventually(Duration::from_secs(3), || async {
@@ -473,8 +505,9 @@ async fn a_store_outage_after_start_is_counted_as_a_reconnect_when_it_ends() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_turns_readiness_off_first_and_lets_in_flight_requests_finish() {
-    let origin =
-        TestOrigin::start(|_| Reply::ok("finished").delay(Duration::from_millis(600))).await;
+    let gate = Gate::new();
+    let g = gate.clone();
+    let origin = TestOrigin::start(move |_| Reply::ok("finished").held_by(&g)).await;
     let mut gh = Gatehouse::start(
         &cfg(
             &TestStore::memory(),
@@ -490,7 +523,7 @@ async fn shutdown_turns_readiness_off_first_and_lets_in_flight_requests_finish()
         let r = client.get(url).send().await.unwrap();
         (r.status(), r.text().await.unwrap())
     });
-    assert!(eventually(Duration::from_secs(2), || async { origin.total() == 1 }).await);
+    gate.held(1).await;
     let app = gh.app.take().unwrap();
     let admin = gh.admin_url("/readyz");
     let client = gh.client.clone();
@@ -502,6 +535,9 @@ async fn shutdown_turns_readiness_off_first_and_lets_in_flight_requests_finish()
         })
         .await
     );
+    // The shutdown waits for the request the origin still holds.
+    assert!(!stopping.is_finished());
+    gate.open();
     assert_eq!(
         in_flight.await.unwrap(),
         (reqwest::StatusCode::OK, "finished".to_string())

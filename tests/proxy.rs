@@ -3,7 +3,6 @@
 mod support;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use support::*;
 
@@ -69,8 +68,9 @@ both_stores!(
 both_stores!(
     five_hundred_concurrent_cold_gets_make_one_origin_request,
     |store: TestStore| async move {
-        let origin =
-            TestOrigin::start(|_| Reply::ok("slow").delay(Duration::from_millis(300))).await;
+        let gate = Gate::new();
+        let g = gate.clone();
+        let origin = TestOrigin::start(move |_| Reply::ok("slow").held_by(&g)).await;
         let p = prefix("coalesce500");
         let gh =
             Arc::new(Gatehouse::start(&format!("{}{}", store.toml(&p), routes(&p)), &origin).await);
@@ -84,6 +84,10 @@ both_stores!(
                 (status, cs, r.text().await.unwrap())
             }));
         }
+        // One fetch held at the origin, the 499 others waiting for it.
+        gate.held(1).await;
+        wait_until("499 waiters", || async { gh.waiting() == 499 }).await;
+        gate.open();
         let mut collapsed = 0;
         for t in tasks {
             let (status, cs, body) = t.await.unwrap();
@@ -98,8 +102,8 @@ both_stores!(
             1,
             "exactly one origin fetch"
         );
-        assert!(collapsed > 0);
-        assert!(gh.metric("gatehouse_coalesced_requests_total").await >= 1.0);
+        assert_eq!(collapsed, 499);
+        assert_eq!(gh.metric("gatehouse_coalesced_requests_total").await, 499.0);
         Arc::try_unwrap(gh).ok().unwrap().shutdown().await;
     }
 );

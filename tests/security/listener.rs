@@ -253,6 +253,7 @@ async fn a_later_keep_alive_head_is_timed_from_its_first_byte_not_from_idle() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_origin_answer_after_twice_idle_timeout_is_delivered() {
+    // Real time: the subject is an origin slower than idle_timeout.
     let origin = TestOrigin::start(|_| Reply::ok("slow but sure").delay(IDLE * 2)).await;
     let gh = Gatehouse::start(&config_text("slow-origin", LIMITS), &origin).await;
     let mut tcp = TcpStream::connect(gh.proxy).await.unwrap();

@@ -123,6 +123,18 @@ impl Gatehouse {
         &self.app.as_ref().unwrap().state
     }
 
+    /// Requests on this instance waiting for another request's origin fetch.
+    pub fn waiting(&self) -> usize {
+        self.state().cache.coalescer.waiting()
+    }
+
+    /// Times this instance asked the shared store for a fetch lease: a fleet leader
+    /// that found the lease taken has asked once and waits for the holder.
+    pub async fn lease_requests(&self) -> f64 {
+        self.metric("gatehouse_store_command_duration_seconds_count{command=\"lease_acquire\"}")
+            .await
+    }
+
     pub async fn shutdown(mut self) {
         if let Some(app) = self.app.take() {
             app.shutdown().await;

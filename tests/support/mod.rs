@@ -62,6 +62,28 @@ where
     }
 }
 
+/// Waits until `check` holds, at most 10s, and panics naming `what` when it never
+/// does: the bounded wait for a moment a test must be sure of before it goes on.
+pub async fn wait_until<F, Fut>(what: &str, check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    assert!(
+        eventually(Duration::from_secs(10), check).await,
+        "never: {what}"
+    );
+}
+
+/// Awaits `fut`, at most 10s, and panics naming `what` when it does not finish: for
+/// answers that must come while an origin answer is still held at a `Gate`.
+pub async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
+    match tokio::time::timeout(Duration::from_secs(10), fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("not within 10s: {what}"),
+    }
+}
+
 /// `eventually` for code outside a runtime (starting processes): polls `check`
 /// until it holds or `within` passes; returns whether it held.
 pub fn eventually_blocking(within: Duration, mut check: impl FnMut() -> bool) -> bool {
