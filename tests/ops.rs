@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::{
-    api_json, eventually, write_file, Gatehouse, GatehouseProcess, Listeners, RedisServer, Reply,
-    TestOrigin,
+    api_json, eventually, write_file, Claims, Gatehouse, GatehouseProcess, Listeners, RedisServer,
+    Reply, TestOrigin,
 };
 
-const HS_SECRET: &str = "an-hs256-secret-of-more-than-32-bytes-for-ops";
+const OPS_SECRET: &str = "an-hs256-secret-of-more-than-32-bytes-for-ops";
 
 // ------------------------------------------------------------------------- logs
 
@@ -49,7 +49,7 @@ fn run_binary(log: &str, requests: impl AsyncFnOnce(u16)) -> String {
         dir.path(),
         "gatehouse.toml",
         &format!(
-            "{}[origin]\nurl = \"{}\"\n[auth]\nhs_secret = \"{HS_SECRET}\"\n[[routes]]\npath = \"/me\"\nauth = \"required\"\n\
+            "{}[origin]\nurl = \"{}\"\n[auth]\nhs_secret = \"{OPS_SECRET}\"\n[[routes]]\npath = \"/me\"\nauth = \"required\"\n\
              [[routes]]\npath = \"/quiet\"\naccess_sample = 0\n{log}\n",
             listeners.toml(),
             origin.url()
@@ -67,12 +67,10 @@ fn run_binary(log: &str, requests: impl AsyncFnOnce(u16)) -> String {
 
 #[test]
 fn every_request_has_an_id_and_one_access_line() {
-    let token = jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &json!({"sub": "alice", "exp": 4_000_000_000u64}),
-        &jsonwebtoken::EncodingKey::from_secret(HS_SECRET.as_bytes()),
-    )
-    .unwrap();
+    let token = Claims::new()
+        .sub("alice")
+        .exp(4_000_000_000)
+        .hs256(OPS_SECRET);
     let t = token.clone();
     let log = run_binary("[log]\nformat = \"json\"", async move |proxy| {
         let client = reqwest::Client::new();
@@ -197,7 +195,7 @@ async fn client_refusals_are_logged_below_warn() {
     let origin = TestOrigin::start(|_| Reply::ok("o")).await;
     let gh = Gatehouse::start(
         &format!(
-            "[auth]\nhs_secret = \"{HS_SECRET}\"\n[[routes]]\npath = \"/me\"\nauth = \"required\"\n"
+            "[auth]\nhs_secret = \"{OPS_SECRET}\"\n[[routes]]\npath = \"/me\"\nauth = \"required\"\n"
         ),
         &origin,
     )
@@ -542,7 +540,7 @@ url = "{}"
 key_prefix = "{}"
 [auth]
 algorithms = ["HS256"]
-hs_secret = "{HS_SECRET}"
+hs_secret = "{OPS_SECRET}"
 [[routes]]
 path = "/cached/{{id}}"
 ttl = "30s"

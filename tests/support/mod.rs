@@ -2,14 +2,15 @@
 //! free ports (never 6379), a Sentinel and a Redis Cluster of real processes
 //! (`redis`), the store a test runs against (`store`), a counting origin on
 //! 127.0.0.1:0 (`origin`), gatehouse itself on real listeners (`gatehouse`), the
-//! gatehouse binary as a child process (`process`) and the keys, certificates and
-//! TLS servers the TLS tests need (`tls`). Everything is started and
+//! gatehouse binary as a child process (`process`), the keys, certificates and
+//! TLS servers the TLS tests need (`tls`) and the JWTs the auth tests send (`jwt`). Everything is started and
 //! stopped by the tests themselves. Every public name is re-exported here, so a test
 //! file needs only `mod support;` and `use support::*;`.
 
 #![allow(dead_code)]
 
 mod gatehouse;
+mod jwt;
 mod origin;
 mod process;
 mod redis;
@@ -19,6 +20,8 @@ mod tls;
 // Each test binary uses some of these, none uses all.
 #[allow(unused_imports)]
 pub use self::gatehouse::*;
+#[allow(unused_imports)]
+pub use self::jwt::*;
 #[allow(unused_imports)]
 pub use self::origin::*;
 #[allow(unused_imports)]
