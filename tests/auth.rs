@@ -259,11 +259,8 @@ async fn route_modes_answer_401_and_403_as_json_with_www_authenticate() {
     assert_eq!(r.text().await.unwrap(), "anonymous");
 
     // Not looked at, so not counted: the two malformed tokens above are all.
-    assert_eq!(
-        gh.metric("gatehouse_auth_rejections_total{reason=\"malformed\"}")
-            .await,
-        2.0
-    );
+    gh.assert_metric("gatehouse_auth_rejections_total{reason=\"malformed\"}", 2.0)
+        .await;
     gh.shutdown().await;
 }
 
@@ -486,15 +483,11 @@ both_stores!(
         let r = gh.api_get("/v1/revocations/old").await;
         assert_eq!(r.status(), 404);
 
-        assert_eq!(
-            gh.metric("gatehouse_revocations_total{kind=\"jti\"}").await,
-            3.0
-        );
-        assert_eq!(
-            gh.metric("gatehouse_auth_rejections_total{reason=\"revoked\"}")
-                .await,
-            2.0
-        );
+        gh.assert_metrics(&[
+            ("gatehouse_revocations_total{kind=\"jti\"}", 3.0),
+            ("gatehouse_auth_rejections_total{reason=\"revoked\"}", 2.0),
+        ])
+        .await;
         if let TestStore::Redis(r) = &store {
             // Keyed on a hash of the jti under the prefix, expiring with the token.
             let key = format!(
@@ -550,11 +543,8 @@ both_stores!(
         assert_eq!(body["error"], "BAD_REQUEST");
         assert_eq!(body["field"], "token");
         assert!(!body["message"].as_str().unwrap().contains(parts[1]));
-        assert_eq!(
-            gh.metric("gatehouse_revocations_total{kind=\"token\"}")
-                .await,
-            3.0
-        );
+        gh.assert_metric("gatehouse_revocations_total{kind=\"token\"}", 3.0)
+            .await;
         if let TestStore::Redis(r) = &store {
             // Never the raw token (nor its hash) as a key.
             let keys = r.cmd("KEYS *");
@@ -596,11 +586,8 @@ both_stores!(
         // A token issued at or after the instant (a new login) passes.
         let fresh = claims("u-3", Some("d")).iat(before).hs256(HS_SECRET);
         assert_eq!(status(&gh, "/req", &fresh).await, 200);
-        assert_eq!(
-            gh.metric("gatehouse_revocations_total{kind=\"subject\"}")
-                .await,
-            1.0
-        );
+        gh.assert_metric("gatehouse_revocations_total{kind=\"subject\"}", 1.0)
+            .await;
         gh.shutdown().await;
     }
 );
@@ -848,11 +835,8 @@ both_stores!(
         assert_refused(&gh, "/req", Some(&token), "revoked").await;
         assert_refused_by(&gh, "revoked", || async { logout("").await.unwrap() }).await;
         assert_eq!(origin.hits("/auth/logout"), 2);
-        assert_eq!(
-            gh.metric("gatehouse_revocations_total{kind=\"token\"}")
-                .await,
-            1.0
-        );
+        gh.assert_metric("gatehouse_revocations_total{kind=\"token\"}", 1.0)
+            .await;
         gh.shutdown().await;
     }
 );

@@ -188,11 +188,11 @@ async fn unreachable_origin_is_502_and_slow_origin_504_as_json() {
     assert_eq!(r.status(), 504);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["error"], "ORIGIN_TIMEOUT");
-    assert_eq!(
-        gh.metric(r#"gatehouse_origin_requests_total{origin="default",result="timeout"}"#)
-            .await,
-        1.0
-    );
+    gh.assert_metric(
+        r#"gatehouse_origin_requests_total{origin="default",result="timeout"}"#,
+        1.0,
+    )
+    .await;
     gh.shutdown().await;
 }
 
@@ -354,7 +354,8 @@ async fn a_failed_leader_hands_over_to_a_waiter() {
         2,
         "one failed fetch, then one handed-over fetch"
     );
-    assert_eq!(gh.metric("gatehouse_coalesce_handovers_total").await, 1.0);
+    gh.assert_metric("gatehouse_coalesce_handovers_total", 1.0)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -453,7 +454,7 @@ async fn starts_with_redis_down_serves_from_origin_and_connects_when_it_returns(
     let body: serde_json::Value = ready.json().await.unwrap();
     assert_eq!(body["status"], "degraded");
     assert_eq!(body["store"], "down");
-    assert_eq!(gh.metric("gatehouse_store_up").await, 0.0);
+    gh.assert_metric("gatehouse_store_up", 0.0).await;
 
     // Serves from the origin, and from L1 on a repeat.
     assert_eq!(gh.get("/r/x").await.text().await.unwrap(), "up");
@@ -482,7 +483,7 @@ async fn a_store_outage_after_start_is_counted_as_a_reconnect_when_it_ends() {
     let mut store = TestStore::redis();
     let origin = TestOrigin::start(|_| Reply::ok("x")).await;
     let gh = Gatehouse::start(&cfg(&store, "reconnect", ""), &origin).await;
-    assert_eq!(gh.metric("gatehouse_store_up").await, 1.0);
+    gh.assert_metric("gatehouse_store_up", 1.0).await;
     store.redis_server().unwrap().stop();
     assert!(
         eventually(Duration::from_secs(5), || async {
@@ -499,7 +500,8 @@ async fn a_store_outage_after_start_is_counted_as_a_reconnect_when_it_ends() {
         })
         .await
     );
-    assert_eq!(gh.metric("gatehouse_store_reconnects_total").await, 1.0);
+    gh.assert_metric("gatehouse_store_reconnects_total", 1.0)
+        .await;
     gh.shutdown().await;
 }
 

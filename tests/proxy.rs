@@ -56,11 +56,11 @@ both_stores!(
         assert!(r2.headers().contains_key("age"));
         assert_eq!(r2.text().await.unwrap(), "participant 7");
         assert_eq!(origin.hits("/api/participants/7"), 1);
-        assert_eq!(
-            gh.metric(r#"gatehouse_cache_lookups_total{result="hit",tier="l1"}"#)
-                .await,
-            1.0
-        );
+        gh.assert_metric(
+            r#"gatehouse_cache_lookups_total{result="hit",tier="l1"}"#,
+            1.0,
+        )
+        .await;
         gh.shutdown().await;
     }
 );
@@ -103,7 +103,8 @@ both_stores!(
             "exactly one origin fetch"
         );
         assert_eq!(collapsed, 499);
-        assert_eq!(gh.metric("gatehouse_coalesced_requests_total").await, 499.0);
+        gh.assert_metric("gatehouse_coalesced_requests_total", 499.0)
+            .await;
         Arc::try_unwrap(gh).ok().unwrap().shutdown().await;
     }
 );
@@ -130,16 +131,14 @@ both_stores!(
             );
         }
         assert_eq!(origin.hits("/api/participants/999"), 1);
-        assert_eq!(
-            gh.metric(r#"gatehouse_cache_lookups_total{result="negative_hit",tier="l1"}"#)
-                .await,
-            49.0
-        );
-        assert_eq!(
-            gh.metric(r#"gatehouse_cache_stores_total{result="negative"}"#)
-                .await,
-            1.0
-        );
+        gh.assert_metrics(&[
+            (
+                r#"gatehouse_cache_lookups_total{result="negative_hit",tier="l1"}"#,
+                49.0,
+            ),
+            (r#"gatehouse_cache_stores_total{result="negative"}"#, 1.0),
+        ])
+        .await;
         gh.shutdown().await;
     }
 );
@@ -171,18 +170,18 @@ async fn an_l2_entry_written_by_one_instance_is_served_by_another() {
         1,
         "the second instance never touched the origin"
     );
-    assert_eq!(
-        b.metric(r#"gatehouse_cache_lookups_total{result="hit",tier="l2"}"#)
-            .await,
-        1.0
-    );
+    b.assert_metric(
+        r#"gatehouse_cache_lookups_total{result="hit",tier="l2"}"#,
+        1.0,
+    )
+    .await;
     // ... and the L2 hit filled B's L1.
     get(&b).await.unwrap();
-    assert_eq!(
-        b.metric(r#"gatehouse_cache_lookups_total{result="hit",tier="l1"}"#)
-            .await,
-        1.0
-    );
+    b.assert_metric(
+        r#"gatehouse_cache_lookups_total{result="hit",tier="l1"}"#,
+        1.0,
+    )
+    .await;
     a.shutdown().await;
     b.shutdown().await;
 }

@@ -110,13 +110,26 @@ impl Gatehouse {
     /// The value of one metric line (exact name with labels, e.g.
     /// `gatehouse_cache_lookups_total{result="hit",tier="l1"}`), 0 when absent.
     pub async fn metric(&self, series: &str) -> f64 {
+        metric_value(&self.metrics().await, series)
+    }
+
+    /// Asserts that the metric line `series` (as for `metric`) reads `want`.
+    pub async fn assert_metric(&self, series: &str, want: f64) {
+        self.assert_metrics(&[(series, want)]).await;
+    }
+
+    /// Asserts each metric line (as for `metric`) reads its value, all from one scrape;
+    /// a failure names every series that differs.
+    pub async fn assert_metrics(&self, want: &[(&str, f64)]) {
         let text = self.metrics().await;
-        text.lines()
-            .find_map(|l| {
-                let (name, value) = l.rsplit_once(' ')?;
-                (name == series).then(|| value.parse().ok())?
+        let wrong: Vec<String> = want
+            .iter()
+            .filter_map(|(series, want)| {
+                let got = metric_value(&text, series);
+                (got != *want).then(|| format!("{series} = {got}, not {want}"))
             })
-            .unwrap_or(0.0)
+            .collect();
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     }
 
     pub fn state(&self) -> &Arc<gatehouse::app::AppState> {
@@ -140,6 +153,16 @@ impl Gatehouse {
             app.shutdown().await;
         }
     }
+}
+
+/// The value of the metric line `series` in a scrape, 0 when absent.
+fn metric_value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            (name == series).then(|| value.parse().ok())?
+        })
+        .unwrap_or(0.0)
 }
 
 /// Calls the api listener with a JSON body; returns the status and the JSON answer

@@ -1,11 +1,12 @@
 //! Test support, split by what each part starts: real `redis-server` processes on
 //! free ports (never 6379), a Sentinel and a Redis Cluster of real processes
 //! (`redis`), the store a test runs against (`store`), a counting origin on
-//! 127.0.0.1:0 (`origin`), gatehouse itself on real listeners (`gatehouse`), the
-//! gatehouse binary as a child process (`process`), the keys, certificates and
-//! TLS servers the TLS tests need (`tls`) and the JWTs the auth tests send (`jwt`). Everything is started and
-//! stopped by the tests themselves. Every public name is re-exported here, so a test
-//! file needs only `mod support;` and `use support::*;`.
+//! 127.0.0.1:0 whose answers a `Gate` can hold (`origin`), gatehouse itself on real
+//! listeners (`gatehouse`), the gatehouse binary as a child process (`process`), the
+//! keys, certificates and TLS servers the TLS tests need (`tls`) and the JWTs the
+//! auth tests send (`jwt`). Everything is started and stopped by the tests
+//! themselves. Every public name is re-exported here, so a test file needs only
+//! `mod support;` and `use support::*;`.
 
 #![allow(dead_code)]
 
