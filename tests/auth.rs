@@ -14,9 +14,6 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use support::*;
 
-const ISSUER: &str = "https://issuer.test";
-const AUDIENCE: &str = "gatehouse-tests";
-
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -34,24 +31,17 @@ fn rfc3339(secs: i64) -> String {
 
 /// Claims valid now for ten minutes, from `ISSUER` to `AUDIENCE`.
 fn claims(sub: &str, jti: Option<&str>) -> Claims {
-    let c = Claims::valid(sub)
-        .iss(ISSUER)
-        .aud(AUDIENCE)
-        .claim("role", "staff");
+    let c = Claims::issued(sub).claim("role", "staff");
     match jti {
         Some(j) => c.jti(j),
         None => c,
     }
 }
 
-const AUTH: &str = r#"
-[auth]
-issuer = "https://issuer.test"
-audiences = ["gatehouse-tests"]
-algorithms = ["HS256"]
-hs_secret = "an-hs256-secret-of-more-than-32-bytes-for-tests"
-claims_to_headers = { sub = "x-user-id", role = "x-role" }
-"#;
+/// The suite's `[auth]`: `sub` and `role` forwarded as headers.
+fn auth() -> String {
+    auth_section("claims_to_headers = { sub = \"x-user-id\", role = \"x-role\" }")
+}
 
 const ROUTES: &str = r#"
 [[routes]]
@@ -88,17 +78,32 @@ revoke_on_success = true
 "#;
 
 fn cfg(store: &TestStore, prefix: &str, extra: &str) -> String {
-    format!("{}{AUTH}{ROUTES}{extra}", store.toml(prefix))
+    format!("{}{}{ROUTES}{extra}", store.toml(prefix), auth())
+}
+
+/// `user_origin` and gatehouse in front of it with the suite's `[auth]` and routes,
+/// keys under a fresh prefix for `name`.
+async fn start(store: &TestStore, name: &str) -> (TestOrigin, Gatehouse) {
+    let origin = user_origin().await;
+    let gh = start_on(&origin, store, name, "").await;
+    (origin, gh)
+}
+
+/// gatehouse in front of `origin` with the suite's `[auth]`, routes and `extra`,
+/// keys under a fresh prefix for `name`.
+async fn start_on(origin: &TestOrigin, store: &TestStore, name: &str, extra: &str) -> Gatehouse {
+    Gatehouse::start(&cfg(store, &prefix(name), extra), origin).await
+}
+
+/// HS256 tokens (claims as `claims`, no jti) for each user.
+fn tokens<const N: usize>(users: [&str; N]) -> [String; N] {
+    users.map(|u| claims(u, None).hs256(HS_SECRET))
 }
 
 /// The origin answers 200 with the user it was told about.
 async fn user_origin() -> TestOrigin {
     TestOrigin::start(|s| {
-        let user = s
-            .headers
-            .get("x-user-id")
-            .map(|v| v.to_str().unwrap().to_string())
-            .unwrap_or_else(|| "anonymous".into());
+        let user = s.header("x-user-id").unwrap_or("anonymous").to_string();
         Reply::ok(user)
     })
     .await
@@ -199,9 +204,7 @@ const INVALID: &str = "Bearer realm=\"gatehouse\", error=\"invalid_token\"";
 
 #[tokio::test]
 async fn route_modes_answer_401_and_403_as_json_with_www_authenticate() {
-    let origin = user_origin().await;
-    let store = TestStore::memory();
-    let gh = Gatehouse::start(&cfg(&store, &prefix("modes"), ""), &origin).await;
+    let (origin, gh) = start(&TestStore::memory(), "modes").await;
     let good = claims("u-1", Some("modes-1")).hs256(HS_SECRET);
 
     // required
@@ -326,7 +329,7 @@ cache = false
 #[tokio::test]
 async fn claims_are_forwarded_spoofed_headers_stripped_and_authorization_kept_per_route() {
     let origin = TestOrigin::start(|_| Reply::ok("ok")).await;
-    let gh = Gatehouse::start(&cfg(&TestStore::memory(), &prefix("claims"), ""), &origin).await;
+    let gh = start_on(&origin, &TestStore::memory(), "claims", "").await;
     let token = claims("u-7", None).hs256(HS_SECRET);
     let send = |path: &str, token: Option<&str>| {
         let mut r = gh
@@ -367,11 +370,7 @@ async fn claims_are_forwarded_spoofed_headers_stripped_and_authorization_kept_pe
 #[tokio::test]
 async fn per_user_routes_cache_per_user_and_shared_routes_respect_authorization() {
     let origin = TestOrigin::start(|s| {
-        let user = s
-            .headers
-            .get("x-user-id")
-            .map(|v| v.to_str().unwrap().to_string())
-            .unwrap_or_else(|| "anonymous".into());
+        let user = s.header("x-user-id").unwrap_or("anonymous").to_string();
         if s.path.starts_with("/public") {
             Reply::ok(format!("public for {user}")).header("cache-control", "public, max-age=60")
         } else {
@@ -396,13 +395,8 @@ path = "/public"
 auth = "optional"
 ttl = "1m"
 "#;
-    let gh = Gatehouse::start(
-        &cfg(&TestStore::memory(), &prefix("peruser"), extra),
-        &origin,
-    )
-    .await;
-    let alice = claims("alice", None).hs256(HS_SECRET);
-    let bob = claims("bob", None).hs256(HS_SECRET);
+    let gh = start_on(&origin, &TestStore::memory(), "peruser", extra).await;
+    let [alice, bob] = tokens(["alice", "bob"]);
     for _ in 0..2 {
         assert_eq!(body(&gh, "/me", Some(&alice)).await, "for alice");
         assert_eq!(body(&gh, "/me", Some(&bob)).await, "for bob");
@@ -439,8 +433,7 @@ ttl = "1m"
 both_stores!(
     revocation_by_jti_is_enforced_and_reported,
     |store: TestStore| async move {
-        let origin = user_origin().await;
-        let gh = Gatehouse::start(&cfg(&store, &prefix("by_jti"), ""), &origin).await;
+        let (_origin, gh) = start(&store, "by_jti").await;
         let token = claims("u-1", Some("jti-42")).hs256(HS_SECRET);
         let other = claims("u-1", Some("jti-43")).hs256(HS_SECRET);
         let lookup = || gh.client.get(gh.api_url("/v1/revocations/jti-42")).send();
@@ -510,8 +503,7 @@ both_stores!(
 both_stores!(
     revocation_by_token_uses_jti_or_the_signing_input,
     |store: TestStore| async move {
-        let origin = user_origin().await;
-        let gh = Gatehouse::start(&cfg(&store, &prefix("by_token"), ""), &origin).await;
+        let (_origin, gh) = start(&store, "by_token").await;
         let with_jti = claims("u-2", Some("tok-jti")).hs256(HS_SECRET);
         let without = claims("u-2", None).hs256(HS_SECRET);
         let sibling = claims("u-2", None).iat(unix_now() - 6).hs256(HS_SECRET);
@@ -565,8 +557,7 @@ both_stores!(
 both_stores!(
     revocation_by_subject_rejects_older_and_iat_less_tokens,
     |store: TestStore| async move {
-        let origin = user_origin().await;
-        let gh = Gatehouse::start(&cfg(&store, &prefix("by_sub"), ""), &origin).await;
+        let (_origin, gh) = start(&store, "by_sub").await;
         let old = claims("u-3", Some("a"))
             .iat(unix_now() - 120)
             .hs256(HS_SECRET);
@@ -595,8 +586,7 @@ both_stores!(
 both_stores!(
     a_token_seen_before_is_checked_without_a_store_round_trip,
     |store: TestStore| async move {
-        let origin = user_origin().await;
-        let gh = Gatehouse::start(&cfg(&store, &prefix("no_round_trip"), ""), &origin).await;
+        let (_origin, gh) = start(&store, "no_round_trip").await;
         wait_trusted(&gh).await;
         let reads = "gatehouse_store_command_duration_seconds_count{command=\"revocation_get\"}";
         let token = claims("u-5", Some("hot")).hs256(HS_SECRET);
@@ -693,8 +683,9 @@ async fn assert_unavailable(resp: reqwest::Response) {
 /// A config whose store commands give up quickly while the store is down.
 fn cfg_impatient(store: &TestStore, prefix: &str, extra: &str) -> String {
     format!(
-        "{}command_timeout = \"200ms\"\n{AUTH}{ROUTES}{extra}",
-        store.toml(prefix)
+        "{}command_timeout = \"200ms\"\n{}{ROUTES}{extra}",
+        store.toml(prefix),
+        auth()
     )
 }
 
@@ -817,7 +808,7 @@ both_stores!(
             _ => Reply::ok("ok"),
         })
         .await;
-        let gh = Gatehouse::start(&cfg(&store, &prefix("logout"), ""), &origin).await;
+        let gh = start_on(&origin, &store, "logout", "").await;
         let token = claims("u-12", None).hs256(HS_SECRET);
         let logout = |body: &'static str| {
             gh.client
@@ -843,8 +834,7 @@ both_stores!(
 
 #[tokio::test]
 async fn revocation_requests_are_checked_and_name_the_wrong_field() {
-    let origin = user_origin().await;
-    let gh = Gatehouse::start(&cfg(&TestStore::memory(), &prefix("api"), ""), &origin).await;
+    let (_origin, gh) = start(&TestStore::memory(), "api").await;
     let soon = rfc3339(unix_now() + 60);
     for (body, field) in [
         (json!({}), "body"),
@@ -886,7 +876,7 @@ async fn revocation_requests_are_checked_and_name_the_wrong_field() {
 #[test]
 fn revoke_on_success_needs_auth_and_no_caching() {
     let check = |route: &str| {
-        let text = format!("{AUTH}\n[[routes]]\npath = \"/logout\"\n{route}");
+        let text = format!("{}\n[[routes]]\npath = \"/logout\"\n{route}", auth());
         gatehouse::Config::from_toml_str(&text, &Default::default())
             .err()
             .map(|errs| errs.iter().map(|e| e.key.clone()).collect::<Vec<_>>())
@@ -921,11 +911,7 @@ fn revoke_on_success_needs_auth_and_no_caching() {
 #[tokio::test]
 async fn unforwarded_credentials_still_keep_answers_private() {
     let origin = TestOrigin::start(|s| {
-        let user = s
-            .headers
-            .get("x-user-id")
-            .map(|v| v.to_str().unwrap().to_string())
-            .unwrap_or_else(|| "anonymous".into());
+        let user = s.header("x-user-id").unwrap_or("anonymous").to_string();
         assert!(!s.headers.contains_key("authorization"));
         Reply::ok(format!("for {user}")).header("cache-control", "max-age=60")
     })
@@ -937,13 +923,8 @@ auth = "required"
 ttl = "1m"
 forward_authorization = false
 "#;
-    let gh = Gatehouse::start(
-        &cfg(&TestStore::memory(), &prefix("hidden"), extra),
-        &origin,
-    )
-    .await;
-    let alice = claims("alice", None).hs256(HS_SECRET);
-    let bob = claims("bob", None).hs256(HS_SECRET);
+    let gh = start_on(&origin, &TestStore::memory(), "hidden", extra).await;
+    let [alice, bob] = tokens(["alice", "bob"]);
     assert_eq!(body(&gh, "/hidden/x", Some(&alice)).await, "for alice");
     assert_eq!(body(&gh, "/hidden/x", Some(&bob)).await, "for bob");
     assert_eq!(origin.hits("/hidden/x"), 2);

@@ -9,28 +9,13 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 use support::*;
 
-const ROUTES: &str = r#"
-[[routes]]
-path = "/api/sessions/{id}/check-in"
-methods = ["POST"]
-cache = false
-[routes.capacity]
-ns = "sessions"
-id = "{id}"
-member = "header:x-participant-id"
-
-[[routes]]
-path = "/api/participants/{id}/edit"
-methods = ["POST"]
-cache = false
-[routes.lock]
-ns = "participants"
-id = "{id}"
-ttl = "10s"
-"#;
-
 fn cfg(store: &TestStore, name: &str) -> String {
-    format!("{}{ROUTES}", store.toml(&prefix(name)))
+    format!(
+        "{}{}{}",
+        store.toml(&prefix(name)),
+        capacity_route("/api/sessions/{id}/check-in", "sessions"),
+        lock_route("/api/participants/{id}/edit", "participants")
+    )
 }
 
 async fn check_in(gh: &Gatehouse, session: &str, member: &str) -> (u16, Value) {

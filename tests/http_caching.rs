@@ -100,11 +100,7 @@ both_stores!(
     vary_keeps_variants_apart_normalizes_and_refuses_star,
     |store: TestStore| async move {
         let origin = TestOrigin::start(|s| {
-            let lang = s
-                .headers
-                .get("accept-language")
-                .map(|v| v.to_str().unwrap().to_string())
-                .unwrap_or_default();
+            let lang = s.header("accept-language").unwrap_or_default().to_string();
             if s.path == "/star" {
                 return Reply::ok("star")
                     .header("cache-control", "max-age=60")
@@ -164,7 +160,7 @@ both_stores!(
                     .header("last-modified", "Mon, 01 Jan 2024 00:00:00 GMT"),
                 // no-cache: every reuse is revalidated; a 304 refreshes stored headers.
                 "/validate" => {
-                    if s.headers.get("if-none-match").map(|v| v.to_str().unwrap()) == Some(etag) {
+                    if s.header("if-none-match") == Some(etag) {
                         Reply::status(304, "")
                             .header("etag", etag)
                             .header("x-version", &ver)
@@ -1121,12 +1117,7 @@ both_stores!(
     |store: TestStore| async move {
         let lm = "Mon, 01 Jan 2024 00:00:00 GMT";
         let origin = TestOrigin::start(move |s| {
-            let h = |n: &str| {
-                s.headers
-                    .get(n)
-                    .map(|v| v.to_str().unwrap().to_string())
-                    .unwrap_or_default()
-            };
+            let h = |n: &str| s.header(n).unwrap_or_default().to_string();
             let lang = h("accept-language");
             match s.path.as_str() {
                 // Never fresh, but with a validator: revalidated, not refetched.
@@ -1298,12 +1289,8 @@ both_stores!(
             let revalidated = |lang: &str| {
                 origin.seen().iter().any(|s| {
                     s.path == path
-                        && s.headers
-                            .get("accept-language")
-                            .map(|v| v.to_str().unwrap())
-                            == Some(lang)
-                        && s.headers.get("if-none-match").map(|v| v.to_str().unwrap())
-                            == Some(&format!("\"{lang}\""))
+                        && s.header("accept-language") == Some(lang)
+                        && s.header("if-none-match") == Some(&format!("\"{lang}\""))
                 })
             };
             assert!(
@@ -1692,12 +1679,7 @@ both_stores!(
         let slow = Gate::new();
         let g = slow.clone();
         let origin = TestOrigin::start(move |s| {
-            let h = |n: &str| {
-                s.headers
-                    .get(n)
-                    .map(|v| v.to_str().unwrap().to_ascii_lowercase())
-                    .unwrap_or_default()
-            };
+            let h = |n: &str| s.header(n).unwrap_or_default().to_ascii_lowercase();
             let ae = h("accept-encoding");
             let wants_gzip = ae
                 .split(',')

@@ -16,12 +16,7 @@ fn routes() -> &'static str {
 fn per_user(gate: &Gate) -> impl Fn(&Seen) -> Reply + Send + Sync + 'static {
     let gate = gate.clone();
     move |s| {
-        let get = |n: &str| {
-            s.headers
-                .get(n)
-                .map(|v| v.to_str().unwrap().to_string())
-                .unwrap_or_default()
-        };
+        let get = |n: &str| s.header(n).unwrap_or_default().to_string();
         Reply::ok(format!(
             "cookie={} lang={}",
             get("cookie"),

@@ -12,15 +12,7 @@ fn app(store: &TestStore, name: &str) -> String {
 path = "/me"
 auth = "required"
 
-[[routes]]
-path = "/edit/{{id}}"
-methods = ["POST"]
-cache = false
-[routes.lock]
-ns = "docs"
-id = "{{id}}"
-ttl = "10s"
-
+{lock}
 [[routes]]
 path = "/profile"
 auth = "optional"
@@ -29,6 +21,7 @@ ttl = "10m"
 "#,
         store = store.toml(&prefix(name)),
         auth = auth_toml("token_cookie = \"session\"\ntoken_header = \"x-token\""),
+        lock = lock_route("/edit/{id}", "docs"),
     )
 }
 

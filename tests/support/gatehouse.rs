@@ -17,6 +17,22 @@ pub struct Gatehouse {
     pub client: reqwest::Client,
 }
 
+/// A POST route at `path` (whose `{id}` names the capacity), never cached, that
+/// admits the member in `x-participant-id` to capacity `ns`/`{id}`.
+pub fn capacity_route(path: &str, ns: &str) -> String {
+    format!(
+        "\n[[routes]]\npath = \"{path}\"\nmethods = [\"POST\"]\ncache = false\n[routes.capacity]\nns = \"{ns}\"\nid = \"{{id}}\"\nmember = \"header:x-participant-id\"\n"
+    )
+}
+
+/// A POST route at `path` (whose `{id}` names the lock), never cached, that holds
+/// lock `ns`/`{id}` (10s at most) while the origin answers.
+pub fn lock_route(path: &str, ns: &str) -> String {
+    format!(
+        "\n[[routes]]\npath = \"{path}\"\nmethods = [\"POST\"]\ncache = false\n[routes.lock]\nns = \"{ns}\"\nid = \"{{id}}\"\nttl = \"10s\"\n"
+    )
+}
+
 /// Builds a config from TOML text, filling listener addresses with 127.0.0.1:0 and
 /// the origin URL when the text does not set them.
 pub fn config(text: &str, origin: Option<&str>) -> Config {

@@ -7,6 +7,17 @@ use serde_json::{Map, Value};
 
 /// The HS256 secret most test configs' `[auth]` sections name.
 pub const HS_SECRET: &str = "an-hs256-secret-of-more-than-32-bytes-for-tests";
+/// The `auth.issuer` and an `auth.audiences` entry the test configs name.
+pub const ISSUER: &str = "https://issuer.test";
+pub const AUDIENCE: &str = "gatehouse-tests";
+
+/// An `[auth]` section that trusts HS256 tokens signed with `HS_SECRET`, from
+/// `ISSUER` to `AUDIENCE`; `extra` adds keys to it (e.g. `claims_to_headers`).
+pub fn auth_section(extra: &str) -> String {
+    format!(
+        "\n[auth]\nissuer = \"{ISSUER}\"\naudiences = [\"{AUDIENCE}\"]\nalgorithms = [\"HS256\"]\nhs_secret = \"{HS_SECRET}\"\n{extra}\n"
+    )
+}
 
 /// Seconds since the Unix epoch, now.
 pub fn unix_now() -> i64 {
@@ -30,6 +41,11 @@ impl Claims {
     pub fn valid(sub: &str) -> Claims {
         let now = unix_now();
         Claims::new().sub(sub).iat(now - 5).exp(now + 600)
+    }
+
+    /// `valid`, from `ISSUER` to `AUDIENCE`.
+    pub fn issued(sub: &str) -> Claims {
+        Claims::valid(sub).iss(ISSUER).aud(AUDIENCE)
     }
 
     pub fn sub(self, sub: &str) -> Claims {

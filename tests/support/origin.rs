@@ -22,6 +22,13 @@ pub struct Seen {
     pub body: Bytes,
 }
 
+impl Seen {
+    /// A request header's value, when the request had it.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+}
+
 /// What the test origin answers.
 #[derive(Clone, Debug)]
 pub struct Reply {
