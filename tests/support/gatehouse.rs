@@ -200,6 +200,19 @@ pub async fn api_json(
     (status, r.json().await.unwrap_or(serde_json::Value::Null))
 }
 
+/// POSTs `body` to the api listener, asserts the answer's status and returns its
+/// JSON (`Null` when it has none).
+pub async fn api_post(
+    gh: &Gatehouse,
+    path: &str,
+    body: serde_json::Value,
+    status: u16,
+) -> serde_json::Value {
+    let (got, answer) = api_json(gh, reqwest::Method::POST, path, body).await;
+    assert_eq!(got, status, "POST {path}: {answer}");
+    answer
+}
+
 /// GETs `url` and reads the answer as JSON (panics when it is not).
 pub async fn get_json(client: &reqwest::Client, url: &str) -> serde_json::Value {
     client.get(url).send().await.unwrap().json().await.unwrap()
