@@ -127,12 +127,7 @@ async fn status(gh: &Gatehouse, path: &str, token: &str) -> u16 {
 }
 
 async fn revoke(gh: &Gatehouse, body: Value) -> reqwest::Response {
-    gh.client
-        .post(gh.api_url("/v1/revocations"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
+    gh.api_post("/v1/revocations", &body).await
 }
 
 /// Sends `token` (or none) to `path` and asserts the refusal for `reason`: see

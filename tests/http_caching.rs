@@ -573,12 +573,8 @@ async fn a_purge_reaches_every_instance_l1_within_a_second() {
     let r = get(&b_gh).await.unwrap();
     assert!(status(&r).starts_with("gatehouse; hit"));
     *body.lock().unwrap() = "v2".into();
-    a.client
-        .post(a.api_url("/v1/cache/purge"))
-        .json(&serde_json::json!({"urls": ["/c"]}))
-        .send()
-        .await
-        .unwrap();
+    a.api_post("/v1/cache/purge", &serde_json::json!({"urls": ["/c"]}))
+        .await;
     assert!(
         eventually(Duration::from_secs(1), || async {
             get(&b_gh).await.unwrap().text().await.unwrap() == "v2"
@@ -658,12 +654,8 @@ both_stores!(
         // The purge lands while the old answer is still on its way.
         *body.lock().unwrap() = "new".into();
         let r = gh
-            .client
-            .post(gh.api_url("/v1/cache/purge"))
-            .json(&serde_json::json!({"urls": ["/race"]}))
-            .send()
-            .await
-            .unwrap();
+            .api_post("/v1/cache/purge", &serde_json::json!({"urls": ["/race"]}))
+            .await;
         assert_eq!(r.status(), 200);
         old.open();
         assert_eq!(slow.await.unwrap(), "old");

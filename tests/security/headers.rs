@@ -176,13 +176,7 @@ both_stores!(
         let gh = Gatehouse::start(&app(&store, "sec-keyby"), &origin).await;
         let no_sub = token(None);
         for _ in 0..2 {
-            let r = gh
-                .client
-                .get(gh.url("/profile"))
-                .bearer_auth(&no_sub)
-                .send()
-                .await
-                .unwrap();
+            let r = gh.get_bearer("/profile", &no_sub).await;
             assert_eq!(r.status(), 200);
             assert!(r.headers()["cache-status"]
                 .to_str()
@@ -199,13 +193,7 @@ both_stores!(
         // A real user is keyed and cached per user.
         let alice = token(Some("alice"));
         for _ in 0..2 {
-            let r = gh
-                .client
-                .get(gh.url("/profile"))
-                .bearer_auth(&alice)
-                .send()
-                .await
-                .unwrap();
+            let r = gh.get_bearer("/profile", &alice).await;
             assert_eq!(r.text().await.unwrap(), "profile of alice");
         }
         assert_eq!(origin.hits("/profile"), 5);

@@ -163,13 +163,7 @@ async fn purge_after_flood(store: TestStore, old: &str, new: &str, purge: Value)
     flood(&gh, 300, 5).await;
     assert_overflowed(&gh, &store).await;
 
-    let r = gh
-        .client
-        .post(gh.api_url("/v1/cache/purge"))
-        .json(&purge)
-        .send()
-        .await
-        .unwrap();
+    let r = gh.api_post("/v1/cache/purge", &purge).await;
     assert_eq!(r.status(), 200);
     for path in [old, new] {
         let before = origin.hits(path);

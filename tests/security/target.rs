@@ -113,22 +113,10 @@ both_stores!(
         .await;
         let gh = Gatehouse::start(&app(&store, "sec-report"), &origin).await;
         let t = token(Some("alice"));
-        let r = gh
-            .client
-            .get(gh.url("/api/report"))
-            .bearer_auth(&t)
-            .send()
-            .await
-            .unwrap();
+        let r = gh.get_bearer("/api/report", &t).await;
         assert_eq!(r.status(), 200);
         // Stored: the response said public.
-        let r = gh
-            .client
-            .get(gh.url("/api/report"))
-            .bearer_auth(&t)
-            .send()
-            .await
-            .unwrap();
+        let r = gh.get_bearer("/api/report", &t).await;
         assert!(r.headers()["cache-status"]
             .to_str()
             .unwrap()
@@ -343,23 +331,15 @@ both_stores!(
         assert_eq!(origin.hits("/p/1"), 1, "cached");
         for bad in ["/\u{e9}%", "/%\u{e9}", "/a%2Fb", "/a%00"] {
             let r = gh
-                .client
-                .post(gh.api_url("/v1/cache/purge"))
-                .json(&json!({ "urls": [bad] }))
-                .send()
-                .await
-                .unwrap();
+                .api_post("/v1/cache/purge", &json!({ "urls": [bad] }))
+                .await;
             assert_eq!(r.status(), 400, "{bad}");
             assert_eq!(r.json::<Value>().await.unwrap()["error"], "BAD_REQUEST");
         }
         // Another spelling of the cached path purges it.
         let r = gh
-            .client
-            .post(gh.api_url("/v1/cache/purge"))
-            .json(&json!({ "urls": ["/p/./%31"] }))
-            .send()
-            .await
-            .unwrap();
+            .api_post("/v1/cache/purge", &json!({ "urls": ["/p/./%31"] }))
+            .await;
         assert_eq!(r.status(), 200);
         assert_eq!(r.json::<Value>().await.unwrap()["purged"], 1);
         gh.get("/p/1").await;

@@ -107,6 +107,18 @@ impl Gatehouse {
         self.client.get(self.url(path)).send().await.unwrap()
     }
 
+    /// GET on the proxy listener with `token` as the bearer credential.
+    pub async fn get_bearer(&self, path: &str, token: &str) -> reqwest::Response {
+        let req = self.client.get(self.url(path)).bearer_auth(token);
+        req.send().await.unwrap()
+    }
+
+    /// POST of `body` as JSON on the api listener.
+    pub async fn api_post(&self, path: &str, body: &impl serde::Serialize) -> reqwest::Response {
+        let req = self.client.post(self.api_url(path)).json(body);
+        req.send().await.unwrap()
+    }
+
     /// GET on the api listener.
     pub async fn api_get(&self, path: &str) -> reqwest::Response {
         self.client.get(self.api_url(path)).send().await.unwrap()
