@@ -175,21 +175,15 @@ both_stores!(capacity_contract, |store: TestStore| async move {
     let a = post(&gh, d, json!({"memberId": "p-2", "capacity": 5})).await;
     assert_error(&a, 409, "CAPACITY_FULL");
 
-    gh.assert_metrics(&[
-        (
-            r#"gatehouse_capacity_admissions_total{result="admitted"}"#,
-            4.0,
-        ),
-        (
-            r#"gatehouse_capacity_admissions_total{result="already_admitted"}"#,
-            1.0,
-        ),
-        (r#"gatehouse_capacity_admissions_total{result="full"}"#, 3.0),
-        (
-            r#"gatehouse_capacity_admissions_total{result="not_found"}"#,
-            1.0,
-        ),
-    ])
+    gh.assert_family(
+        "gatehouse_capacity_admissions_total",
+        &[
+            (r#"result="admitted""#, 4.0),
+            (r#"result="already_admitted""#, 1.0),
+            (r#"result="full""#, 3.0),
+            (r#"result="not_found""#, 1.0),
+        ],
+    )
     .await;
     gh.shutdown().await;
 });
@@ -361,16 +355,13 @@ both_stores!(lock_contract, |store: TestStore| async move {
     assert_eq!(a.body["fence"], 2);
     assert_ne!(a.body["lockToken"], token.as_str());
 
-    gh.assert_metrics(&[
-        (
-            r#"gatehouse_lock_operations_total{op="acquire",result="held"}"#,
-            1.0,
-        ),
-        (
-            r#"gatehouse_lock_operations_total{op="release",result="not_owner"}"#,
-            1.0,
-        ),
-    ])
+    gh.assert_family(
+        "gatehouse_lock_operations_total",
+        &[
+            (r#"op="acquire",result="held""#, 1.0),
+            (r#"op="release",result="not_owner""#, 1.0),
+        ],
+    )
     .await;
     gh.shutdown().await;
 });

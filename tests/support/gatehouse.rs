@@ -160,6 +160,17 @@ impl Gatehouse {
         assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     }
 
+    /// `assert_metrics` for series of one metric `family`, each given by its labels
+    /// (e.g. `r#"op="acquire",result="held""#`).
+    pub async fn assert_family(&self, family: &str, want: &[(&str, f64)]) {
+        let series: Vec<(String, f64)> = want
+            .iter()
+            .map(|(labels, n)| (format!("{family}{{{labels}}}"), *n))
+            .collect();
+        let series: Vec<(&str, f64)> = series.iter().map(|(s, n)| (s.as_str(), *n)).collect();
+        self.assert_metrics(&series).await;
+    }
+
     pub fn state(&self) -> &Arc<gatehouse::app::AppState> {
         &self.app.as_ref().unwrap().state
     }
