@@ -32,6 +32,11 @@ fn cfg(store: &TestStore, name: &str, extra: &str) -> String {
     format!("{}{}{}", store.toml(&prefix(name)), ROUTES, extra)
 }
 
+/// gatehouse on the memory store in front of `origin`, with the routes and `extra`.
+async fn start_memory(origin: &TestOrigin, name: &str, extra: &str) -> Gatehouse {
+    Gatehouse::start(&cfg(&TestStore::memory(), name, extra), origin).await
+}
+
 #[tokio::test]
 async fn hop_by_hop_headers_are_removed_and_forwarding_headers_added() {
     let origin = TestOrigin::start(|_| {
@@ -42,7 +47,7 @@ async fn hop_by_hop_headers_are_removed_and_forwarding_headers_added() {
             .header("x-kept", "1")
     })
     .await;
-    let gh = Gatehouse::start(&cfg(&TestStore::memory(), "hop", ""), &origin).await;
+    let gh = start_memory(&origin, "hop", "").await;
     let r = gh
         .client
         .get(gh.url("/plain"))
@@ -77,7 +82,7 @@ async fn writes_pass_through_untouched_with_their_bodies() {
         )
     })
     .await;
-    let gh = Gatehouse::start(&cfg(&TestStore::memory(), "writes", ""), &origin).await;
+    let gh = start_memory(&origin, "writes", "").await;
     let big = "a".repeat(200_000);
     for method in [
         reqwest::Method::POST,
@@ -102,13 +107,10 @@ async fn writes_pass_through_untouched_with_their_bodies() {
 #[tokio::test]
 async fn oversized_bodies_are_413_and_oversized_heads_431() {
     let origin = TestOrigin::start(|_| Reply::ok("x")).await;
-    let gh = Gatehouse::start(
-        &cfg(
-            &TestStore::memory(),
-            "limits",
-            "[server]\nmax_body_bytes = \"1KiB\"\nmax_header_bytes = \"16KiB\"\n",
-        ),
+    let gh = start_memory(
         &origin,
+        "limits",
+        "[server]\nmax_body_bytes = \"1KiB\"\nmax_header_bytes = \"16KiB\"\n",
     )
     .await;
     let r = gh
@@ -175,15 +177,7 @@ async fn unreachable_origin_is_502_and_slow_origin_504_as_json() {
     let never = Gate::new();
     let g = never.clone();
     let origin = TestOrigin::start(move |_| Reply::ok("late").held_by(&g)).await;
-    let gh = Gatehouse::start(
-        &cfg(
-            &TestStore::memory(),
-            "slow",
-            "[origin]\ntimeout = \"200ms\"\n",
-        ),
-        &origin,
-    )
-    .await;
+    let gh = start_memory(&origin, "slow", "[origin]\ntimeout = \"200ms\"\n").await;
     let r = gh.get("/r").await;
     assert_eq!(r.status(), 504);
     let body: serde_json::Value = r.json().await.unwrap();
@@ -257,7 +251,7 @@ async fn responses_over_max_object_stream_through_uncached() {
     let big = vec![b'z'; 200_000];
     let body = big.clone();
     let origin = TestOrigin::start(move |_| Reply::ok(body.clone())).await;
-    let gh = Gatehouse::start(&cfg(&TestStore::memory(), "big", ""), &origin).await;
+    let gh = start_memory(&origin, "big", "").await;
     for expected in ["too-large", "hit-for-pass"] {
         let r = gh.get("/r/big").await;
         let status = r.headers()["cache-status"].to_str().unwrap().to_string();
@@ -278,7 +272,7 @@ async fn an_uncacheable_answer_releases_waiters_to_fetch_on_their_own() {
             .held_by(&g)
     })
     .await;
-    let gh = Arc::new(Gatehouse::start(&cfg(&TestStore::memory(), "release", ""), &origin).await);
+    let gh = Arc::new(start_memory(&origin, "release", "").await);
     let tasks: Vec<_> = (0..10)
         .map(|_| {
             let gh = gh.clone();
@@ -363,7 +357,7 @@ async fn the_fill_survives_the_disconnect_of_the_client_that_started_it() {
     let gate = Gate::new();
     let g = gate.clone();
     let origin = TestOrigin::start(move |_| Reply::ok("kept").held_by(&g)).await;
-    let gh = Gatehouse::start(&cfg(&TestStore::memory(), "detach", ""), &origin).await;
+    let gh = start_memory(&origin, "detach", "").await;
     let impatient = {
         let client = reqwest::Client::new();
         let url = gh.url("/r/d");
@@ -408,7 +402,7 @@ async fn the_fill_survives_the_disconnect_of_the_client_that_started_it() {
 #[tokio::test]
 async fn head_is_answered_from_a_cached_get_and_fills_with_get() {
     let origin = TestOrigin::start(|s| Reply::ok(format!("{} body", s.method))).await;
-    let gh = Gatehouse::start(&cfg(&TestStore::memory(), "head", ""), &origin).await;
+    let gh = start_memory(&origin, "head", "").await;
     let r = gh.client.head(gh.url("/r/h")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-length"], "8");
@@ -426,7 +420,7 @@ async fn head_is_answered_from_a_cached_get_and_fills_with_get() {
 #[tokio::test]
 async fn http2_cleartext_is_served_on_the_proxy_listener() {
     let origin = TestOrigin::start(|_| Reply::ok("over h2")).await;
-    let gh = Gatehouse::start(&cfg(&TestStore::memory(), "h2c", ""), &origin).await;
+    let gh = start_memory(&origin, "h2c", "").await;
     let h2 = reqwest::Client::builder()
         .http2_prior_knowledge()
         .build()
@@ -510,15 +504,7 @@ async fn shutdown_turns_readiness_off_first_and_lets_in_flight_requests_finish()
     let gate = Gate::new();
     let g = gate.clone();
     let origin = TestOrigin::start(move |_| Reply::ok("finished").held_by(&g)).await;
-    let mut gh = Gatehouse::start(
-        &cfg(
-            &TestStore::memory(),
-            "drain",
-            "[server]\ndrain_delay = \"300ms\"\n",
-        ),
-        &origin,
-    )
-    .await;
+    let mut gh = start_memory(&origin, "drain", "[server]\ndrain_delay = \"300ms\"\n").await;
     let client = gh.client.clone();
     let url = gh.url("/nocache/slow");
     let in_flight = tokio::spawn(async move {
@@ -551,7 +537,7 @@ async fn shutdown_turns_readiness_off_first_and_lets_in_flight_requests_finish()
 #[tokio::test]
 async fn admin_serves_liveness_and_the_contract_metrics() {
     let origin = TestOrigin::start(|_| Reply::ok("m")).await;
-    let gh = Gatehouse::start(&cfg(&TestStore::memory(), "admin", ""), &origin).await;
+    let gh = start_memory(&origin, "admin", "").await;
     gh.get("/r/m").await;
     gh.get("/r/m").await;
     assert_eq!(
@@ -581,7 +567,7 @@ async fn admin_serves_liveness_and_the_contract_metrics() {
 #[tokio::test]
 async fn native_endpoints_and_proxied_paths_never_cross_listeners() {
     let origin = TestOrigin::start(|s| Reply::ok(format!("origin saw {}", s.path))).await;
-    let gh = Gatehouse::start(&cfg(&TestStore::memory(), "listeners", ""), &origin).await;
+    let gh = start_memory(&origin, "listeners", "").await;
     // /v1/... on the proxy listener is the app's own path: forwarded to the origin.
     let r = gh.get("/v1/cache/purge").await;
     assert_eq!(r.text().await.unwrap(), "origin saw /v1/cache/purge");
@@ -605,13 +591,10 @@ async fn http2_bodies_larger_than_the_flow_control_windows_pass_both_ways() {
         Reply::ok(body).header("cache-control", "no-store")
     })
     .await;
-    let gh = Gatehouse::start(
-        &cfg(
-            &TestStore::memory(),
-            "h2-windows",
-            "[server]\nmax_body_bytes = \"8MiB\"\n",
-        ),
+    let gh = start_memory(
         &origin,
+        "h2-windows",
+        "[server]\nmax_body_bytes = \"8MiB\"\n",
     )
     .await;
     let h2 = reqwest::Client::builder()
