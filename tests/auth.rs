@@ -9,21 +9,10 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use jsonwebtoken::{Algorithm, Header};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use support::*;
-
-const SECRET: &str = "an-hs256-secret-of-more-than-32-bytes-for-tests";
-const ISSUER: &str = "https://issuer.test";
-const AUDIENCE: &str = "gatehouse-tests";
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -40,58 +29,19 @@ fn rfc3339(secs: i64) -> String {
         .unwrap()
 }
 
-/// Claims valid now for ten minutes.
-fn claims(sub: &str, jti: Option<&str>) -> Value {
-    let mut c = json!({
-        "sub": sub,
-        "iss": ISSUER,
-        "aud": AUDIENCE,
-        "iat": now() - 5,
-        "exp": now() + 600,
-        "role": "staff",
-    });
-    if let Some(j) = jti {
-        c["jti"] = json!(j);
+/// Claims valid now for ten minutes, from `ISSUER` to `AUDIENCE`.
+fn claims(sub: &str, jti: Option<&str>) -> Claims {
+    let c = Claims::issued(sub).claim("role", "staff");
+    match jti {
+        Some(j) => c.jti(j),
+        None => c,
     }
-    c
 }
 
-fn with(mut base: Value, changes: Value) -> Value {
-    for (k, v) in changes.as_object().unwrap() {
-        if v.is_null() {
-            base.as_object_mut().unwrap().remove(k);
-        } else {
-            base[k] = v.clone();
-        }
-    }
-    base
+/// The suite's `[auth]`: `sub` and `role` forwarded as headers.
+fn auth() -> String {
+    auth_section("claims_to_headers = { sub = \"x-user-id\", role = \"x-role\" }")
 }
-
-fn sign(alg: Algorithm, key: &EncodingKey, claims: &Value) -> String {
-    encode(&Header::new(alg), claims, key).unwrap()
-}
-
-fn hs(claims: &Value) -> String {
-    sign(
-        Algorithm::HS256,
-        &EncodingKey::from_secret(SECRET.as_bytes()),
-        claims,
-    )
-}
-
-fn b64(v: &Value) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap())
-}
-
-const AUTH: &str = r#"
-[auth]
-issuer = "https://issuer.test"
-audiences = ["gatehouse-tests"]
-algorithms = ["HS256"]
-hs_secret = "an-hs256-secret-of-more-than-32-bytes-for-tests"
-claims_to_headers = { sub = "x-user-id", role = "x-role" }
-"#;
 
 const ROUTES: &str = r#"
 [[routes]]
@@ -128,17 +78,32 @@ revoke_on_success = true
 "#;
 
 fn cfg(store: &TestStore, prefix: &str, extra: &str) -> String {
-    format!("{}{AUTH}{ROUTES}{extra}", store.toml(prefix))
+    format!("{}{}{ROUTES}{extra}", store.toml(prefix), auth())
+}
+
+/// `user_origin` and gatehouse in front of it with the suite's `[auth]` and routes,
+/// keys under a fresh prefix for `name`.
+async fn start(store: &TestStore, name: &str) -> (TestOrigin, Gatehouse) {
+    let origin = user_origin().await;
+    let gh = start_on(&origin, store, name, "").await;
+    (origin, gh)
+}
+
+/// gatehouse in front of `origin` with the suite's `[auth]`, routes and `extra`,
+/// keys under a fresh prefix for `name`.
+async fn start_on(origin: &TestOrigin, store: &TestStore, name: &str, extra: &str) -> Gatehouse {
+    Gatehouse::start(&cfg(store, &prefix(name), extra), origin).await
+}
+
+/// HS256 tokens (claims as `claims`, no jti) for each user.
+fn tokens<const N: usize>(users: [&str; N]) -> [String; N] {
+    users.map(|u| claims(u, None).hs256(HS_SECRET))
 }
 
 /// The origin answers 200 with the user it was told about.
 async fn user_origin() -> TestOrigin {
     TestOrigin::start(|s| {
-        let user = s
-            .headers
-            .get("x-user-id")
-            .map(|v| v.to_str().unwrap().to_string())
-            .unwrap_or_else(|| "anonymous".into());
+        let user = s.header("x-user-id").unwrap_or("anonymous").to_string();
         Reply::ok(user)
     })
     .await
@@ -162,12 +127,7 @@ async fn status(gh: &Gatehouse, path: &str, token: &str) -> u16 {
 }
 
 async fn revoke(gh: &Gatehouse, body: Value) -> reqwest::Response {
-    gh.client
-        .post(gh.api_url("/v1/revocations"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
+    gh.api_post("/v1/revocations", &body).await
 }
 
 /// Sends `token` (or none) to `path` and asserts the refusal for `reason`: see
@@ -239,35 +199,32 @@ const INVALID: &str = "Bearer realm=\"gatehouse\", error=\"invalid_token\"";
 
 #[tokio::test]
 async fn route_modes_answer_401_and_403_as_json_with_www_authenticate() {
-    let origin = user_origin().await;
-    let store = TestStore::memory();
-    let gh = Gatehouse::start(&cfg(&store, &prefix("modes"), ""), &origin).await;
-    let good = hs(&claims("u-1", Some("modes-1")));
+    let (origin, gh) = start(&TestStore::memory(), "modes").await;
+    let good = claims("u-1", Some("modes-1")).hs256(HS_SECRET);
 
     // required
     assert_refused(&gh, "/req", None, "missing").await;
     let cases = [
         (
-            hs(&with(claims("u-1", None), json!({"exp": now() - 3600}))),
+            claims("u-1", None).exp(unix_now() - 3600).hs256(HS_SECRET),
             "expired",
         ),
         (
-            hs(&with(claims("u-1", None), json!({"aud": "someone-else"}))),
+            claims("u-1", None).aud("someone-else").hs256(HS_SECRET),
             "audience_not_allowed",
         ),
         (
-            hs(&with(
-                claims("u-1", None),
-                json!({"iss": "https://evil.test"}),
-            )),
+            claims("u-1", None)
+                .iss("https://evil.test")
+                .hs256(HS_SECRET),
             "issuer_mismatch",
         ),
         (
-            hs(&with(claims("u-1", None), json!({"nbf": now() + 3600}))),
+            claims("u-1", None).nbf(unix_now() + 3600).hs256(HS_SECRET),
             "not_yet_valid",
         ),
         (
-            hs(&with(claims("u-1", None), json!({"exp": null}))),
+            claims("u-1", None).without("exp").hs256(HS_SECRET),
             "missing_exp",
         ),
         ("not-a-jwt".to_string(), "malformed"),
@@ -276,20 +233,10 @@ async fn route_modes_answer_401_and_403_as_json_with_www_authenticate() {
         assert_refused(&gh, "/req", Some(&token), reason).await;
     }
     // Tampered: the payload changed after signing.
-    let parts: Vec<&str> = good.split('.').collect();
-    let forged = format!(
-        "{}.{}.{}",
-        parts[0],
-        b64(&claims("admin", Some("modes-1"))),
-        parts[2]
-    );
+    let forged = claims("admin", Some("modes-1")).forged_into(&good);
     assert_refused(&gh, "/req", Some(&forged), "bad_signature").await;
     // alg: none, unsigned.
-    let none = format!(
-        "{}.{}.",
-        b64(&json!({"alg": "none", "typ": "JWT"})),
-        b64(&claims("u-1", None))
-    );
+    let none = claims("u-1", None).unsigned();
     assert_refused(&gh, "/req", Some(&none), "algorithm_not_allowed").await;
     assert_eq!(origin.total(), 0, "no rejected request reached the origin");
 
@@ -310,11 +257,8 @@ async fn route_modes_answer_401_and_403_as_json_with_www_authenticate() {
     assert_eq!(r.text().await.unwrap(), "anonymous");
 
     // Not looked at, so not counted: the two malformed tokens above are all.
-    assert_eq!(
-        gh.metric("gatehouse_auth_rejections_total{reason=\"malformed\"}")
-            .await,
-        2.0
-    );
+    gh.assert_metric("gatehouse_auth_rejections_total{reason=\"malformed\"}", 2.0)
+        .await;
     gh.shutdown().await;
 }
 
@@ -350,34 +294,18 @@ cache = false
         ec_pub.display()
     );
     let gh = Gatehouse::start(&text, &origin).await;
-    let rs = sign(
-        Algorithm::RS256,
-        &EncodingKey::from_rsa_pem(&rsa_priv).unwrap(),
-        &claims("rsa-user", None),
-    );
-    let es = sign(
-        Algorithm::ES256,
-        &EncodingKey::from_ec_pem(&ec_priv).unwrap(),
-        &claims("ec-user", None),
-    );
+    let rs = claims("rsa-user", None).pem(Algorithm::RS256, &rsa_priv);
+    let es = claims("ec-user", None).pem(Algorithm::ES256, &ec_priv);
     for (token, user) in [(&rs, "rsa-user"), (&es, "ec-user")] {
         let r = call(&gh, "/req", Some(token)).await;
         assert_eq!(r.status(), 200, "{user}");
         assert_eq!(r.text().await.unwrap(), user);
     }
     // HS256 with the server's public RSA key as the HMAC secret: the classic confusion.
-    let confused = sign(
-        Algorithm::HS256,
-        &EncodingKey::from_secret(&std::fs::read(&rsa_pub).unwrap()),
-        &claims("admin", None),
-    );
+    let confused = claims("admin", None).hs256(&std::fs::read_to_string(&rsa_pub).unwrap());
     assert_refused(&gh, "/req", Some(&confused), "algorithm_not_allowed").await;
     // ES256 by a key we do not know.
-    let stranger = sign(
-        Algorithm::ES256,
-        &EncodingKey::from_ec_pem(&other_priv).unwrap(),
-        &claims("admin", None),
-    );
+    let stranger = claims("admin", None).pem(Algorithm::ES256, &other_priv);
     assert_refused(&gh, "/req", Some(&stranger), "bad_signature").await;
     assert_eq!(origin.total(), 2);
 
@@ -386,11 +314,9 @@ cache = false
     let r = revoke(&gh, json!({"token": es})).await;
     assert_eq!(r.status(), 204);
     assert_refused(&gh, "/req", Some(&es), "revoked").await;
-    let again = sign(
-        Algorithm::ES256,
-        &EncodingKey::from_ec_pem(&ec_priv).unwrap(),
-        &with(claims("ec-user", None), json!({"iat": now() - 4})),
-    );
+    let again = claims("ec-user", None)
+        .iat(unix_now() - 4)
+        .pem(Algorithm::ES256, &ec_priv);
     assert_eq!(status(&gh, "/req", &again).await, 200);
     gh.shutdown().await;
 }
@@ -398,8 +324,8 @@ cache = false
 #[tokio::test]
 async fn claims_are_forwarded_spoofed_headers_stripped_and_authorization_kept_per_route() {
     let origin = TestOrigin::start(|_| Reply::ok("ok")).await;
-    let gh = Gatehouse::start(&cfg(&TestStore::memory(), &prefix("claims"), ""), &origin).await;
-    let token = hs(&claims("u-7", None));
+    let gh = start_on(&origin, &TestStore::memory(), "claims", "").await;
+    let token = claims("u-7", None).hs256(HS_SECRET);
     let send = |path: &str, token: Option<&str>| {
         let mut r = gh
             .client
@@ -439,11 +365,7 @@ async fn claims_are_forwarded_spoofed_headers_stripped_and_authorization_kept_pe
 #[tokio::test]
 async fn per_user_routes_cache_per_user_and_shared_routes_respect_authorization() {
     let origin = TestOrigin::start(|s| {
-        let user = s
-            .headers
-            .get("x-user-id")
-            .map(|v| v.to_str().unwrap().to_string())
-            .unwrap_or_else(|| "anonymous".into());
+        let user = s.header("x-user-id").unwrap_or("anonymous").to_string();
         if s.path.starts_with("/public") {
             Reply::ok(format!("public for {user}")).header("cache-control", "public, max-age=60")
         } else {
@@ -468,13 +390,8 @@ path = "/public"
 auth = "optional"
 ttl = "1m"
 "#;
-    let gh = Gatehouse::start(
-        &cfg(&TestStore::memory(), &prefix("peruser"), extra),
-        &origin,
-    )
-    .await;
-    let alice = hs(&claims("alice", None));
-    let bob = hs(&claims("bob", None));
+    let gh = start_on(&origin, &TestStore::memory(), "peruser", extra).await;
+    let [alice, bob] = tokens(["alice", "bob"]);
     for _ in 0..2 {
         assert_eq!(body(&gh, "/me", Some(&alice)).await, "for alice");
         assert_eq!(body(&gh, "/me", Some(&bob)).await, "for bob");
@@ -511,17 +428,16 @@ ttl = "1m"
 both_stores!(
     revocation_by_jti_is_enforced_and_reported,
     |store: TestStore| async move {
-        let origin = user_origin().await;
-        let gh = Gatehouse::start(&cfg(&store, &prefix("by_jti"), ""), &origin).await;
-        let token = hs(&claims("u-1", Some("jti-42")));
-        let other = hs(&claims("u-1", Some("jti-43")));
+        let (_origin, gh) = start(&store, "by_jti").await;
+        let token = claims("u-1", Some("jti-42")).hs256(HS_SECRET);
+        let other = claims("u-1", Some("jti-43")).hs256(HS_SECRET);
         let lookup = || gh.client.get(gh.api_url("/v1/revocations/jti-42")).send();
         let r = lookup().await.unwrap();
         assert_eq!(r.status(), 404);
         assert_eq!(r.json::<Value>().await.unwrap()["error"], "NOT_REVOKED");
         assert_eq!(status(&gh, "/req", &token).await, 200);
 
-        let expires = now() + 600;
+        let expires = unix_now() + 600;
         let r = revoke(&gh, json!({"jti": "jti-42", "expiresAt": rfc3339(expires)})).await;
         assert_eq!(r.status(), 204);
         assert_refused(&gh, "/req", Some(&token), "revoked").await;
@@ -539,7 +455,7 @@ both_stores!(
         // Revoking again with an earlier expiry never shortens the revocation.
         let r = revoke(
             &gh,
-            json!({"jti": "jti-42", "expiresAt": rfc3339(now() + 60)}),
+            json!({"jti": "jti-42", "expiresAt": rfc3339(unix_now() + 60)}),
         )
         .await;
         assert_eq!(r.status(), 204);
@@ -555,15 +471,11 @@ both_stores!(
         let r = gh.api_get("/v1/revocations/old").await;
         assert_eq!(r.status(), 404);
 
-        assert_eq!(
-            gh.metric("gatehouse_revocations_total{kind=\"jti\"}").await,
-            3.0
-        );
-        assert_eq!(
-            gh.metric("gatehouse_auth_rejections_total{reason=\"revoked\"}")
-                .await,
-            2.0
-        );
+        gh.assert_metrics(&[
+            ("gatehouse_revocations_total{kind=\"jti\"}", 3.0),
+            ("gatehouse_auth_rejections_total{reason=\"revoked\"}", 2.0),
+        ])
+        .await;
         if let TestStore::Redis(r) = &store {
             // Keyed on a hash of the jti under the prefix, expiring with the token.
             let key = format!(
@@ -586,11 +498,10 @@ both_stores!(
 both_stores!(
     revocation_by_token_uses_jti_or_the_signing_input,
     |store: TestStore| async move {
-        let origin = user_origin().await;
-        let gh = Gatehouse::start(&cfg(&store, &prefix("by_token"), ""), &origin).await;
-        let with_jti = hs(&claims("u-2", Some("tok-jti")));
-        let without = hs(&claims("u-2", None));
-        let sibling = hs(&with(claims("u-2", None), json!({"iat": now() - 6})));
+        let (_origin, gh) = start(&store, "by_token").await;
+        let with_jti = claims("u-2", Some("tok-jti")).hs256(HS_SECRET);
+        let without = claims("u-2", None).hs256(HS_SECRET);
+        let sibling = claims("u-2", None).iat(unix_now() - 6).hs256(HS_SECRET);
         for t in [&with_jti, &without, &sibling] {
             assert_eq!(status(&gh, "/req", t).await, 200);
         }
@@ -607,29 +518,20 @@ both_stores!(
         assert_eq!(r.status(), 200);
 
         // An expired token needs no revocation; a forged one gets none.
-        let expired = hs(&with(
-            claims("u-2", Some("gone")),
-            json!({"exp": now() - 3600}),
-        ));
+        let expired = claims("u-2", Some("gone"))
+            .exp(unix_now() - 3600)
+            .hs256(HS_SECRET);
         assert_eq!(revoke(&gh, json!({"token": expired})).await.status(), 204);
+        let forged = claims("u-9", Some("x")).forged_into(&sibling);
         let parts: Vec<&str> = sibling.split('.').collect();
-        let forged = format!(
-            "{}.{}.{}",
-            parts[0],
-            b64(&claims("u-9", Some("x"))),
-            parts[2]
-        );
         let r = revoke(&gh, json!({"token": forged})).await;
         assert_eq!(r.status(), 400);
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["error"], "BAD_REQUEST");
         assert_eq!(body["field"], "token");
         assert!(!body["message"].as_str().unwrap().contains(parts[1]));
-        assert_eq!(
-            gh.metric("gatehouse_revocations_total{kind=\"token\"}")
-                .await,
-            3.0
-        );
+        gh.assert_metric("gatehouse_revocations_total{kind=\"token\"}", 3.0)
+            .await;
         if let TestStore::Redis(r) = &store {
             // Never the raw token (nor its hash) as a key.
             let keys = r.cmd("KEYS *");
@@ -650,28 +552,28 @@ both_stores!(
 both_stores!(
     revocation_by_subject_rejects_older_and_iat_less_tokens,
     |store: TestStore| async move {
-        let origin = user_origin().await;
-        let gh = Gatehouse::start(&cfg(&store, &prefix("by_sub"), ""), &origin).await;
-        let old = hs(&with(claims("u-3", Some("a")), json!({"iat": now() - 120})));
-        let no_iat = hs(&with(claims("u-3", Some("b")), json!({"iat": null})));
-        let other_user = hs(&with(claims("u-4", Some("c")), json!({"iat": now() - 120})));
+        let (_origin, gh) = start(&store, "by_sub").await;
+        let old = claims("u-3", Some("a"))
+            .iat(unix_now() - 120)
+            .hs256(HS_SECRET);
+        let no_iat = claims("u-3", Some("b")).without("iat").hs256(HS_SECRET);
+        let other_user = claims("u-4", Some("c"))
+            .iat(unix_now() - 120)
+            .hs256(HS_SECRET);
         for t in [&old, &no_iat, &other_user] {
             assert_eq!(status(&gh, "/req", t).await, 200);
         }
-        let before = now() - 1;
+        let before = unix_now() - 1;
         let r = revoke(&gh, json!({"sub": "u-3", "issuedBefore": rfc3339(before)})).await;
         assert_eq!(r.status(), 204);
         assert_refused(&gh, "/req", Some(&old), "revoked").await;
         assert_refused(&gh, "/req", Some(&no_iat), "revoked").await;
         assert_eq!(status(&gh, "/req", &other_user).await, 200);
         // A token issued at or after the instant (a new login) passes.
-        let fresh = hs(&with(claims("u-3", Some("d")), json!({"iat": before})));
+        let fresh = claims("u-3", Some("d")).iat(before).hs256(HS_SECRET);
         assert_eq!(status(&gh, "/req", &fresh).await, 200);
-        assert_eq!(
-            gh.metric("gatehouse_revocations_total{kind=\"subject\"}")
-                .await,
-            1.0
-        );
+        gh.assert_metric("gatehouse_revocations_total{kind=\"subject\"}", 1.0)
+            .await;
         gh.shutdown().await;
     }
 );
@@ -679,11 +581,10 @@ both_stores!(
 both_stores!(
     a_token_seen_before_is_checked_without_a_store_round_trip,
     |store: TestStore| async move {
-        let origin = user_origin().await;
-        let gh = Gatehouse::start(&cfg(&store, &prefix("no_round_trip"), ""), &origin).await;
+        let (_origin, gh) = start(&store, "no_round_trip").await;
         wait_trusted(&gh).await;
         let reads = "gatehouse_store_command_duration_seconds_count{command=\"revocation_get\"}";
-        let token = hs(&claims("u-5", Some("hot")));
+        let token = claims("u-5", Some("hot")).hs256(HS_SECRET);
         assert_eq!(status(&gh, "/req", &token).await, 200);
         let after_first = gh.metric(reads).await;
         assert_eq!(
@@ -715,9 +616,9 @@ async fn a_revocation_on_one_instance_is_enforced_by_another_within_a_second() {
     let b = Gatehouse::start(&cfg(&redis, &p, ""), &origin).await;
     wait_trusted(&a).await;
     wait_trusted(&b).await;
-    let by_jti = hs(&claims("u-6", Some("fleet-1")));
-    let by_sub = hs(&claims("u-7", Some("fleet-2")));
-    let by_logout = hs(&claims("u-8", Some("fleet-3")));
+    let by_jti = claims("u-6", Some("fleet-1")).hs256(HS_SECRET);
+    let by_sub = claims("u-7", Some("fleet-2")).hs256(HS_SECRET);
+    let by_logout = claims("u-8", Some("fleet-3")).hs256(HS_SECRET);
     // Each instance has checked the tokens and believes them: only an announcement
     // can change its mind without a store read.
     for gh in [&a, &b] {
@@ -735,7 +636,7 @@ async fn a_revocation_on_one_instance_is_enforced_by_another_within_a_second() {
 
     let r = revoke(
         &b,
-        json!({"sub": "u-7", "issuedBefore": rfc3339(now() + 1)}),
+        json!({"sub": "u-7", "issuedBefore": rfc3339(unix_now() + 1)}),
     )
     .await;
     assert_eq!(r.status(), 204);
@@ -777,8 +678,9 @@ async fn assert_unavailable(resp: reqwest::Response) {
 /// A config whose store commands give up quickly while the store is down.
 fn cfg_impatient(store: &TestStore, prefix: &str, extra: &str) -> String {
     format!(
-        "{}command_timeout = \"200ms\"\n{AUTH}{ROUTES}{extra}",
-        store.toml(prefix)
+        "{}command_timeout = \"200ms\"\n{}{ROUTES}{extra}",
+        store.toml(prefix),
+        auth()
     )
 }
 
@@ -801,7 +703,7 @@ async fn an_instance_that_lost_its_subscription_rereads_before_trusting_again() 
     let p = prefix("lost");
     let gh = Gatehouse::start(&cfg_impatient(&redis, &p, ""), &origin).await;
     wait_trusted(&gh).await;
-    let token = hs(&claims("u-9", Some("lost-1")));
+    let token = claims("u-9", Some("lost-1")).hs256(HS_SECRET);
     assert_eq!(status(&gh, "/req", &token).await, 200);
     assert_eq!(status(&gh, "/req", &token).await, 200);
 
@@ -852,12 +754,12 @@ on_store_error = "deny"
 "#;
     let gh = Gatehouse::start(&cfg_impatient(&redis, &p, extra), &origin).await;
     wait_trusted(&gh).await;
-    let revoked = hs(&claims("u-10", Some("down-1")));
+    let revoked = claims("u-10", Some("down-1")).hs256(HS_SECRET);
     assert_eq!(revoke(&gh, json!({"token": revoked})).await.status(), 204);
 
     redis.redis_server().unwrap().stop();
     wait_untrusted(&gh).await;
-    let unknown = hs(&claims("u-11", Some("down-2")));
+    let unknown = claims("u-11", Some("down-2")).hs256(HS_SECRET);
     // `auth.on_store_error` defaults to deny.
     assert_unavailable(call(&gh, "/req", Some(&unknown)).await).await;
     // The route says allow.
@@ -871,7 +773,7 @@ on_store_error = "deny"
     // Revoking needs the store: nothing is recorded, and the caller is told.
     let r = revoke(
         &gh,
-        json!({"jti": "down-3", "expiresAt": rfc3339(now() + 60)}),
+        json!({"jti": "down-3", "expiresAt": rfc3339(unix_now() + 60)}),
     )
     .await;
     assert_unavailable(r).await;
@@ -901,8 +803,8 @@ both_stores!(
             _ => Reply::ok("ok"),
         })
         .await;
-        let gh = Gatehouse::start(&cfg(&store, &prefix("logout"), ""), &origin).await;
-        let token = hs(&claims("u-12", None));
+        let gh = start_on(&origin, &store, "logout", "").await;
+        let token = claims("u-12", None).hs256(HS_SECRET);
         let logout = |body: &'static str| {
             gh.client
                 .post(gh.url("/auth/logout"))
@@ -919,20 +821,16 @@ both_stores!(
         assert_refused(&gh, "/req", Some(&token), "revoked").await;
         assert_refused_by(&gh, "revoked", || async { logout("").await.unwrap() }).await;
         assert_eq!(origin.hits("/auth/logout"), 2);
-        assert_eq!(
-            gh.metric("gatehouse_revocations_total{kind=\"token\"}")
-                .await,
-            1.0
-        );
+        gh.assert_metric("gatehouse_revocations_total{kind=\"token\"}", 1.0)
+            .await;
         gh.shutdown().await;
     }
 );
 
 #[tokio::test]
 async fn revocation_requests_are_checked_and_name_the_wrong_field() {
-    let origin = user_origin().await;
-    let gh = Gatehouse::start(&cfg(&TestStore::memory(), &prefix("api"), ""), &origin).await;
-    let soon = rfc3339(now() + 60);
+    let (_origin, gh) = start(&TestStore::memory(), "api").await;
+    let soon = rfc3339(unix_now() + 60);
     for (body, field) in [
         (json!({}), "body"),
         (json!({"jti": "a"}), "expiresAt"),
@@ -973,7 +871,7 @@ async fn revocation_requests_are_checked_and_name_the_wrong_field() {
 #[test]
 fn revoke_on_success_needs_auth_and_no_caching() {
     let check = |route: &str| {
-        let text = format!("{AUTH}\n[[routes]]\npath = \"/logout\"\n{route}");
+        let text = format!("{}\n[[routes]]\npath = \"/logout\"\n{route}", auth());
         gatehouse::Config::from_toml_str(&text, &Default::default())
             .err()
             .map(|errs| errs.iter().map(|e| e.key.clone()).collect::<Vec<_>>())
@@ -1008,11 +906,7 @@ fn revoke_on_success_needs_auth_and_no_caching() {
 #[tokio::test]
 async fn unforwarded_credentials_still_keep_answers_private() {
     let origin = TestOrigin::start(|s| {
-        let user = s
-            .headers
-            .get("x-user-id")
-            .map(|v| v.to_str().unwrap().to_string())
-            .unwrap_or_else(|| "anonymous".into());
+        let user = s.header("x-user-id").unwrap_or("anonymous").to_string();
         assert!(!s.headers.contains_key("authorization"));
         Reply::ok(format!("for {user}")).header("cache-control", "max-age=60")
     })
@@ -1024,13 +918,8 @@ auth = "required"
 ttl = "1m"
 forward_authorization = false
 "#;
-    let gh = Gatehouse::start(
-        &cfg(&TestStore::memory(), &prefix("hidden"), extra),
-        &origin,
-    )
-    .await;
-    let alice = hs(&claims("alice", None));
-    let bob = hs(&claims("bob", None));
+    let gh = start_on(&origin, &TestStore::memory(), "hidden", extra).await;
+    let [alice, bob] = tokens(["alice", "bob"]);
     assert_eq!(body(&gh, "/hidden/x", Some(&alice)).await, "for alice");
     assert_eq!(body(&gh, "/hidden/x", Some(&bob)).await, "for bob");
     assert_eq!(origin.hits("/hidden/x"), 2);
@@ -1083,7 +972,7 @@ async fn a_jwks_url_over_https_is_fetched_with_the_configured_ca() {
     make_certs(dir.path());
     let p256 = ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"];
     let (ec_priv, _) = genkey(dir.path(), "jwks-p256", &p256);
-    let key = EncodingKey::from_ec_pem(&ec_priv).unwrap();
+    let key = pem_key(Algorithm::ES256, &ec_priv);
     let mut jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&key, Algorithm::ES256).unwrap();
     jwk.common.key_id = Some("k1".into());
     let set = serde_json::to_string(&jsonwebtoken::jwk::JwkSet { keys: vec![jwk] }).unwrap();
@@ -1111,7 +1000,7 @@ cache = false
     let gh = Gatehouse::start(&text, &origin).await;
     let mut header = Header::new(Algorithm::ES256);
     header.kid = Some("k1".into());
-    let token = encode(&header, &claims("carol", None), &key).unwrap();
+    let token = claims("carol", None).sign_with(&header, &key);
     let r = call(&gh, "/req", Some(&token)).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), "carol");

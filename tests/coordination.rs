@@ -175,26 +175,16 @@ both_stores!(capacity_contract, |store: TestStore| async move {
     let a = post(&gh, d, json!({"memberId": "p-2", "capacity": 5})).await;
     assert_error(&a, 409, "CAPACITY_FULL");
 
-    assert_eq!(
-        gh.metric(r#"gatehouse_capacity_admissions_total{result="admitted"}"#)
-            .await,
-        4.0
-    );
-    assert_eq!(
-        gh.metric(r#"gatehouse_capacity_admissions_total{result="already_admitted"}"#)
-            .await,
-        1.0
-    );
-    assert_eq!(
-        gh.metric(r#"gatehouse_capacity_admissions_total{result="full"}"#)
-            .await,
-        3.0
-    );
-    assert_eq!(
-        gh.metric(r#"gatehouse_capacity_admissions_total{result="not_found"}"#)
-            .await,
-        1.0
-    );
+    gh.assert_family(
+        "gatehouse_capacity_admissions_total",
+        &[
+            (r#"result="admitted""#, 4.0),
+            (r#"result="already_admitted""#, 1.0),
+            (r#"result="full""#, 3.0),
+            (r#"result="not_found""#, 1.0),
+        ],
+    )
+    .await;
     gh.shutdown().await;
 });
 
@@ -365,16 +355,14 @@ both_stores!(lock_contract, |store: TestStore| async move {
     assert_eq!(a.body["fence"], 2);
     assert_ne!(a.body["lockToken"], token.as_str());
 
-    assert_eq!(
-        gh.metric(r#"gatehouse_lock_operations_total{op="acquire",result="held"}"#)
-            .await,
-        1.0
-    );
-    assert_eq!(
-        gh.metric(r#"gatehouse_lock_operations_total{op="release",result="not_owner"}"#)
-            .await,
-        1.0
-    );
+    gh.assert_family(
+        "gatehouse_lock_operations_total",
+        &[
+            (r#"op="acquire",result="held""#, 1.0),
+            (r#"op="release",result="not_owner""#, 1.0),
+        ],
+    )
+    .await;
     gh.shutdown().await;
 });
 
@@ -612,11 +600,8 @@ both_stores!(transfer_contract, |store: TestStore| async move {
         "an expired transfer is gone"
     );
 
-    assert_eq!(
-        gh.metric(r#"gatehouse_transfer_claims_total{result="claimed"}"#)
-            .await,
-        1.0
-    );
+    gh.assert_metric(r#"gatehouse_transfer_claims_total{result="claimed"}"#, 1.0)
+        .await;
     assert!(
         gh.metric(r#"gatehouse_transfer_claims_total{result="gone"}"#)
             .await
@@ -925,11 +910,11 @@ async fn an_unreachable_store_answers_503_and_loses_nothing() {
         assert_error(a, 503, "STORE_UNAVAILABLE");
         assert!(a.headers.contains_key("retry-after"));
     }
-    assert_eq!(
-        gh.metric(r#"gatehouse_capacity_admissions_total{result="error"}"#)
-            .await,
-        1.0
-    );
+    gh.assert_metric(
+        r#"gatehouse_capacity_admissions_total{result="error"}"#,
+        1.0,
+    )
+    .await;
 
     store.redis_server().unwrap().restart();
     assert!(

@@ -32,6 +32,11 @@ fn cfg(store: &TestStore, name: &str, extra: &str) -> String {
     format!("{}{}{}", store.toml(&prefix(name)), ROUTES, extra)
 }
 
+/// gatehouse on the memory store in front of `origin`, with the routes and `extra`.
+async fn start_memory(origin: &TestOrigin, name: &str, extra: &str) -> Gatehouse {
+    Gatehouse::start(&cfg(&TestStore::memory(), name, extra), origin).await
+}
+
 #[tokio::test]
 async fn hop_by_hop_headers_are_removed_and_forwarding_headers_added() {
     let origin = TestOrigin::start(|_| {
@@ -42,7 +47,7 @@ async fn hop_by_hop_headers_are_removed_and_forwarding_headers_added() {
             .header("x-kept", "1")
     })
     .await;
-    let gh = Gatehouse::start(&cfg(&TestStore::memory(), "hop", ""), &origin).await;
+    let gh = start_memory(&origin, "hop", "").await;
     let r = gh
         .client
         .get(gh.url("/plain"))
@@ -77,7 +82,7 @@ async fn writes_pass_through_untouched_with_their_bodies() {
         )
     })
     .await;
-    let gh = Gatehouse::start(&cfg(&TestStore::memory(), "writes", ""), &origin).await;
+    let gh = start_memory(&origin, "writes", "").await;
     let big = "a".repeat(200_000);
     for method in [
         reqwest::Method::POST,
@@ -102,13 +107,10 @@ async fn writes_pass_through_untouched_with_their_bodies() {
 #[tokio::test]
 async fn oversized_bodies_are_413_and_oversized_heads_431() {
     let origin = TestOrigin::start(|_| Reply::ok("x")).await;
-    let gh = Gatehouse::start(
-        &cfg(
-            &TestStore::memory(),
-            "limits",
-            "[server]\nmax_body_bytes = \"1KiB\"\nmax_header_bytes = \"16KiB\"\n",
-        ),
+    let gh = start_memory(
         &origin,
+        "limits",
+        "[server]\nmax_body_bytes = \"1KiB\"\nmax_header_bytes = \"16KiB\"\n",
     )
     .await;
     let r = gh
@@ -170,25 +172,21 @@ async fn unreachable_origin_is_502_and_slow_origin_504_as_json() {
     assert_eq!(body["error"], "ORIGIN_UNREACHABLE");
     gh.shutdown().await;
 
-    let origin = TestOrigin::start(|_| Reply::ok("late").delay(Duration::from_secs(2))).await;
-    let gh = Gatehouse::start(
-        &cfg(
-            &TestStore::memory(),
-            "slow",
-            "[origin]\ntimeout = \"200ms\"\n",
-        ),
-        &origin,
-    )
-    .await;
+    // Held until the test ends: only gatehouse's 200ms origin.timeout (the time under
+    // test) ends the wait.
+    let never = Gate::new();
+    let g = never.clone();
+    let origin = TestOrigin::start(move |_| Reply::ok("late").held_by(&g)).await;
+    let gh = start_memory(&origin, "slow", "[origin]\ntimeout = \"200ms\"\n").await;
     let r = gh.get("/r").await;
     assert_eq!(r.status(), 504);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["error"], "ORIGIN_TIMEOUT");
-    assert_eq!(
-        gh.metric(r#"gatehouse_origin_requests_total{origin="default",result="timeout"}"#)
-            .await,
-        1.0
-    );
+    gh.assert_metric(
+        r#"gatehouse_origin_requests_total{origin="default",result="timeout"}"#,
+        1.0,
+    )
+    .await;
     gh.shutdown().await;
 }
 
@@ -253,7 +251,7 @@ async fn responses_over_max_object_stream_through_uncached() {
     let big = vec![b'z'; 200_000];
     let body = big.clone();
     let origin = TestOrigin::start(move |_| Reply::ok(body.clone())).await;
-    let gh = Gatehouse::start(&cfg(&TestStore::memory(), "big", ""), &origin).await;
+    let gh = start_memory(&origin, "big", "").await;
     for expected in ["too-large", "hit-for-pass"] {
         let r = gh.get("/r/big").await;
         let status = r.headers()["cache-status"].to_str().unwrap().to_string();
@@ -266,19 +264,25 @@ async fn responses_over_max_object_stream_through_uncached() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_uncacheable_answer_releases_waiters_to_fetch_on_their_own() {
-    let origin = TestOrigin::start(|_| {
+    let gate = Gate::new();
+    let g = gate.clone();
+    let origin = TestOrigin::start(move |_| {
         Reply::ok("mine")
             .header("cache-control", "no-store")
-            .delay(Duration::from_millis(200))
+            .held_by(&g)
     })
     .await;
-    let gh = Arc::new(Gatehouse::start(&cfg(&TestStore::memory(), "release", ""), &origin).await);
+    let gh = Arc::new(start_memory(&origin, "release", "").await);
     let tasks: Vec<_> = (0..10)
         .map(|_| {
             let gh = gh.clone();
             tokio::spawn(async move { gh.get("/r/u").await.status() })
         })
         .collect();
+    // The leader's answer is held until the nine others wait for it.
+    gate.held(1).await;
+    wait_until("9 waiters", || async { gh.waiting() == 9 }).await;
+    gate.open();
     for t in tasks {
         assert_eq!(t.await.unwrap(), 200);
     }
@@ -290,10 +294,12 @@ async fn an_uncacheable_answer_releases_waiters_to_fetch_on_their_own() {
 async fn a_failed_leader_hands_over_to_a_waiter() {
     let calls = Arc::new(AtomicUsize::new(0));
     let c = calls.clone();
+    let never = Gate::new();
+    let g = never.clone();
     let origin = TestOrigin::start(move |_| {
         if c.fetch_add(1, Ordering::SeqCst) == 0 {
-            // The first fetch outlives origin.timeout: the leader fails.
-            Reply::ok("too late").delay(Duration::from_millis(1500))
+            // The first fetch is held past origin.timeout: the leader fails.
+            Reply::ok("too late").held_by(&g)
         } else {
             Reply::ok("fresh")
         }
@@ -304,7 +310,9 @@ async fn a_failed_leader_hands_over_to_a_waiter() {
             &cfg(
                 &TestStore::memory(),
                 "handover",
-                "[origin]\ntimeout = \"500ms\"\n",
+                // Real time: the leader fails by this timeout, and the waiters must
+                // have joined before it fires.
+                "[origin]\ntimeout = \"1s\"\n",
             ),
             &origin,
         )
@@ -314,7 +322,7 @@ async fn a_failed_leader_hands_over_to_a_waiter() {
         let gh = gh.clone();
         tokio::spawn(async move { gh.get("/r/h").await.status() })
     };
-    assert!(eventually(Duration::from_secs(2), || async { origin.total() == 1 }).await);
+    never.held(1).await;
     let waiters: Vec<_> = (0..5)
         .map(|_| {
             let gh = gh.clone();
@@ -324,6 +332,10 @@ async fn a_failed_leader_hands_over_to_a_waiter() {
             })
         })
         .collect();
+    wait_until("5 waiters before the leader times out", || async {
+        gh.waiting() == 5
+    })
+    .await;
     assert_eq!(leader.await.unwrap(), 504);
     for w in waiters {
         assert_eq!(
@@ -336,18 +348,33 @@ async fn a_failed_leader_hands_over_to_a_waiter() {
         2,
         "one failed fetch, then one handed-over fetch"
     );
-    assert_eq!(gh.metric("gatehouse_coalesce_handovers_total").await, 1.0);
+    gh.assert_metric("gatehouse_coalesce_handovers_total", 1.0)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fill_survives_the_disconnect_of_the_client_that_started_it() {
-    let origin = TestOrigin::start(|_| Reply::ok("kept").delay(Duration::from_millis(400))).await;
-    let gh = Gatehouse::start(&cfg(&TestStore::memory(), "detach", ""), &origin).await;
-    let impatient = reqwest::Client::builder()
-        .timeout(Duration::from_millis(50))
-        .build()
-        .unwrap();
-    assert!(impatient.get(gh.url("/r/d")).send().await.is_err());
+    let gate = Gate::new();
+    let g = gate.clone();
+    let origin = TestOrigin::start(move |_| Reply::ok("kept").held_by(&g)).await;
+    let gh = start_memory(&origin, "detach", "").await;
+    let impatient = {
+        let client = reqwest::Client::new();
+        let url = gh.url("/r/d");
+        tokio::spawn(async move { client.get(url).send().await })
+    };
+    gate.held(1).await;
+    // The client gives up (its connection closes) while the origin still holds the
+    // answer.
+    impatient.abort();
+    assert!(impatient.await.unwrap_err().is_cancelled());
+    wait_until("the client's connection closed", || async {
+        gh.metric("gatehouse_connections_open{listener=\"proxy\"}")
+            .await
+            == 0.0
+    })
+    .await;
+    gate.open();
     // The fetch goes on and is stored although nobody waits for it.
     assert!(
         eventually(Duration::from_secs(3), || async {
@@ -375,7 +402,7 @@ async fn the_fill_survives_the_disconnect_of_the_client_that_started_it() {
 #[tokio::test]
 async fn head_is_answered_from_a_cached_get_and_fills_with_get() {
     let origin = TestOrigin::start(|s| Reply::ok(format!("{} body", s.method))).await;
-    let gh = Gatehouse::start(&cfg(&TestStore::memory(), "head", ""), &origin).await;
+    let gh = start_memory(&origin, "head", "").await;
     let r = gh.client.head(gh.url("/r/h")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-length"], "8");
@@ -393,7 +420,7 @@ async fn head_is_answered_from_a_cached_get_and_fills_with_get() {
 #[tokio::test]
 async fn http2_cleartext_is_served_on_the_proxy_listener() {
     let origin = TestOrigin::start(|_| Reply::ok("over h2")).await;
-    let gh = Gatehouse::start(&cfg(&TestStore::memory(), "h2c", ""), &origin).await;
+    let gh = start_memory(&origin, "h2c", "").await;
     let h2 = reqwest::Client::builder()
         .http2_prior_knowledge()
         .build()
@@ -421,7 +448,7 @@ async fn starts_with_redis_down_serves_from_origin_and_connects_when_it_returns(
     let body: serde_json::Value = ready.json().await.unwrap();
     assert_eq!(body["status"], "degraded");
     assert_eq!(body["store"], "down");
-    assert_eq!(gh.metric("gatehouse_store_up").await, 0.0);
+    gh.assert_metric("gatehouse_store_up", 0.0).await;
 
     // Serves from the origin, and from L1 on a repeat.
     assert_eq!(gh.get("/r/x").await.text().await.unwrap(), "up");
@@ -450,7 +477,7 @@ async fn a_store_outage_after_start_is_counted_as_a_reconnect_when_it_ends() {
     let mut store = TestStore::redis();
     let origin = TestOrigin::start(|_| Reply::ok("x")).await;
     let gh = Gatehouse::start(&cfg(&store, "reconnect", ""), &origin).await;
-    assert_eq!(gh.metric("gatehouse_store_up").await, 1.0);
+    gh.assert_metric("gatehouse_store_up", 1.0).await;
     store.redis_server().unwrap().stop();
     assert!(
         eventually(Duration::from_secs(5), || async {
@@ -467,30 +494,24 @@ async fn a_store_outage_after_start_is_counted_as_a_reconnect_when_it_ends() {
         })
         .await
     );
-    assert_eq!(gh.metric("gatehouse_store_reconnects_total").await, 1.0);
+    gh.assert_metric("gatehouse_store_reconnects_total", 1.0)
+        .await;
     gh.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_turns_readiness_off_first_and_lets_in_flight_requests_finish() {
-    let origin =
-        TestOrigin::start(|_| Reply::ok("finished").delay(Duration::from_millis(600))).await;
-    let mut gh = Gatehouse::start(
-        &cfg(
-            &TestStore::memory(),
-            "drain",
-            "[server]\ndrain_delay = \"300ms\"\n",
-        ),
-        &origin,
-    )
-    .await;
+    let gate = Gate::new();
+    let g = gate.clone();
+    let origin = TestOrigin::start(move |_| Reply::ok("finished").held_by(&g)).await;
+    let mut gh = start_memory(&origin, "drain", "[server]\ndrain_delay = \"300ms\"\n").await;
     let client = gh.client.clone();
     let url = gh.url("/nocache/slow");
     let in_flight = tokio::spawn(async move {
         let r = client.get(url).send().await.unwrap();
         (r.status(), r.text().await.unwrap())
     });
-    assert!(eventually(Duration::from_secs(2), || async { origin.total() == 1 }).await);
+    gate.held(1).await;
     let app = gh.app.take().unwrap();
     let admin = gh.admin_url("/readyz");
     let client = gh.client.clone();
@@ -502,6 +523,9 @@ async fn shutdown_turns_readiness_off_first_and_lets_in_flight_requests_finish()
         })
         .await
     );
+    // The shutdown waits for the request the origin still holds.
+    assert!(!stopping.is_finished());
+    gate.open();
     assert_eq!(
         in_flight.await.unwrap(),
         (reqwest::StatusCode::OK, "finished".to_string())
@@ -513,7 +537,7 @@ async fn shutdown_turns_readiness_off_first_and_lets_in_flight_requests_finish()
 #[tokio::test]
 async fn admin_serves_liveness_and_the_contract_metrics() {
     let origin = TestOrigin::start(|_| Reply::ok("m")).await;
-    let gh = Gatehouse::start(&cfg(&TestStore::memory(), "admin", ""), &origin).await;
+    let gh = start_memory(&origin, "admin", "").await;
     gh.get("/r/m").await;
     gh.get("/r/m").await;
     assert_eq!(
@@ -543,7 +567,7 @@ async fn admin_serves_liveness_and_the_contract_metrics() {
 #[tokio::test]
 async fn native_endpoints_and_proxied_paths_never_cross_listeners() {
     let origin = TestOrigin::start(|s| Reply::ok(format!("origin saw {}", s.path))).await;
-    let gh = Gatehouse::start(&cfg(&TestStore::memory(), "listeners", ""), &origin).await;
+    let gh = start_memory(&origin, "listeners", "").await;
     // /v1/... on the proxy listener is the app's own path: forwarded to the origin.
     let r = gh.get("/v1/cache/purge").await;
     assert_eq!(r.text().await.unwrap(), "origin saw /v1/cache/purge");
@@ -567,13 +591,10 @@ async fn http2_bodies_larger_than_the_flow_control_windows_pass_both_ways() {
         Reply::ok(body).header("cache-control", "no-store")
     })
     .await;
-    let gh = Gatehouse::start(
-        &cfg(
-            &TestStore::memory(),
-            "h2-windows",
-            "[server]\nmax_body_bytes = \"8MiB\"\n",
-        ),
+    let gh = start_memory(
         &origin,
+        "h2-windows",
+        "[server]\nmax_body_bytes = \"8MiB\"\n",
     )
     .await;
     let h2 = reqwest::Client::builder()

@@ -5,33 +5,17 @@
 mod support;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::*;
 
-const ROUTES: &str = r#"
-[[routes]]
-path = "/api/sessions/{id}/check-in"
-methods = ["POST"]
-cache = false
-[routes.capacity]
-ns = "sessions"
-id = "{id}"
-member = "header:x-participant-id"
-
-[[routes]]
-path = "/api/participants/{id}/edit"
-methods = ["POST"]
-cache = false
-[routes.lock]
-ns = "participants"
-id = "{id}"
-ttl = "10s"
-"#;
-
 fn cfg(store: &TestStore, name: &str) -> String {
-    format!("{}{ROUTES}", store.toml(&prefix(name)))
+    format!(
+        "{}{}{}",
+        store.toml(&prefix(name)),
+        capacity_route("/api/sessions/{id}/check-in", "sessions"),
+        lock_route("/api/participants/{id}/edit", "participants")
+    )
 }
 
 async fn check_in(gh: &Gatehouse, session: &str, member: &str) -> (u16, Value) {
@@ -135,9 +119,13 @@ both_stores!(
 both_stores!(
     lock_gate_serializes_requests_and_forwards_the_fence,
     |store: TestStore| async move {
-        let origin = TestOrigin::start(|s| {
+        // The first edit is held at the origin (and holds the lock) until the test
+        // has seen a second refused.
+        let gate = Gate::new();
+        let g = gate.clone();
+        let origin = TestOrigin::start(move |s| {
             let fence = s.headers["x-gatehouse-fence"].to_str().unwrap().to_string();
-            Reply::ok(fence).delay(Duration::from_millis(400))
+            Reply::ok(fence).held_by(&g)
         })
         .await;
         let gh = Arc::new(Gatehouse::start(&cfg(&store, "lockgate"), &origin).await);
@@ -153,7 +141,7 @@ both_stores!(
             (status, retry, r.text().await.unwrap())
         };
         let first = tokio::spawn(edit(gh.clone()));
-        assert!(eventually(Duration::from_secs(2), || async { origin.total() == 1 }).await);
+        gate.held(1).await;
         // While the first holds the lock, a second is refused without reaching the origin.
         let (status, retry, body) = edit(gh.clone()).await;
         assert_eq!(status, 409);
@@ -161,6 +149,7 @@ both_stores!(
         let body: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(body["error"], "LOCK_HELD");
         assert_eq!(body["owner"]["route"], "/api/participants/{id}/edit");
+        gate.open();
         let (status, _, fence1) = first.await.unwrap();
         assert_eq!(status, 200);
         // Released with the answer: the next request gets it, with a larger fence.

@@ -100,11 +100,7 @@ both_stores!(
     vary_keeps_variants_apart_normalizes_and_refuses_star,
     |store: TestStore| async move {
         let origin = TestOrigin::start(|s| {
-            let lang = s
-                .headers
-                .get("accept-language")
-                .map(|v| v.to_str().unwrap().to_string())
-                .unwrap_or_default();
+            let lang = s.header("accept-language").unwrap_or_default().to_string();
             if s.path == "/star" {
                 return Reply::ok("star")
                     .header("cache-control", "max-age=60")
@@ -164,7 +160,7 @@ both_stores!(
                     .header("last-modified", "Mon, 01 Jan 2024 00:00:00 GMT"),
                 // no-cache: every reuse is revalidated; a 304 refreshes stored headers.
                 "/validate" => {
-                    if s.headers.get("if-none-match").map(|v| v.to_str().unwrap()) == Some(etag) {
+                    if s.header("if-none-match") == Some(etag) {
                         Reply::status(304, "")
                             .header("etag", etag)
                             .header("x-version", &ver)
@@ -264,12 +260,19 @@ both_stores!(
     |store: TestStore| async move {
         let n = Arc::new(AtomicUsize::new(0));
         let c = n.clone();
+        // The refresh is held at the origin until every stale answer is in.
+        let refresh = Gate::new();
+        let g = refresh.clone();
         let origin = TestOrigin::start(move |_| {
             let i = c.fetch_add(1, Ordering::SeqCst);
-            Reply::ok(format!("v{i}"))
+            let r = Reply::ok(format!("v{i}"))
                 .header("cache-control", "max-age=60, stale-while-revalidate=300")
-                .header("age", if i == 0 { "61" } else { "0" })
-                .delay(Duration::from_millis(if i == 0 { 0 } else { 200 }))
+                .header("age", if i == 0 { "61" } else { "0" });
+            if i == 0 {
+                r
+            } else {
+                r.held_by(&g)
+            }
         })
         .await;
         let gh = Arc::new(Gatehouse::start(&cfg(&store, "swr"), &origin).await);
@@ -284,11 +287,13 @@ both_stores!(
             })
             .collect();
         for t in tasks {
-            let (cs, body) = t.await.unwrap();
+            let (cs, body) = within("a stale answer", t).await.unwrap();
             // Served stale at once while one refresh runs.
             assert_eq!(body, "v0");
             assert_eq!(cs, "gatehouse; hit; detail=stale-while-revalidate");
         }
+        refresh.held(1).await;
+        refresh.open();
         assert!(
             eventually(Duration::from_secs(5), || async {
                 gh.get("/swr").await.text().await.unwrap() == "v1"
@@ -412,9 +417,7 @@ async fn authorization_and_hit_for_pass() {
     let origin = TestOrigin::start(|s| match s.path.as_str() {
         "/private-ish" => Reply::ok("for you").header("cache-control", "max-age=60"),
         "/public" => Reply::ok("for all").header("cache-control", "public, max-age=60"),
-        _ => Reply::ok("nope")
-            .header("cache-control", "no-store")
-            .delay(Duration::from_millis(50)),
+        _ => Reply::ok("nope").header("cache-control", "no-store"),
     })
     .await;
     let gh = Gatehouse::start(&cfg(&TestStore::memory(), "authz"), &origin).await;
@@ -570,12 +573,8 @@ async fn a_purge_reaches_every_instance_l1_within_a_second() {
     let r = get(&b_gh).await.unwrap();
     assert!(status(&r).starts_with("gatehouse; hit"));
     *body.lock().unwrap() = "v2".into();
-    a.client
-        .post(a.api_url("/v1/cache/purge"))
-        .json(&serde_json::json!({"urls": ["/c"]}))
-        .send()
-        .await
-        .unwrap();
+    a.api_post("/v1/cache/purge", &serde_json::json!({"urls": ["/c"]}))
+        .await;
     assert!(
         eventually(Duration::from_secs(1), || async {
             get(&b_gh).await.unwrap().text().await.unwrap() == "v2"
@@ -634,12 +633,16 @@ both_stores!(
     |store: TestStore| async move {
         let body = Arc::new(Mutex::new("old".to_string()));
         let b = body.clone();
+        let old = Gate::new();
+        let g = old.clone();
         let origin = TestOrigin::start(move |_| {
             let v = b.lock().unwrap().clone();
-            let delay = if v == "old" { 400 } else { 0 };
-            Reply::ok(v)
-                .header("cache-control", "max-age=600")
-                .delay(Duration::from_millis(delay))
+            let r = Reply::ok(v.clone()).header("cache-control", "max-age=600");
+            if v == "old" {
+                r.held_by(&g)
+            } else {
+                r
+            }
         })
         .await;
         let gh = Arc::new(Gatehouse::start(&cfg(&store, "race"), &origin).await);
@@ -647,17 +650,14 @@ both_stores!(
             let gh = gh.clone();
             tokio::spawn(async move { gh.get("/race").await.text().await.unwrap() })
         };
-        assert!(eventually(Duration::from_secs(2), || async { origin.total() == 1 }).await);
+        old.held(1).await;
         // The purge lands while the old answer is still on its way.
         *body.lock().unwrap() = "new".into();
         let r = gh
-            .client
-            .post(gh.api_url("/v1/cache/purge"))
-            .json(&serde_json::json!({"urls": ["/race"]}))
-            .send()
-            .await
-            .unwrap();
+            .api_post("/v1/cache/purge", &serde_json::json!({"urls": ["/race"]}))
+            .await;
         assert_eq!(r.status(), 200);
+        old.open();
         assert_eq!(slow.await.unwrap(), "old");
         assert_eq!(gh.get("/race").await.text().await.unwrap(), "new");
     }
@@ -666,10 +666,12 @@ both_stores!(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_origin_fetch_per_fleet() {
     let store = TestStore::redis();
-    let origin = TestOrigin::start(|_| {
+    let gate = Gate::new();
+    let g = gate.clone();
+    let origin = TestOrigin::start(move |_| {
         Reply::ok("fleet")
             .header("cache-control", "max-age=600")
-            .delay(Duration::from_millis(300))
+            .held_by(&g)
     })
     .await;
     let text = cfg(&store, "fleet");
@@ -686,12 +688,25 @@ async fn one_origin_fetch_per_fleet() {
                 .send()
                 .await
                 .unwrap();
-            r.text().await.unwrap()
+            (status(&r), r.text().await.unwrap())
         }));
     }
+    // One fetch is held at the origin while 29 requests wait for it on each
+    // instance, and the other instance's leader has found the fleet lease taken.
+    gate.held(1).await;
+    wait_until("58 waiters and both leaders at the lease", || async {
+        a.waiting() + b.waiting() == 58
+            && a.lease_requests().await + b.lease_requests().await >= 2.0
+    })
+    .await;
+    gate.open();
+    let mut collapsed = 0;
     for t in tasks {
-        assert_eq!(t.await.unwrap(), "fleet");
+        let (cs, body) = t.await.unwrap();
+        assert_eq!(body, "fleet");
+        collapsed += usize::from(cs.contains("collapsed"));
     }
+    assert_eq!(collapsed, 59, "all but the fetching request collapsed");
     assert_eq!(origin.hits("/fleet"), 1, "one fetch for both instances");
 }
 
@@ -1094,12 +1109,7 @@ both_stores!(
     |store: TestStore| async move {
         let lm = "Mon, 01 Jan 2024 00:00:00 GMT";
         let origin = TestOrigin::start(move |s| {
-            let h = |n: &str| {
-                s.headers
-                    .get(n)
-                    .map(|v| v.to_str().unwrap().to_string())
-                    .unwrap_or_default()
-            };
+            let h = |n: &str| s.header(n).unwrap_or_default().to_string();
             let lang = h("accept-language");
             match s.path.as_str() {
                 // Never fresh, but with a validator: revalidated, not refetched.
@@ -1271,12 +1281,8 @@ both_stores!(
             let revalidated = |lang: &str| {
                 origin.seen().iter().any(|s| {
                     s.path == path
-                        && s.headers
-                            .get("accept-language")
-                            .map(|v| v.to_str().unwrap())
-                            == Some(lang)
-                        && s.headers.get("if-none-match").map(|v| v.to_str().unwrap())
-                            == Some(&format!("\"{lang}\""))
+                        && s.header("accept-language") == Some(lang)
+                        && s.header("if-none-match") == Some(&format!("\"{lang}\""))
                 })
             };
             assert!(
@@ -1562,6 +1568,8 @@ both_stores!(
     |store: TestStore| async move {
         let revalidations = Arc::new(AtomicUsize::new(0));
         let n = revalidations.clone();
+        let slow = Gate::new();
+        let g = slow.clone();
         let origin = TestOrigin::start(move |s| {
             if s.headers.contains_key("if-none-match") {
                 let i = n.fetch_add(1, Ordering::SeqCst);
@@ -1582,9 +1590,7 @@ both_stores!(
                 "/ck/reval" => r
                     .header("cache-control", "no-cache")
                     .header("etag", "\"c\""),
-                "/ck/slow" => r
-                    .header("cache-control", "max-age=60")
-                    .delay(Duration::from_millis(300)),
+                "/ck/slow" => r.header("cache-control", "max-age=60").held_by(&g),
                 _ => r.header("cache-control", "max-age=60"),
             }
         })
@@ -1626,6 +1632,12 @@ both_stores!(
                 tokio::spawn(async move { gh.get("/ck/slow").await })
             })
             .collect();
+        slow.held(1).await;
+        wait_until("5 requests collapsed onto the fetch", || async {
+            gh.waiting() == 5
+        })
+        .await;
+        slow.open();
         let mut with_cookie = 0;
         for t in tasks {
             let r = t.await.unwrap();
@@ -1656,13 +1668,10 @@ both_stores!(
 both_stores!(
     equivalent_accept_headers_share_a_variant_and_codings_never_mix,
     |store: TestStore| async move {
-        let origin = TestOrigin::start(|s| {
-            let h = |n: &str| {
-                s.headers
-                    .get(n)
-                    .map(|v| v.to_str().unwrap().to_ascii_lowercase())
-                    .unwrap_or_default()
-            };
+        let slow = Gate::new();
+        let g = slow.clone();
+        let origin = TestOrigin::start(move |s| {
+            let h = |n: &str| s.header(n).unwrap_or_default().to_ascii_lowercase();
             let ae = h("accept-encoding");
             let wants_gzip = ae
                 .split(',')
@@ -1684,7 +1693,7 @@ both_stores!(
                 return r
                     .header("vary", "Accept-Encoding")
                     .header("content-encoding", "gzip")
-                    .delay(Duration::from_millis(300));
+                    .held_by(&g);
             }
             match s.path.as_str() {
                 "/al" => Reply::ok(format!("lang {}", h("accept-language")))
@@ -1770,10 +1779,21 @@ both_stores!(
         }
         assert_eq!(origin.hits("/ae/liar"), 4);
         // ... nor to requests collapsed onto that fetch.
-        let answers = futures_util::future::join_all(
-            (0..4).map(|_| get_with(gh, "/ae/liar-slow", &[("accept-encoding", "br")])),
-        )
-        .await;
+        let (answers, ()) = tokio::join!(
+            futures_util::future::join_all((0..4).map(|_| get_with(
+                gh,
+                "/ae/liar-slow",
+                &[("accept-encoding", "br")]
+            )),),
+            async {
+                slow.held(1).await;
+                wait_until("3 requests waiting on the fetch", || async {
+                    gh.waiting() == 3
+                })
+                .await;
+                slow.open();
+            }
+        );
         for r in &answers {
             assert!(!status(r).contains("collapsed"), "{}", status(r));
         }

@@ -31,6 +31,15 @@ impl Drop for RawOrigin {
     }
 }
 
+/// `raw_origin` and gatehouse in front of it, `extra` added to the config of a
+/// `store` with keys under a fresh prefix for `name`.
+async fn start(store: &TestStore, name: &str, extra: &str) -> (RawOrigin, Gatehouse) {
+    let origin = raw_origin().await;
+    let text = format!("{}{extra}", store.toml(&prefix(name)));
+    let gh = Gatehouse::start_config(config(&text, Some(&origin.url))).await;
+    (origin, gh)
+}
+
 async fn raw_origin() -> RawOrigin {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -241,9 +250,7 @@ fn assert_final(a: &Answer, path: &str, cache_status: &str) {
 both_stores!(
     interim_responses_reach_h1_clients_and_never_the_stored_answer,
     |store: TestStore| async move {
-        let origin = raw_origin().await;
-        let text = store.toml(&prefix("interim"));
-        let gh = Gatehouse::start_config(config(&text, Some(&origin.url))).await;
+        let (origin, gh) = start(&store, "interim", "").await;
         let mut c = Raw::tcp(gh.proxy).await;
         c.send(&get("/hints")).await;
         let a = c.answer(false).await;
@@ -289,18 +296,19 @@ both_stores!(
             assert_eq!(r.text().await.unwrap(), format!("final {path}"));
         }
         assert_eq!(origin.requests.load(Ordering::SeqCst), 4);
-        assert_eq!(gh.metric(&interim_series(103)).await, 5.0);
-        assert_eq!(gh.metric(&interim_series(102)).await, 1.0);
-        assert_eq!(gh.metric(&forwarded_series("h1")).await, 5.0);
+        gh.assert_metrics(&[
+            (&interim_series(103), 5.0),
+            (&interim_series(102), 1.0),
+            (&forwarded_series("h1"), 5.0),
+        ])
+        .await;
         gh.shutdown().await;
     }
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_requests_each_get_their_own_interim_heads_in_order() {
-    let origin = raw_origin().await;
-    let text = TestStore::memory().toml(&prefix("interim-pipe"));
-    let gh = Gatehouse::start_config(config(&text, Some(&origin.url))).await;
+    let (_origin, gh) = start(&TestStore::memory(), "interim-pipe", "").await;
     let mut c = Raw::tcp(gh.proxy).await;
     // Three requests in one write: a miss, a no-store pass, another miss.
     c.send(&format!(
@@ -333,14 +341,12 @@ async fn interim_responses_reach_h1_clients_over_tls() {
     use rustls_pki_types::pem::PemObject;
     let dir = tempfile::tempdir().unwrap();
     make_certs(dir.path());
-    let origin = raw_origin().await;
-    let text = format!(
-        "{}[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n",
-        TestStore::memory().toml(&prefix("interim-tls")),
+    let tls = format!(
+        "[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n",
         dir.path().join("server.crt").display(),
         dir.path().join("server.key").display()
     );
-    let gh = Gatehouse::start_config(config(&text, Some(&origin.url))).await;
+    let (_origin, gh) = start(&TestStore::memory(), "interim-tls", &tls).await;
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls_pki_types::CertificateDer::pem_file_iter(dir.path().join("ca.crt")).unwrap() {
@@ -375,9 +381,7 @@ async fn interim_responses_reach_h1_clients_over_tls() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interim_responses_on_passed_requests_reach_the_client_and_leave_the_answer_intact() {
-    let origin = raw_origin().await;
-    let text = TestStore::memory().toml(&prefix("interim-pass"));
-    let gh = Gatehouse::start_config(config(&text, Some(&origin.url))).await;
+    let (origin, gh) = start(&TestStore::memory(), "interim-pass", "").await;
     let mut c = Raw::tcp(gh.proxy).await;
     c.send(&get("/nostore")).await;
     let a = c.answer(false).await;
@@ -400,8 +404,8 @@ async fn interim_responses_on_passed_requests_reach_the_client_and_leave_the_ans
     assert!(!r.headers().contains_key("link"));
     assert_eq!(r.text().await.unwrap(), "final /nostore");
     assert_eq!(origin.requests.load(Ordering::SeqCst), 4);
-    assert_eq!(gh.metric(&interim_series(103)).await, 4.0);
-    assert_eq!(gh.metric(&forwarded_series("h1")).await, 4.0);
+    gh.assert_metrics(&[(&interim_series(103), 4.0), (&forwarded_series("h1"), 4.0)])
+        .await;
     gh.shutdown().await;
 }
 
@@ -467,9 +471,7 @@ fn summary(heads: &[http::Response<()>]) -> Vec<String> {
 both_stores!(
     interim_responses_reach_h2_clients_and_never_the_stored_answer,
     |store: TestStore| async move {
-        let origin = raw_origin().await;
-        let text = store.toml(&prefix("interim-h2"));
-        let gh = Gatehouse::start_config(config(&text, Some(&origin.url))).await;
+        let (origin, gh) = start(&store, "interim-h2", "").await;
         let mut c = h2_client(gh.proxy).await;
         let hints = "103 link: </style.css>; rel=preload; as=style; via: 2 gatehouse";
         let processing = "102 via: 2 gatehouse";
@@ -498,10 +500,13 @@ both_stores!(
             assert_eq!(body, format!("final {path}"));
         }
         assert_eq!(origin.requests.load(Ordering::SeqCst), 3);
-        assert_eq!(gh.metric(&interim_series(103)).await, 4.0);
-        assert_eq!(gh.metric(&interim_series(102)).await, 1.0);
-        assert_eq!(gh.metric(&forwarded_series("h2")).await, 5.0);
-        assert_eq!(gh.metric(&forwarded_series("h1")).await, 0.0);
+        gh.assert_metrics(&[
+            (&interim_series(103), 4.0),
+            (&interim_series(102), 1.0),
+            (&forwarded_series("h2"), 5.0),
+            (&forwarded_series("h1"), 0.0),
+        ])
+        .await;
         gh.shutdown().await;
     }
 );

@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::{
-    api_json, eventually, write_file, Gatehouse, GatehouseProcess, Listeners, RedisServer, Reply,
-    TestOrigin,
+    api_post, eventually, write_file, Claims, Gatehouse, GatehouseProcess, Listeners, RedisServer,
+    Reply, TestOrigin,
 };
 
-const HS_SECRET: &str = "an-hs256-secret-of-more-than-32-bytes-for-ops";
+const OPS_SECRET: &str = "an-hs256-secret-of-more-than-32-bytes-for-ops";
 
 // ------------------------------------------------------------------------- logs
 
@@ -49,7 +49,7 @@ fn run_binary(log: &str, requests: impl AsyncFnOnce(u16)) -> String {
         dir.path(),
         "gatehouse.toml",
         &format!(
-            "{}[origin]\nurl = \"{}\"\n[auth]\nhs_secret = \"{HS_SECRET}\"\n[[routes]]\npath = \"/me\"\nauth = \"required\"\n\
+            "{}[origin]\nurl = \"{}\"\n[auth]\nhs_secret = \"{OPS_SECRET}\"\n[[routes]]\npath = \"/me\"\nauth = \"required\"\n\
              [[routes]]\npath = \"/quiet\"\naccess_sample = 0\n{log}\n",
             listeners.toml(),
             origin.url()
@@ -67,12 +67,10 @@ fn run_binary(log: &str, requests: impl AsyncFnOnce(u16)) -> String {
 
 #[test]
 fn every_request_has_an_id_and_one_access_line() {
-    let token = jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &json!({"sub": "alice", "exp": 4_000_000_000u64}),
-        &jsonwebtoken::EncodingKey::from_secret(HS_SECRET.as_bytes()),
-    )
-    .unwrap();
+    let token = Claims::new()
+        .sub("alice")
+        .exp(4_000_000_000)
+        .hs256(OPS_SECRET);
     let t = token.clone();
     let log = run_binary("[log]\nformat = \"json\"", async move |proxy| {
         let client = reqwest::Client::new();
@@ -197,62 +195,45 @@ async fn client_refusals_are_logged_below_warn() {
     let origin = TestOrigin::start(|_| Reply::ok("o")).await;
     let gh = Gatehouse::start(
         &format!(
-            "[auth]\nhs_secret = \"{HS_SECRET}\"\n[[routes]]\npath = \"/me\"\nauth = \"required\"\n"
+            "[auth]\nhs_secret = \"{OPS_SECRET}\"\n[[routes]]\npath = \"/me\"\nauth = \"required\"\n"
         ),
         &origin,
     )
     .await;
-    use reqwest::Method;
     assert_eq!(gh.get("/me").await.status(), 401);
-    let (s, created) = api_json(
+    let created = api_post(
         &gh,
-        Method::POST,
         "/v1/transfers",
         json!({"payload": {"a": 1}, "ttlMs": 60000, "audience": "admin"}),
+        201,
     )
     .await;
-    assert_eq!(s, 201);
     let claim = |token: Value, audience: &str| json!({"token": token, "audience": audience});
-    let (s, _) = api_json(
-        &gh,
-        Method::POST,
-        "/v1/transfers/claim",
-        claim(created["token"].clone(), "other"),
-    )
-    .await;
-    assert_eq!(s, 403);
-    let (s, _) = api_json(
-        &gh,
-        Method::POST,
-        "/v1/transfers/claim",
-        claim(json!("no-such-token"), "admin"),
-    )
-    .await;
-    assert_eq!(s, 410);
-    let (s, _) = api_json(
-        &gh,
-        Method::POST,
-        "/v1/capacity/ops/full/admissions",
-        json!({"memberId": "a", "capacity": 1}),
-    )
-    .await;
-    assert_eq!(s, 201);
-    let (s, _) = api_json(
-        &gh,
-        Method::POST,
-        "/v1/capacity/ops/full/admissions",
-        json!({"memberId": "b"}),
-    )
-    .await;
-    assert_eq!(s, 409);
-    let (s, _) = api_json(
-        &gh,
-        Method::POST,
-        "/v1/locks/ops/l",
-        json!({"ttlMs": "soon"}),
-    )
-    .await;
-    assert_eq!(s, 400);
+    for (path, body, status) in [
+        (
+            "/v1/transfers/claim",
+            claim(created["token"].clone(), "other"),
+            403,
+        ),
+        (
+            "/v1/transfers/claim",
+            claim(json!("no-such-token"), "admin"),
+            410,
+        ),
+        (
+            "/v1/capacity/ops/full/admissions",
+            json!({"memberId": "a", "capacity": 1}),
+            201,
+        ),
+        (
+            "/v1/capacity/ops/full/admissions",
+            json!({"memberId": "b"}),
+            409,
+        ),
+        ("/v1/locks/ops/l", json!({"ttlMs": "soon"}), 400),
+    ] {
+        api_post(&gh, path, body, status).await;
+    }
     let r = gh.client.get(gh.admin_url("/nope")).send().await.unwrap();
     assert_eq!(r.status(), 404);
     gh.shutdown().await;
@@ -542,7 +523,7 @@ url = "{}"
 key_prefix = "{}"
 [auth]
 algorithms = ["HS256"]
-hs_secret = "{HS_SECRET}"
+hs_secret = "{OPS_SECRET}"
 [[routes]]
 path = "/cached/{{id}}"
 ttl = "30s"
@@ -561,39 +542,26 @@ auth = "required"
         .unwrap()
         .starts_with("gatehouse; hit"));
     assert_eq!(gh.get("/me").await.status(), 401);
-    use reqwest::Method;
-    let (s, _) = api_json(
-        &gh,
-        Method::POST,
-        "/v1/capacity/ops/c1/admissions",
-        json!({"memberId": "m1", "capacity": 1}),
-    )
-    .await;
-    assert_eq!(s, 201);
-    let (s, _) = api_json(
-        &gh,
-        Method::POST,
-        "/v1/locks/ops/l1",
-        json!({"ttlMs": 10000, "owner": {"userId": "u"}}),
-    )
-    .await;
-    assert_eq!(s, 201);
-    let (s, _) = api_json(
-        &gh,
-        Method::POST,
-        "/v1/revocations",
-        json!({"jti": "j-1", "expiresAt": "2099-01-01T00:00:00Z"}),
-    )
-    .await;
-    assert_eq!(s, 204);
-    let (s, _) = api_json(
-        &gh,
-        Method::POST,
-        "/v1/cache/purge",
-        json!({"urls": ["/cached/1"]}),
-    )
-    .await;
-    assert_eq!(s, 200);
+    for (path, body, status) in [
+        (
+            "/v1/capacity/ops/c1/admissions",
+            json!({"memberId": "m1", "capacity": 1}),
+            201,
+        ),
+        (
+            "/v1/locks/ops/l1",
+            json!({"ttlMs": 10000, "owner": {"userId": "u"}}),
+            201,
+        ),
+        (
+            "/v1/revocations",
+            json!({"jti": "j-1", "expiresAt": "2099-01-01T00:00:00Z"}),
+            204,
+        ),
+        ("/v1/cache/purge", json!({"urls": ["/cached/1"]}), 200),
+    ] {
+        api_post(&gh, path, body, status).await;
+    }
     // The store goes away: its commands fail and are counted by command.
     redis.stop();
     gh.get("/cached/2").await;

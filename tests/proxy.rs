@@ -3,7 +3,6 @@
 mod support;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use support::*;
 
@@ -57,11 +56,11 @@ both_stores!(
         assert!(r2.headers().contains_key("age"));
         assert_eq!(r2.text().await.unwrap(), "participant 7");
         assert_eq!(origin.hits("/api/participants/7"), 1);
-        assert_eq!(
-            gh.metric(r#"gatehouse_cache_lookups_total{result="hit",tier="l1"}"#)
-                .await,
-            1.0
-        );
+        gh.assert_metric(
+            r#"gatehouse_cache_lookups_total{result="hit",tier="l1"}"#,
+            1.0,
+        )
+        .await;
         gh.shutdown().await;
     }
 );
@@ -69,8 +68,9 @@ both_stores!(
 both_stores!(
     five_hundred_concurrent_cold_gets_make_one_origin_request,
     |store: TestStore| async move {
-        let origin =
-            TestOrigin::start(|_| Reply::ok("slow").delay(Duration::from_millis(300))).await;
+        let gate = Gate::new();
+        let g = gate.clone();
+        let origin = TestOrigin::start(move |_| Reply::ok("slow").held_by(&g)).await;
         let p = prefix("coalesce500");
         let gh =
             Arc::new(Gatehouse::start(&format!("{}{}", store.toml(&p), routes(&p)), &origin).await);
@@ -84,6 +84,10 @@ both_stores!(
                 (status, cs, r.text().await.unwrap())
             }));
         }
+        // One fetch held at the origin, the 499 others waiting for it.
+        gate.held(1).await;
+        wait_until("499 waiters", || async { gh.waiting() == 499 }).await;
+        gate.open();
         let mut collapsed = 0;
         for t in tasks {
             let (status, cs, body) = t.await.unwrap();
@@ -98,8 +102,9 @@ both_stores!(
             1,
             "exactly one origin fetch"
         );
-        assert!(collapsed > 0);
-        assert!(gh.metric("gatehouse_coalesced_requests_total").await >= 1.0);
+        assert_eq!(collapsed, 499);
+        gh.assert_metric("gatehouse_coalesced_requests_total", 499.0)
+            .await;
         Arc::try_unwrap(gh).ok().unwrap().shutdown().await;
     }
 );
@@ -126,16 +131,14 @@ both_stores!(
             );
         }
         assert_eq!(origin.hits("/api/participants/999"), 1);
-        assert_eq!(
-            gh.metric(r#"gatehouse_cache_lookups_total{result="negative_hit",tier="l1"}"#)
-                .await,
-            49.0
-        );
-        assert_eq!(
-            gh.metric(r#"gatehouse_cache_stores_total{result="negative"}"#)
-                .await,
-            1.0
-        );
+        gh.assert_metrics(&[
+            (
+                r#"gatehouse_cache_lookups_total{result="negative_hit",tier="l1"}"#,
+                49.0,
+            ),
+            (r#"gatehouse_cache_stores_total{result="negative"}"#, 1.0),
+        ])
+        .await;
         gh.shutdown().await;
     }
 );
@@ -167,18 +170,18 @@ async fn an_l2_entry_written_by_one_instance_is_served_by_another() {
         1,
         "the second instance never touched the origin"
     );
-    assert_eq!(
-        b.metric(r#"gatehouse_cache_lookups_total{result="hit",tier="l2"}"#)
-            .await,
-        1.0
-    );
+    b.assert_metric(
+        r#"gatehouse_cache_lookups_total{result="hit",tier="l2"}"#,
+        1.0,
+    )
+    .await;
     // ... and the L2 hit filled B's L1.
     get(&b).await.unwrap();
-    assert_eq!(
-        b.metric(r#"gatehouse_cache_lookups_total{result="hit",tier="l1"}"#)
-            .await,
-        1.0
-    );
+    b.assert_metric(
+        r#"gatehouse_cache_lookups_total{result="hit",tier="l1"}"#,
+        1.0,
+    )
+    .await;
     a.shutdown().await;
     b.shutdown().await;
 }

@@ -293,10 +293,12 @@ both_stores!(
 both_stores!(
     ranged_and_plain_misses_share_one_fetch,
     |store: TestStore| async move {
-        let origin = TestOrigin::start(|_| {
+        let gate = Gate::new();
+        let g = gate.clone();
+        let origin = TestOrigin::start(move |_| {
             Reply::ok(BODY)
                 .header("cache-control", "max-age=600")
-                .delay(Duration::from_millis(500))
+                .held_by(&g)
         })
         .await;
         let gh = Gatehouse::start(&cfg(&store, "share"), &origin).await;
@@ -325,9 +327,11 @@ both_stores!(
                 (code, cs, r.bytes().await.unwrap())
             }));
             if i == 0 {
-                assert!(eventually(Duration::from_secs(5), || async { origin.total() == 1 }).await);
+                gate.held(1).await;
             }
         }
+        wait_until("7 waiters", || async { gh.waiting() == 7 }).await;
+        gate.open();
         let mut collapsed = 0;
         for (task, (value, code, part)) in tasks.into_iter().zip(&asks) {
             let (got, cs, body) = task.await.unwrap();
@@ -338,7 +342,7 @@ both_stores!(
             collapsed += cs.contains("collapsed") as usize;
         }
         assert_eq!(origin.hits("/shared"), 1);
-        assert!(collapsed >= 1, "the waiters took the leader's answer");
+        assert_eq!(collapsed, 7, "the waiters took the leader's answer");
         let fill = origin.last().unwrap();
         assert!(!fill.headers.contains_key("range"), "{fill:?}");
         gh.shutdown().await;
@@ -410,12 +414,15 @@ both_stores!(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_uncacheable_answer_sends_waiting_ranges_to_the_origin() {
-    let origin = TestOrigin::start(|s| {
-        origin_reply(s, BODY, "no-store").delay(if s.headers.contains_key("range") {
-            Duration::ZERO
+    let gate = Gate::new();
+    let g = gate.clone();
+    let origin = TestOrigin::start(move |s| {
+        let r = origin_reply(s, BODY, "no-store");
+        if s.headers.contains_key("range") {
+            r
         } else {
-            Duration::from_millis(400)
-        })
+            r.held_by(&g)
+        }
     })
     .await;
     let gh = Gatehouse::start(&cfg(&TestStore::memory(), "uncacheable"), &origin).await;
@@ -423,13 +430,11 @@ async fn an_uncacheable_answer_sends_waiting_ranges_to_the_origin() {
     let url = gh.url("/nostore");
     let client = gh.client.clone();
     let plain = tokio::spawn(async move { client.get(url).send().await.unwrap() });
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            origin.hits("/nostore") == 1
-        })
-        .await
-    );
-    let r = range(&gh, "/nostore", "bytes=1-3").await;
+    gate.held(1).await;
+    let (r, ()) = tokio::join!(range(&gh, "/nostore", "bytes=1-3"), async {
+        wait_until("the ranged request waiting", || async { gh.waiting() == 1 }).await;
+        gate.open();
+    });
     // Released by the uncacheable answer, it asked the origin for its range alone.
     assert_eq!(r.status(), 206);
     assert_eq!(status(&r), "gatehouse; fwd=miss; detail=range");

@@ -24,37 +24,25 @@ mod target;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use jsonwebtoken::{encode, EncodingKey, Header};
 use serde_json::Value;
+use support::{unix_now, Claims, HS_SECRET};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// The HS256 secret the suite's `[auth]` sections use.
-pub const SECRET: &str = "an-hs256-secret-of-more-than-32-bytes-for-tests";
-
-/// An `[auth]` section verifying HS256 tokens signed with `SECRET`.
+/// An `[auth]` section verifying HS256 tokens signed with `HS_SECRET`.
 pub fn auth_toml(extra: &str) -> String {
     format!(
-        "[auth]\nhs_secret = \"{SECRET}\"\nalgorithms = [\"HS256\"]\nclaims_to_headers = {{ sub = \"x-user-id\" }}\n{extra}\n"
+        "[auth]\nhs_secret = \"{HS_SECRET}\"\nalgorithms = [\"HS256\"]\nclaims_to_headers = {{ sub = \"x-user-id\" }}\n{extra}\n"
     )
 }
 
 /// A valid HS256 token for `sub` (None: a token without `sub`).
 pub fn token(sub: Option<&str>) -> String {
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 3600;
-    let mut claims = serde_json::json!({ "exp": exp });
-    if let Some(s) = sub {
-        claims["sub"] = Value::String(s.into());
+    let claims = Claims::new().exp(unix_now() + 3600);
+    match sub {
+        Some(s) => claims.sub(s),
+        None => claims,
     }
-    encode(
-        &Header::default(),
-        &claims,
-        &EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap()
+    .hs256(HS_SECRET)
 }
 
 /// One answer read off a raw connection.

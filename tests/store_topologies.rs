@@ -38,12 +38,8 @@ async fn shared_cache_works(store_section: &str) {
     assert_eq!(origin.total(), 1, "B answered from L2");
     *body.lock().unwrap() = "v2".into();
     let purge = b_gh
-        .client
-        .post(b_gh.api_url("/v1/cache/purge"))
-        .json(&serde_json::json!({"urls": ["/t/1"]}))
-        .send()
-        .await
-        .unwrap();
+        .api_post("/v1/cache/purge", &serde_json::json!({"urls": ["/t/1"]}))
+        .await;
     assert_eq!(purge.status(), 200);
     assert!(
         eventually(Duration::from_secs(1), || async {

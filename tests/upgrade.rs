@@ -171,17 +171,7 @@ fn now() -> i64 {
 }
 
 fn token(jti: &str) -> String {
-    let now = now();
-    let claims = serde_json::json!({
-        "sub": "u1", "iss": "https://issuer.test", "aud": "gatehouse-tests",
-        "iat": now - 5, "exp": now + 600, "jti": jti,
-    });
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap()
+    Claims::issued("u1").jti(jti).hs256(SECRET)
 }
 
 const AUTH: &str = r#"

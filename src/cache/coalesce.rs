@@ -104,6 +104,13 @@ impl Coalescer {
         self.flights.lock().expect("coalescer lock").len()
     }
 
+    /// Requests waiting for another request's flight, over all flights (for tests:
+    /// the moment concurrent misses are waiting is observed, not guessed).
+    pub fn waiting(&self) -> usize {
+        let flights = self.flights.lock().expect("coalescer lock");
+        flights.values().map(|f| f.tx.receiver_count()).sum()
+    }
+
     fn end(&self, key: &EntryId, flight: &Arc<Flight>, outcome: Outcome) {
         let mut flights = self.flights.lock().expect("coalescer lock");
         // Only remove our own flight: an aged-out one may have been replaced.

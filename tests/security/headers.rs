@@ -12,15 +12,7 @@ fn app(store: &TestStore, name: &str) -> String {
 path = "/me"
 auth = "required"
 
-[[routes]]
-path = "/edit/{{id}}"
-methods = ["POST"]
-cache = false
-[routes.lock]
-ns = "docs"
-id = "{{id}}"
-ttl = "10s"
-
+{lock}
 [[routes]]
 path = "/profile"
 auth = "optional"
@@ -29,6 +21,7 @@ ttl = "10m"
 "#,
         store = store.toml(&prefix(name)),
         auth = auth_toml("token_cookie = \"session\"\ntoken_header = \"x-token\""),
+        lock = lock_route("/edit/{id}", "docs"),
     )
 }
 
@@ -183,13 +176,7 @@ both_stores!(
         let gh = Gatehouse::start(&app(&store, "sec-keyby"), &origin).await;
         let no_sub = token(None);
         for _ in 0..2 {
-            let r = gh
-                .client
-                .get(gh.url("/profile"))
-                .bearer_auth(&no_sub)
-                .send()
-                .await
-                .unwrap();
+            let r = gh.get_bearer("/profile", &no_sub).await;
             assert_eq!(r.status(), 200);
             assert!(r.headers()["cache-status"]
                 .to_str()
@@ -206,13 +193,7 @@ both_stores!(
         // A real user is keyed and cached per user.
         let alice = token(Some("alice"));
         for _ in 0..2 {
-            let r = gh
-                .client
-                .get(gh.url("/profile"))
-                .bearer_auth(&alice)
-                .send()
-                .await
-                .unwrap();
+            let r = gh.get_bearer("/profile", &alice).await;
             assert_eq!(r.text().await.unwrap(), "profile of alice");
         }
         assert_eq!(origin.hits("/profile"), 5);

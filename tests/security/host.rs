@@ -15,11 +15,7 @@ fn cached(store: &TestStore, name: &str, extra: &str) -> String {
 /// links, canonical URLs, tenant pages all do).
 async fn host_echo() -> TestOrigin {
     TestOrigin::start(|s| {
-        let host = s
-            .headers
-            .get("host")
-            .map(|v| v.to_str().unwrap().to_string())
-            .unwrap_or_default();
+        let host = s.header("host").unwrap_or_default().to_string();
         Reply::ok(format!("built for {host}"))
     })
     .await

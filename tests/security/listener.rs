@@ -52,8 +52,11 @@ async fn metric(gh: &Gatehouse, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-fn closed_series(reason: &str) -> String {
-    format!("gatehouse_connections_closed_total{{listener=\"proxy\",reason=\"{reason}\"}}")
+/// Asserts that gatehouse has closed `n` proxy connections for `reason`.
+async fn assert_closes(gh: &Gatehouse, reason: &str, n: f64) {
+    let series =
+        format!("gatehouse_connections_closed_total{{listener=\"proxy\",reason=\"{reason}\"}}");
+    assert_eq!(metric(gh, &series).await, n, "{series}");
 }
 
 /// Reads until the server closes the connection (EOF or an error); returns what it
@@ -144,11 +147,8 @@ async fn a_connection_that_sends_nothing_is_closed_after_header_read_timeout() {
         after >= HEAD - SLACK,
         "closed after {after:?}, before the timeout"
     );
-    assert_eq!(
-        metric(&gh, &closed_series("header_read_timeout")).await,
-        1.0
-    );
-    assert_eq!(metric(&gh, &closed_series("idle_timeout")).await, 0.0);
+    assert_closes(&gh, "header_read_timeout", 1.0).await;
+    assert_closes(&gh, "idle_timeout", 0.0).await;
     assert_eq!(origin.total(), 0);
     gh.shutdown().await;
 }
@@ -188,10 +188,7 @@ async fn a_partial_head_then_silence_or_a_trickle_is_closed() {
         after >= HEAD - SLACK && after < Duration::from_secs(2),
         "closed after {after:?}"
     );
-    assert_eq!(
-        metric(&gh, &closed_series("header_read_timeout")).await,
-        2.0
-    );
+    assert_closes(&gh, "header_read_timeout", 2.0).await;
     assert_eq!(origin.total(), 0, "no partial head reached the origin");
     gh.shutdown().await;
 }
@@ -213,11 +210,8 @@ async fn an_idle_keep_alive_connection_is_closed_after_idle_timeout_and_counted(
     // Idle counts from the last response, and the 300 ms head timeout does not apply
     // to a connection waiting for its next request.
     assert!(after >= IDLE - SLACK, "closed after {after:?}");
-    assert_eq!(metric(&gh, &closed_series("idle_timeout")).await, 1.0);
-    assert_eq!(
-        metric(&gh, &closed_series("header_read_timeout")).await,
-        0.0
-    );
+    assert_closes(&gh, "idle_timeout", 1.0).await;
+    assert_closes(&gh, "header_read_timeout", 0.0).await;
     assert_eq!(origin.total(), 2);
     gh.shutdown().await;
 }
@@ -242,17 +236,15 @@ async fn a_later_keep_alive_head_is_timed_from_its_first_byte_not_from_idle() {
         after >= HEAD - SLACK,
         "closed {after:?} after the head began, before its own timeout"
     );
-    assert_eq!(
-        metric(&gh, &closed_series("header_read_timeout")).await,
-        1.0
-    );
-    assert_eq!(metric(&gh, &closed_series("idle_timeout")).await, 0.0);
+    assert_closes(&gh, "header_read_timeout", 1.0).await;
+    assert_closes(&gh, "idle_timeout", 0.0).await;
     assert_eq!(origin.total(), 1);
     gh.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_origin_answer_after_twice_idle_timeout_is_delivered() {
+    // Real time: the subject is an origin slower than idle_timeout.
     let origin = TestOrigin::start(|_| Reply::ok("slow but sure").delay(IDLE * 2)).await;
     let gh = Gatehouse::start(&config_text("slow-origin", LIMITS), &origin).await;
     let mut tcp = TcpStream::connect(gh.proxy).await.unwrap();
@@ -268,7 +260,7 @@ async fn a_slow_origin_answer_after_twice_idle_timeout_is_delivered() {
     let (status, body) = get_on(&mut tcp, "/next").await;
     assert!(status.starts_with("http/1.1 200"), "{status}");
     assert_eq!(body, b"next");
-    assert_eq!(metric(&gh, &closed_series("idle_timeout")).await, 0.0);
+    assert_closes(&gh, "idle_timeout", 0.0).await;
     gh.shutdown().await;
 }
 
@@ -321,7 +313,7 @@ async fn a_response_body_that_keeps_streaming_is_not_cut() {
     assert!(status.starts_with("http/1.1 200"), "{status}");
     assert_eq!(body, b"aaaaaaaa", "every chunk arrived");
     assert!(since.elapsed() >= IDLE * 3, "{:?}", since.elapsed());
-    assert_eq!(metric(&gh, &closed_series("idle_timeout")).await, 0.0);
+    assert_closes(&gh, "idle_timeout", 0.0).await;
     task.abort();
     gh.shutdown().await;
 }
@@ -354,10 +346,7 @@ async fn h2c_prior_knowledge_without_a_request_or_with_half_a_preface_is_closed(
     let (sent, after) = wait_closed(&mut tcp, since).await;
     assert!(sent.is_empty());
     assert!(after >= HEAD - SLACK, "closed after {after:?}");
-    assert_eq!(
-        metric(&gh, &closed_series("header_read_timeout")).await,
-        2.0
-    );
+    assert_closes(&gh, "header_read_timeout", 2.0).await;
     assert_eq!(origin.total(), 0);
     gh.shutdown().await;
 }
@@ -388,7 +377,7 @@ async fn an_idle_h2c_connection_is_closed_after_idle_timeout() {
         .unwrap()
         .ok();
     assert!(since.elapsed() >= IDLE - SLACK, "{:?}", since.elapsed());
-    assert_eq!(metric(&gh, &closed_series("idle_timeout")).await, 1.0);
+    assert_closes(&gh, "idle_timeout", 1.0).await;
     gh.shutdown().await;
 }
 
@@ -430,10 +419,7 @@ async fn tls_handshake_and_first_head_are_bounded_by_header_read_timeout() {
     let (sent, after) = wait_closed(&mut tls, since).await;
     assert!(sent.is_empty());
     assert!(after >= HEAD - SLACK, "closed after {after:?}");
-    assert_eq!(
-        metric(&gh, &closed_series("header_read_timeout")).await,
-        2.0
-    );
+    assert_closes(&gh, "header_read_timeout", 2.0).await;
     gh.shutdown().await;
 }
 

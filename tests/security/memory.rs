@@ -79,13 +79,15 @@ both_stores!(
                 .0,
             200
         );
-        let a = api_json(
-            &gh,
-            Method::POST,
-            &format!("{c}/admissions"),
-            json!({"memberId": "p-1"}),
-        )
-        .await;
+        let admit = || {
+            api_json(
+                &gh,
+                Method::POST,
+                "/v1/capacity/sessions/s-1/admissions",
+                json!({"memberId": "p-1"}),
+            )
+        };
+        let a = admit().await;
         assert_eq!(a.0, 201, "{a:?}");
         let l = "/v1/locks/docs/d-1";
         let owner = json!({"userId": "alice", "sessionId": "s-alice"});
@@ -117,13 +119,7 @@ both_stores!(
             "{a:?}"
         );
         // The admitted member is still admitted: nothing is counted twice.
-        let a = api_json(
-            &gh,
-            Method::POST,
-            &format!("{c}/admissions"),
-            json!({"memberId": "p-1"}),
-        )
-        .await;
+        let a = admit().await;
         assert_eq!((a.0, &a.1["count"]), (200, &json!(1)), "{a:?}");
         let held = api_json(&gh, Method::GET, l, Value::Null).await;
         assert_eq!(held.0, 200, "{held:?}");
@@ -167,13 +163,7 @@ async fn purge_after_flood(store: TestStore, old: &str, new: &str, purge: Value)
     flood(&gh, 300, 5).await;
     assert_overflowed(&gh, &store).await;
 
-    let r = gh
-        .client
-        .post(gh.api_url("/v1/cache/purge"))
-        .json(&purge)
-        .send()
-        .await
-        .unwrap();
+    let r = gh.api_post("/v1/cache/purge", &purge).await;
     assert_eq!(r.status(), 200);
     for path in [old, new] {
         let before = origin.hits(path);

@@ -8,6 +8,22 @@ use serde_json::json;
 use super::support::*;
 use super::*;
 
+/// GET `target` on the proxy listener, `Host: app.example`.
+async fn get_app(gh: &Gatehouse, target: &str) -> Raw {
+    get_raw(gh.proxy, target, "Host: app.example\r\n")
+        .await
+        .unwrap()
+}
+
+/// Each target sent is answered 200 and reaches the origin as the path beside it.
+async fn assert_forwarded_as(gh: &Gatehouse, origin: &TestOrigin, cases: &[(&str, &str)]) {
+    for (sent, seen) in cases {
+        let r = get_app(gh, sent).await;
+        assert_eq!(r.status, 200, "{sent}");
+        assert_eq!(origin.last().unwrap().path, *seen, "{sent}");
+    }
+}
+
 /// An app in front of an origin that decodes paths as Express and NestJS do: the
 /// auth-only `/api/me`, a shared report cached only for verified callers, a
 /// capacity-gated check-in, and a catch-all cached route that anyone may read.
@@ -29,21 +45,14 @@ auth = "required"
 path = "/account"
 auth = "required"
 
-[[routes]]
-path = "/api/sessions/{{id}}/check-in"
-methods = ["POST"]
-cache = false
-[routes.capacity]
-ns = "sessions"
-id = "{{id}}"
-member = "header:x-participant-id"
-
+{capacity}
 [[routes]]
 path = "/"
 ttl = "10m"
 "#,
         store = store.toml(&prefix(name)),
         auth = auth_toml("token_cookie = \"session\""),
+        capacity = capacity_route("/api/sessions/{id}/check-in", "sessions"),
     )
 }
 
@@ -66,9 +75,7 @@ both_stores!(
         let origin = TestOrigin::start(|s| Reply::ok(format!("page for {}", s.path))).await;
         let gh = Gatehouse::start(&app(&store, "sec-auth"), &origin).await;
         for spelling in ME_SPELLINGS {
-            let r = get_raw(gh.proxy, spelling, "Host: app.example\r\n")
-                .await
-                .unwrap();
+            let r = get_app(&gh, spelling).await;
             assert_eq!(r.status, 401, "{spelling} reached /api/me without a token");
             assert_eq!(r.json()["error"], "TOKEN_MISSING", "{spelling}");
         }
@@ -106,22 +113,10 @@ both_stores!(
         .await;
         let gh = Gatehouse::start(&app(&store, "sec-report"), &origin).await;
         let t = token(Some("alice"));
-        let r = gh
-            .client
-            .get(gh.url("/api/report"))
-            .bearer_auth(&t)
-            .send()
-            .await
-            .unwrap();
+        let r = gh.get_bearer("/api/report", &t).await;
         assert_eq!(r.status(), 200);
         // Stored: the response said public.
-        let r = gh
-            .client
-            .get(gh.url("/api/report"))
-            .bearer_auth(&t)
-            .send()
-            .await
-            .unwrap();
+        let r = gh.get_bearer("/api/report", &t).await;
         assert!(r.headers()["cache-status"]
             .to_str()
             .unwrap()
@@ -145,11 +140,7 @@ both_stores!(
     a_cookie_identified_page_is_never_stored_as_shared,
     |store: TestStore| async move {
         let origin = TestOrigin::start(|s| {
-            let who = s
-                .headers
-                .get("x-user-id")
-                .map(|v| v.to_str().unwrap().to_string())
-                .unwrap_or_else(|| "nobody".into());
+            let who = s.header("x-user-id").unwrap_or("nobody").to_string();
             Reply::ok(format!("account of {who}"))
         })
         .await;
@@ -167,9 +158,7 @@ both_stores!(
         assert_eq!(r.status, 200);
         assert_eq!(r.body, b"account of alice");
         for spelling in ["/account", "/acc%6Funt", "/x/../account"] {
-            let r = get_raw(gh.proxy, spelling, "Host: app.example\r\n")
-                .await
-                .unwrap();
+            let r = get_app(&gh, spelling).await;
             assert_eq!(r.status, 401, "{spelling}");
             assert!(!String::from_utf8_lossy(&r.body).contains("alice"));
         }
@@ -232,21 +221,20 @@ both_stores!(
 async fn the_origin_receives_exactly_the_canonical_target() {
     let origin = TestOrigin::start(|_| Reply::ok("x")).await;
     let gh = Gatehouse::start(&app(&TestStore::memory(), "sec-exact"), &origin).await;
-    for (sent, seen) in [
-        ("/a/%7Euser/%41", "/a/~user/A"),
-        ("/a/b/../c/./d", "/a/c/d"),
-        ("/p?q=%41%2f&r=+", "/p?q=A%2F&r=+"),
-        ("/caf\u{e9}", "/caf%C3%A9"),
-        ("/a%3bb", "/a%3Bb"),
-        ("/p?", "/p"),
-        ("http://app.example/abs?x=1", "/abs?x=1"),
-    ] {
-        let r = get_raw(gh.proxy, sent, "Host: app.example\r\n")
-            .await
-            .unwrap();
-        assert_eq!(r.status, 200, "{sent}");
-        assert_eq!(origin.last().unwrap().path, seen, "{sent}");
-    }
+    assert_forwarded_as(
+        &gh,
+        &origin,
+        &[
+            ("/a/%7Euser/%41", "/a/~user/A"),
+            ("/a/b/../c/./d", "/a/c/d"),
+            ("/p?q=%41%2f&r=+", "/p?q=A%2F&r=+"),
+            ("/caf\u{e9}", "/caf%C3%A9"),
+            ("/a%3bb", "/a%3Bb"),
+            ("/p?", "/p"),
+            ("http://app.example/abs?x=1", "/abs?x=1"),
+        ],
+    )
+    .await;
     gh.shutdown().await;
 }
 
@@ -299,9 +287,7 @@ both_stores!(
                 >= 2.0
         );
         // gatehouse is still serving.
-        let r = get_raw(gh.proxy, "/fine", "Host: app.example\r\n")
-            .await
-            .unwrap();
+        let r = get_app(&gh, "/fine").await;
         assert_eq!(r.status, 200);
         gh.shutdown().await;
     }
@@ -315,22 +301,19 @@ async fn the_path_policy_is_configurable() {
         TestStore::memory().toml(&prefix("sec-policy"))
     );
     let gh = Gatehouse::start(&text, &origin).await;
-    for (sent, seen) in [
-        ("/files/a%2fb", "/files/a%2Fb"),
-        ("/files\\x", "/files/x"),
-        ("//files///y", "/files/y"),
-        ("/100%", "/100%25"),
-    ] {
-        let r = get_raw(gh.proxy, sent, "Host: app.example\r\n")
-            .await
-            .unwrap();
-        assert_eq!(r.status, 200, "{sent}");
-        assert_eq!(origin.last().unwrap().path, seen, "{sent}");
-    }
+    assert_forwarded_as(
+        &gh,
+        &origin,
+        &[
+            ("/files/a%2fb", "/files/a%2Fb"),
+            ("/files\\x", "/files/x"),
+            ("//files///y", "/files/y"),
+            ("/100%", "/100%25"),
+        ],
+    )
+    .await;
     // An encoded slash kept as data stays inside its segment: one route parameter.
-    let r = get_raw(gh.proxy, "/files/a%2F..%2Fb", "Host: app.example\r\n")
-        .await
-        .unwrap();
+    let r = get_app(&gh, "/files/a%2F..%2Fb").await;
     assert_eq!(r.status, 200);
     assert_eq!(origin.last().unwrap().path, "/files/a%2F..%2Fb");
     gh.shutdown().await;
@@ -348,23 +331,15 @@ both_stores!(
         assert_eq!(origin.hits("/p/1"), 1, "cached");
         for bad in ["/\u{e9}%", "/%\u{e9}", "/a%2Fb", "/a%00"] {
             let r = gh
-                .client
-                .post(gh.api_url("/v1/cache/purge"))
-                .json(&json!({ "urls": [bad] }))
-                .send()
-                .await
-                .unwrap();
+                .api_post("/v1/cache/purge", &json!({ "urls": [bad] }))
+                .await;
             assert_eq!(r.status(), 400, "{bad}");
             assert_eq!(r.json::<Value>().await.unwrap()["error"], "BAD_REQUEST");
         }
         // Another spelling of the cached path purges it.
         let r = gh
-            .client
-            .post(gh.api_url("/v1/cache/purge"))
-            .json(&json!({ "urls": ["/p/./%31"] }))
-            .send()
-            .await
-            .unwrap();
+            .api_post("/v1/cache/purge", &json!({ "urls": ["/p/./%31"] }))
+            .await;
         assert_eq!(r.status(), 200);
         assert_eq!(r.json::<Value>().await.unwrap()["purged"], 1);
         gh.get("/p/1").await;
@@ -391,9 +366,7 @@ both_stores!(
             "/API/Participants/7",
             "/api/PARTICIPANTS/%37/",
         ] {
-            let r = get_raw(gh.proxy, spelling, "Host: app.example\r\n")
-                .await
-                .unwrap();
+            let r = get_app(&gh, spelling).await;
             assert_eq!(r.status, 401, "{spelling} walked past auth");
         }
         assert_eq!(origin.total(), 0);
@@ -407,14 +380,10 @@ both_stores!(
         );
         let gh = Gatehouse::start(&text, &origin).await;
         for spelling in ["/API/participants/7", "/api/participants/7/"] {
-            let r = get_raw(gh.proxy, spelling, "Host: app.example\r\n")
-                .await
-                .unwrap();
+            let r = get_app(&gh, spelling).await;
             assert_eq!(r.status, 200, "{spelling}");
         }
-        let r = get_raw(gh.proxy, "/api/participants/7", "Host: app.example\r\n")
-            .await
-            .unwrap();
+        let r = get_app(&gh, "/api/participants/7").await;
         assert_eq!(r.status, 401);
         gh.shutdown().await;
     }

@@ -1,15 +1,17 @@
 //! Test support, split by what each part starts: real `redis-server` processes on
 //! free ports (never 6379), a Sentinel and a Redis Cluster of real processes
 //! (`redis`), the store a test runs against (`store`), a counting origin on
-//! 127.0.0.1:0 (`origin`), gatehouse itself on real listeners (`gatehouse`), the
-//! gatehouse binary as a child process (`process`) and the keys, certificates and
-//! TLS servers the TLS tests need (`tls`). Everything is started and
-//! stopped by the tests themselves. Every public name is re-exported here, so a test
-//! file needs only `mod support;` and `use support::*;`.
+//! 127.0.0.1:0 whose answers a `Gate` can hold (`origin`), gatehouse itself on real
+//! listeners (`gatehouse`), the gatehouse binary as a child process (`process`), the
+//! keys, certificates and TLS servers the TLS tests need (`tls`) and the JWTs the
+//! auth tests send (`jwt`). Everything is started and stopped by the tests
+//! themselves. Every public name is re-exported here, so a test file needs only
+//! `mod support;` and `use support::*;`.
 
 #![allow(dead_code)]
 
 mod gatehouse;
+mod jwt;
 mod origin;
 mod process;
 mod redis;
@@ -19,6 +21,8 @@ mod tls;
 // Each test binary uses some of these, none uses all.
 #[allow(unused_imports)]
 pub use self::gatehouse::*;
+#[allow(unused_imports)]
+pub use self::jwt::*;
 #[allow(unused_imports)]
 pub use self::origin::*;
 #[allow(unused_imports)]
@@ -59,6 +63,28 @@ where
             return false;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits until `check` holds, at most 10s, and panics naming `what` when it never
+/// does: the bounded wait for a moment a test must be sure of before it goes on.
+pub async fn wait_until<F, Fut>(what: &str, check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    assert!(
+        eventually(Duration::from_secs(10), check).await,
+        "never: {what}"
+    );
+}
+
+/// Awaits `fut`, at most 10s, and panics naming `what` when it does not finish: for
+/// answers that must come while an origin answer is still held at a `Gate`.
+pub async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
+    match tokio::time::timeout(Duration::from_secs(10), fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("not within 10s: {what}"),
     }
 }
 

@@ -1,5 +1,6 @@
 //! The test origin: a counting HTTP/1.1 and HTTP/2 server on 127.0.0.1:0 whose
-//! answers the test decides.
+//! answers the test decides, and the `Gate` that holds its answers until the test
+//! lets them go.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,13 +22,24 @@ pub struct Seen {
     pub body: Bytes,
 }
 
+impl Seen {
+    /// A request header's value, when the request had it.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+}
+
 /// What the test origin answers.
 #[derive(Clone, Debug)]
 pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// Real time the answer takes: only for tests whose subject is time (a slow
+    /// origin against a timeout). To make requests overlap, hold them at a `Gate`.
     pub delay: Duration,
+    /// Holds the answer until the gate opens.
+    pub gate: Option<Gate>,
 }
 
 impl Reply {
@@ -37,6 +49,7 @@ impl Reply {
             headers: vec![("content-type".into(), "text/plain".into())],
             body: body.into(),
             delay: Duration::ZERO,
+            gate: None,
         }
     }
     pub fn status(status: u16, body: impl Into<Vec<u8>>) -> Reply {
@@ -52,6 +65,66 @@ impl Reply {
     pub fn delay(mut self, d: Duration) -> Reply {
         self.delay = d;
         self
+    }
+    /// Holds this answer at `gate` until the test opens it.
+    pub fn held_by(mut self, gate: &Gate) -> Reply {
+        self.gate = Some(gate.clone());
+        self
+    }
+}
+
+/// Holds the origin's answers until the test opens it, and counts the requests it
+/// holds: a test that needs requests to overlap knows they did (`held`) instead of
+/// hoping a delay was long enough. Once open it stays open.
+#[derive(Clone, Debug)]
+pub struct Gate(Arc<GateState>);
+
+#[derive(Debug)]
+struct GateState {
+    open: tokio::sync::watch::Sender<bool>,
+    held: tokio::sync::watch::Sender<usize>,
+}
+
+impl Default for Gate {
+    fn default() -> Gate {
+        Gate::new()
+    }
+}
+
+impl Gate {
+    pub fn new() -> Gate {
+        Gate(Arc::new(GateState {
+            open: tokio::sync::watch::Sender::new(false),
+            held: tokio::sync::watch::Sender::new(0),
+        }))
+    }
+
+    /// Lets every held answer go, and every later one through at once.
+    pub fn open(&self) {
+        self.0.open.send_replace(true);
+    }
+
+    /// Waits until `n` requests have been held here in all (panics after 10s, when
+    /// they never came).
+    pub async fn held(&self, n: usize) {
+        let mut rx = self.0.held.subscribe();
+        let arrived = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|h| *h >= n));
+        if arrived.await.is_err() {
+            panic!("{} of {n} requests reached the gate", *rx.borrow());
+        }
+    }
+
+    /// Requests held here in all (released ones included).
+    pub fn count(&self) -> usize {
+        *self.0.held.borrow()
+    }
+
+    /// Holds the caller until the gate opens (counted in `held`): for the origins a
+    /// test writes itself.
+    pub async fn pass(&self) {
+        let mut open = self.0.open.subscribe();
+        self.0.held.send_modify(|h| *h += 1);
+        let _ = open.wait_for(|o| *o).await;
     }
 }
 
@@ -120,6 +193,9 @@ impl TestOrigin {
                             s.lock().unwrap().push(seen.clone());
                             let f = h.lock().unwrap().clone();
                             let reply = f(&seen);
+                            if let Some(gate) = &reply.gate {
+                                gate.pass().await;
+                            }
                             if !reply.delay.is_zero() {
                                 tokio::time::sleep(reply.delay).await;
                             }
