@@ -37,6 +37,10 @@ fn handle(state: &AppState, req: http::Request<RequestBody>) -> http::Response<B
             "the admin listener answers GET only",
             crate::error::Source::Client,
         )
+        .with_header(
+            http::header::ALLOW,
+            http::HeaderValue::from_static("GET, HEAD"),
+        )
         .into_response();
     }
     match req.uri().path() {

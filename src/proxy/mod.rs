@@ -148,8 +148,10 @@ async fn route_and_serve(
     // CONNECT (h2's extended CONNECT for a WebSocket, made a GET here).
     let upgrade = upgrade::asked(&req);
     let h2_websocket = upgrade::h2_websocket(&mut req);
-    if let Err(e) = inbound::canonicalize(&mut req, &runtime.config, tls, &state.metrics) {
-        return (e.into_response(), None);
+    match inbound::canonicalize(&mut req, &runtime.config, tls, &state.metrics) {
+        Err(e) => return (e.into_response(), None),
+        Ok(inbound::Canonical::AsteriskOptions) => return (inbound::asterisk_options(), None),
+        Ok(inbound::Canonical::Target) => {}
     }
     if let Some(ask) = upgrade {
         req.extensions_mut().insert(ask);
