@@ -212,8 +212,20 @@ impl Error {
         for (k, v) in self.headers {
             h.append(k, v);
         }
+        resp.extensions_mut().insert(Local {
+            code: self.code.to_string(),
+            message: self.message,
+        });
         resp
     }
+}
+
+/// Marks a response as gatehouse's own error answer (its code and message), so the
+/// proxy can answer a gRPC request with it in gRPC form (`proxy::grpc::local_reply`).
+#[derive(Clone, Debug)]
+pub struct Local {
+    pub code: String,
+    pub message: String,
 }
 
 /// A JSON success answer.

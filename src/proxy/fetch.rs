@@ -72,17 +72,13 @@ pub async fn pass(
     let out = Request::from_parts(parts, body::boxed(limited));
     match origin.send(out, route).await {
         Ok(resp) => {
-            origin.count("ok");
             if resp.status().is_success() && route.is_some_and(|r| r.config.revoke_on_success) {
                 revoke_presented(state, who).await;
             }
             Ok(respond::from_origin(resp, version, cache_status))
         }
         Err(OriginError::BodyTooLarge) => Err(Error::body_too_large(max_body)),
-        Err(e) => {
-            origin.count(e.label());
-            Err(e.into_error())
-        }
+        Err(e) => Err(e.into_error()),
     }
 }
 
@@ -310,12 +306,8 @@ impl Miss {
             NoCacheReason::Range.label()
         );
         match self.origin.send(req, self.route.as_deref()).await {
-            Ok(resp) => {
-                self.origin.count("ok");
-                Ok(respond::from_origin(resp, parts.version, &status))
-            }
+            Ok(resp) => Ok(respond::from_origin(resp, parts.version, &status)),
             Err(e) => {
-                self.origin.count(e.label());
                 if let Some(stale) =
                     self.stale_if_error("gatehouse; fwd=stale; detail=stale-if-error")
                 {
@@ -610,7 +602,6 @@ impl Miss {
             let resp = match self.origin.send(req, route).await {
                 Ok(r) => r,
                 Err(e) => {
-                    self.origin.count(e.label());
                     // Dropping the guard hands the fill over to a waiter.
                     drop(guard);
                     return Filled::Failed(e);
@@ -620,7 +611,6 @@ impl Miss {
                 self.origin_time
                     .store(t.0.as_micros() as u64, std::sync::atomic::Ordering::Relaxed);
             }
-            self.origin.count("ok");
             let response_time = now_ms();
             let (mut parts, incoming) = resp.into_parts();
             origin::strip_hop_by_hop(&mut parts.headers);
@@ -679,8 +669,7 @@ impl Miss {
                 let prefix = futures_util::stream::once(async move {
                     Ok::<_, BoxError>(Frame::data(buf.freeze()))
                 });
-                let rest = stream.map(|f| f.map_err(BoxError::from));
-                let body = body::boxed(StreamBody::new(prefix.chain(rest)));
+                let body = body::boxed(StreamBody::new(prefix.chain(stream)));
                 return Filled::Pass(origin_response(parts, body), NoCacheReason::TooLarge);
             }
         }

@@ -29,6 +29,11 @@
 //! (RFC 8441), is recognised before `inbound`, and after auth and the gates is
 //! relayed, never cached                                upgrade.rs
 //!
+//! A gRPC request (`content-type: application/grpc*`) is never stored, its deadline
+//! (`grpc-timeout`) is enforced on the origin's answer, and gatehouse's own error
+//! answers to it are made gRPC (trailers-only, `grpc-status`) last, in `handle`,
+//! after they are counted and logged                    grpc.rs, origin.rs
+//!
 //! Every response carries `Cache-Status` (RFC 9211); gatehouse's own targeted field
 //! (`cache.targeted_fields`) never leaves.
 
@@ -38,6 +43,7 @@ pub mod cache_key;
 pub mod cache_policy;
 pub mod fetch;
 pub mod gates;
+pub mod grpc;
 pub mod inbound;
 pub mod invalidate;
 pub mod origin;
@@ -87,6 +93,7 @@ pub async fn handle(
     let id = access::request_id(req.headers());
     req.headers_mut().insert(access::REQUEST_ID, id.clone());
     let method = req.method().clone();
+    let grpc = grpc::is_grpc_message(req.headers());
     let span = tracing::info_span!("request", id = id.to_str().unwrap_or("-"));
     let mut user = None;
     let (mut resp, route) = route_and_serve(state, &runtime, req, peer, tls, &mut user)
@@ -125,6 +132,11 @@ pub async fn handle(
             },
             &resp,
         );
+    }
+    // Counted and logged with the HTTP status of the refusal; a gRPC client gets it
+    // in gRPC form.
+    if grpc {
+        resp = grpc::local_reply(resp);
     }
     resp.headers_mut().insert(access::REQUEST_ID, id);
     resp

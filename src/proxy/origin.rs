@@ -269,7 +269,8 @@ impl Origin {
     }
 
     /// Counts one request sent to this origin in
-    /// `gatehouse_origin_requests_total{origin,result}`.
+    /// `gatehouse_origin_requests_total{origin,result}` (`send` counts what it
+    /// sends; this is for what happens after, e.g. `body_error`).
     pub fn count(&self, result: &str) {
         self.metrics
             .origin_requests_total
@@ -292,30 +293,64 @@ impl Origin {
     }
 
     /// Sends a request whose headers were already prepared with `prepare_request`,
-    /// timed up to the response head in
-    /// `gatehouse_origin_duration_seconds{origin,route,result}`
-    /// (`route`: the route's metric label, "none" without one).
-    /// The route's `timeout` replaces `origin.timeout`.
+    /// counted in `gatehouse_origin_requests_total{origin,result}` and timed up to
+    /// the response head in `gatehouse_origin_duration_seconds{origin,route,result}`
+    /// (`route`: the route's metric label, "none" without one). A gRPC answer is
+    /// `grpc_error` there unless its `grpc-status` is 0, and counted in
+    /// `gatehouse_grpc_responses_total{status}`: at once for a trailers-only answer,
+    /// else when its trailers pass (both as the body ends, `missing` if it ends
+    /// without a `grpc-status`). The route's `timeout` replaces `origin.timeout`.
     pub async fn send(
         &self,
         req: Request<Body>,
         route: Option<&crate::routes::Route>,
-    ) -> Result<Response<Incoming>, OriginError> {
+    ) -> Result<Response<Body>, OriginError> {
         let timeout = route.and_then(|r| r.config.timeout).unwrap_or(self.timeout);
         let route = route.map_or("none", crate::routes::Route::label);
+        // A gRPC call's `grpc-timeout` bounds the head (504 ORIGIN_TIMEOUT, to a gRPC
+        // client DEADLINE_EXCEEDED) and the body (`grpc::Deadline`).
+        let deadline = super::grpc::is_grpc_message(req.headers())
+            .then(|| super::grpc::timeout(req.headers()))
+            .flatten();
         let started = Instant::now();
-        let mut out = self.send_untimed(req, timeout).await;
-        let elapsed = started.elapsed();
-        let result = out.as_ref().map_or_else(OriginError::label, |_| "ok");
-        self.metrics
-            .origin_duration_seconds
-            .with_label_values(&[&self.name, route, result])
-            .observe(elapsed.as_secs_f64());
-        if let Ok(resp) = &mut out {
-            resp.extensions_mut().insert(OriginTime(elapsed));
-            count_grpc(resp, &self.metrics);
+        let out = self
+            .send_untimed(req, deadline.map_or(timeout, |d| d.min(timeout)))
+            .await;
+        let mut tally = Tally {
+            metrics: self.metrics.clone(),
+            origin: self.name.clone(),
+            route: route.to_string(),
+            elapsed: started.elapsed(),
+            done: false,
+        };
+        let mut resp = match out {
+            Ok(resp) => resp,
+            Err(e) => {
+                tally.result(e.label());
+                return Err(e);
+            }
+        };
+        resp.extensions_mut().insert(OriginTime(tally.elapsed));
+        if !super::grpc::is_grpc_message(resp.headers()) {
+            tally.result("ok");
+            return Ok(resp.map(crate::body::boxed));
         }
-        out
+        if let Some(status) = resp.headers().get("grpc-status") {
+            // Trailers-only: the status is in the head.
+            tally.grpc(Some(status));
+            return Ok(resp.map(crate::body::boxed));
+        }
+        let left = deadline.map(|d| d.saturating_sub(tally.elapsed));
+        Ok(resp.map(|incoming| {
+            use http_body_util::BodyExt;
+            let body = super::grpc::Deadline::new(incoming, left);
+            crate::body::boxed(body.map_frame(move |f| {
+                if let Some(t) = f.trailers_ref() {
+                    tally.grpc(t.get("grpc-status"));
+                }
+                f
+            }))
+        }))
     }
 
     async fn send_untimed(
@@ -420,55 +455,51 @@ fn tls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls:
     None
 }
 
-/// Counts a gRPC response's `grpc-status` in `gatehouse_grpc_responses_total`: from
-/// the head of a trailers-only answer, else from the trailers as they pass.
-fn count_grpc(resp: &mut Response<Incoming>, metrics: &Metrics) {
-    let grpc = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-    if !grpc {
-        return;
-    }
-    let counter = metrics.grpc_responses_total.clone();
-    match resp
-        .headers()
-        .get("grpc-status")
-        .and_then(|v| v.to_str().ok())
-    {
-        Some(status) => counter.with_label_values(&[status]).inc(),
-        None => {
-            resp.extensions_mut().insert(GrpcCounter(counter));
+/// The counts of one origin answer (`Origin::send`): its result in
+/// `gatehouse_origin_requests_total` and `gatehouse_origin_duration_seconds` (timed to
+/// the head, `elapsed`), and a gRPC answer's status in `gatehouse_grpc_responses_total`.
+/// Counted once; a gRPC body dropped before its trailers counts as `missing`.
+struct Tally {
+    metrics: Arc<Metrics>,
+    origin: String,
+    route: String,
+    elapsed: Duration,
+    done: bool,
+}
+
+impl Tally {
+    fn result(&mut self, result: &str) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
         }
+        let m = &self.metrics;
+        m.origin_duration_seconds
+            .with_label_values(&[&self.origin, &self.route, result])
+            .observe(self.elapsed.as_secs_f64());
+        m.origin_requests_total
+            .with_label_values(&[&self.origin, result])
+            .inc();
+    }
+
+    /// A gRPC answer's `grpc-status` (none: `missing`): 0 is `ok`, anything else
+    /// `grpc_error`.
+    fn grpc(&mut self, status: Option<&HeaderValue>) {
+        if self.done {
+            return;
+        }
+        let status = status.and_then(|v| v.to_str().ok()).unwrap_or("missing");
+        self.metrics
+            .grpc_responses_total
+            .with_label_values(&[status])
+            .inc();
+        self.result(if status == "0" { "ok" } else { "grpc_error" });
     }
 }
 
-/// Carried by a gRPC response whose status comes in the trailers.
-#[derive(Clone)]
-pub struct GrpcCounter(prometheus::IntCounterVec);
-
-/// The body of an origin response, its gRPC trailers counted when it carries a
-/// `GrpcCounter`. Frames pass unchanged (trailers included).
-pub fn counted_body(resp: Response<Incoming>) -> Response<Body> {
-    let counter = resp.extensions().get::<GrpcCounter>().cloned();
-    let (parts, incoming) = resp.into_parts();
-    let body = match counter {
-        None => crate::body::boxed(incoming),
-        Some(GrpcCounter(c)) => {
-            use http_body_util::BodyExt;
-            crate::body::boxed(incoming.map_frame(move |f| {
-                if let Some(t) = f.trailers_ref() {
-                    let status = t
-                        .get("grpc-status")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("missing");
-                    c.with_label_values(&[status]).inc();
-                }
-                f
-            }))
-        }
-    };
-    Response::from_parts(parts, body)
+impl Drop for Tally {
+    fn drop(&mut self) {
+        self.grpc(None);
+    }
 }
 
 /// Headers that describe one connection and never cross a proxy (RFC 9110 §7.6.1).

@@ -2,7 +2,6 @@
 //! response (hop-by-hop removed), each with `Via` and `Cache-Status`.
 
 use http::{header, HeaderMap, HeaderValue, Response, Version};
-use hyper::body::Incoming;
 
 use crate::body::{self, Body};
 use crate::cache::entry::Entry;
@@ -130,12 +129,8 @@ pub fn from_entry(
 }
 
 /// Passes an origin response through (streamed).
-pub fn from_origin(
-    resp: Response<Incoming>,
-    version: Version,
-    cache_status: &str,
-) -> Response<Body> {
-    let (mut parts, body) = super::origin::counted_body(resp).into_parts();
+pub fn from_origin(resp: Response<Body>, version: Version, cache_status: &str) -> Response<Body> {
+    let (mut parts, body) = resp.into_parts();
     super::origin::prepare_response(&mut parts.headers, version);
     let mut resp = Response::from_parts(parts, body);
     set_cache_status(&mut resp, cache_status);
