@@ -3,8 +3,8 @@
 //! `tonic::server::Grpc`, no codegen): unary, server, client and bidi streaming
 //! (interleaved), errors trailers-only and in trailers after messages, `grpc-timeout`
 //! deadlines, client cancellation reaching the origin, answers never stored (both
-//! stores), h2c and h2 (TLS, ALPN) origins, and gatehouse's own refusals answered in
-//! gRPC form.
+//! stores), h2c and h2 (TLS, ALPN) origins, the `:authority` the origin sees with
+//! `preserve_host` true and false, and gatehouse's own refusals answered in gRPC form.
 
 // tonic's `Status` is the error every gRPC call and handler returns, large or not.
 #![allow(clippy::result_large_err)]
@@ -82,6 +82,8 @@ impl Drop for Guard {
 /// What one call to the origin looked like.
 #[derive(Clone, Debug)]
 struct Seen {
+    authority: Option<String>,
+    hosts: Vec<String>,
     version: http::Version,
 }
 
@@ -149,6 +151,13 @@ impl GrpcOrigin {
 async fn dispatch(req: http::Request<Incoming>, st: Arc<Shared>) -> http::Response<BoxBody> {
     st.calls.fetch_add(1, Ordering::SeqCst);
     st.seen.lock().unwrap().push(Seen {
+        authority: req.uri().authority().map(|a| a.to_string()),
+        hosts: req
+            .headers()
+            .get_all(http::header::HOST)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect(),
         version: req.version(),
     });
     let mut grpc = tonic::server::Grpc::new(Codec::default());
@@ -553,6 +562,37 @@ both_stores!(
         gh.shutdown().await;
     }
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_origin_sees_one_authority_per_preserve_host() {
+    let dir = tempfile::tempdir().unwrap();
+    for (protocol, origin, table) in origins(dir.path()).await {
+        for preserve in [false, true] {
+            let gh = gatehouse(&format!("{table}preserve_host = {preserve}\n"), "").await;
+            let port = gh.proxy.port();
+            // Two client hosts on one gatehouse: with preserve_host each keeps its
+            // own, though both go to the one configured origin address.
+            for host in ["localhost", "127.0.0.1"] {
+                let mut g = client(&format!("{host}:{port}")).await;
+                let got = unary(&mut g, tonic::Request::new(msg(host, 0))).await;
+                assert_eq!(got.unwrap(), msg(&format!("echo {host}"), 0));
+                let seen = origin.last();
+                let want = if preserve {
+                    format!("{host}:{port}")
+                } else {
+                    origin.addr.to_string()
+                };
+                let case = format!("{protocol} preserve_host={preserve} from {host}");
+                assert_eq!(seen.authority.as_deref(), Some(want.as_str()), "{case}");
+                assert!(
+                    seen.hosts.is_empty(),
+                    "{case}: a Host beside :authority: {seen:?}"
+                );
+            }
+            gh.shutdown().await;
+        }
+    }
+}
 
 const SECRET: &str = "an-hs256-secret-of-more-than-32-bytes-for-grpc";
 

@@ -98,7 +98,7 @@ pub struct Origin {
     name: String,
     /// The table it was built from (a reload compares it).
     config: OriginConfig,
-    client: Client<HttpsConnector<HttpConnector>, Body>,
+    client: Client<HttpsConnector<Dialer>, Body>,
     scheme: http::uri::Scheme,
     authority: http::uri::Authority,
     timeout: Duration,
@@ -225,9 +225,18 @@ impl Origin {
                     "is not a DNS name or IP address".into(),
                 )])
             }
-            None => Arc::new(hyper_rustls::DefaultServerNameResolver::default()),
+            // The URL's host, not the request URI's: that is the client's host with
+            // `preserve_host`.
+            None => match origin_server_name(&cfg.url) {
+                Some(name) => Arc::new(hyper_rustls::FixedServerNameResolver::new(name)),
+                None => Arc::new(hyper_rustls::DefaultServerNameResolver::default()),
+            },
         };
-        let connector = HttpsConnector::new(connector, tls, false, resolver);
+        let dialer = Dialer {
+            inner: connector,
+            to: cfg.url.clone(),
+        };
+        let connector = HttpsConnector::new(dialer, tls, false, resolver);
         let h2_only = matches!(cfg.protocol, OriginProtocol::H2 | OriginProtocol::H2c);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(cfg.pool_idle_timeout)
@@ -278,11 +287,32 @@ impl Origin {
             .inc();
     }
 
-    /// The URI the origin is asked for, from the request's path and query.
-    pub fn uri_for(&self, path_and_query: Option<&http::uri::PathAndQuery>) -> Uri {
+    /// The authority the origin is asked for: its own, or with `preserve_host` the
+    /// client's (the canonical `Host` of the request; the origin's own when there is
+    /// none, an HTTP/1.0 request without `Host`).
+    fn authority_for(&self, headers: &HeaderMap) -> http::uri::Authority {
+        let client = || {
+            headers
+                .get(header::HOST)
+                .and_then(|h| http::uri::Authority::try_from(h.as_bytes()).ok())
+        };
+        self.preserve_host
+            .then(client)
+            .flatten()
+            .unwrap_or_else(|| self.authority.clone())
+    }
+
+    /// The URI the origin is asked for: the authority it should see (`authority_for`)
+    /// and the request's path and query. Whatever its authority, the connection goes
+    /// to the configured origin (`Dialer`).
+    fn uri_for(
+        &self,
+        authority: http::uri::Authority,
+        path_and_query: Option<&http::uri::PathAndQuery>,
+    ) -> Uri {
         Uri::builder()
             .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
+            .authority(authority)
             .path_and_query(
                 path_and_query
                     .cloned()
@@ -390,13 +420,13 @@ impl Origin {
                 "interim response from the origin"
             );
         });
-        *req.uri_mut() = self.uri_for(req.uri().path_and_query());
+        // One authority (RFC 9113 §8.3.1): it goes in the URI, which HTTP/2 sends as
+        // `:authority` and from which the HTTP/1.1 client writes `Host`; the client's
+        // `Host` field is removed so that no second, conflicting one goes along.
+        let authority = self.authority_for(req.headers());
+        req.headers_mut().remove(header::HOST);
+        *req.uri_mut() = self.uri_for(authority, req.uri().path_and_query());
         *req.version_mut() = self.version;
-        if !self.preserve_host {
-            if let Ok(v) = HeaderValue::from_str(self.authority.as_str()) {
-                req.headers_mut().insert(header::HOST, v);
-            }
-        }
         match tokio::time::timeout(timeout, self.client.request(req)).await {
             Err(_) => Err(OriginError::Timeout),
             Ok(Ok(resp)) => Ok(resp),
@@ -500,6 +530,39 @@ impl Drop for Tally {
     fn drop(&mut self) {
         self.grpc(None);
     }
+}
+
+/// The connector under the TLS layer: whatever authority the request URI carries
+/// (the client's, with `preserve_host`), it dials the configured origin. The pool is
+/// keyed by the URI's authority, so connections made for one client host are never
+/// used for another's requests.
+#[derive(Clone)]
+pub struct Dialer {
+    inner: HttpConnector,
+    to: Uri,
+}
+
+impl tower_service::Service<Uri> for Dialer {
+    type Response = <HttpConnector as tower_service::Service<Uri>>::Response;
+    type Error = <HttpConnector as tower_service::Service<Uri>>::Error;
+    type Future = <HttpConnector as tower_service::Service<Uri>>::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, _requested: Uri) -> Self::Future {
+        self.inner.call(self.to.clone())
+    }
+}
+
+/// The TLS server name of an origin URL's host (IPv6 without its brackets).
+fn origin_server_name(url: &Uri) -> Option<rustls_pki_types::ServerName<'static>> {
+    let host = url.host()?.trim_start_matches('[').trim_end_matches(']');
+    rustls_pki_types::ServerName::try_from(host.to_string()).ok()
 }
 
 /// Headers that describe one connection and never cross a proxy (RFC 9110 §7.6.1).
