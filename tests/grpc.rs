@@ -559,6 +559,12 @@ both_stores!(
         let second = grpc_get(&gh, "/t.Echo/Unary").await;
         assert!(!second.starts_with("gatehouse; hit"), "{second}");
         assert_eq!(origin.calls(), 4);
+        // The cache's miss path counts them too, once each: tonic's origin answers a
+        // GET without a message 13 INTERNAL, trailers-only.
+        let internal = "gatehouse_grpc_responses_total{status=\"13\"}";
+        assert!(gh.metric_reaches(internal, 2.0).await);
+        let ok = "gatehouse_grpc_responses_total{status=\"0\"}";
+        assert_eq!(gh.metric(ok).await, 2.0);
         gh.shutdown().await;
     }
 );

@@ -323,6 +323,16 @@ async fn grpc_goes_to_a_named_h2c_origin_while_the_default_stays_http1() {
         "0"
     );
     assert_eq!(grpc.hits.load(Ordering::SeqCst), 1);
+    // Counted once, under the named origin.
+    assert!(
+        gh.metric_reaches("gatehouse_grpc_responses_total{status=\"0\"}", 1.0)
+            .await
+    );
+    assert_eq!(
+        gh.metric("gatehouse_origin_requests_total{origin=\"grpc\",result=\"ok\"}")
+            .await,
+        1.0
+    );
     // Everything else still goes to [origin], over HTTP/1.1.
     let r = gh.get("/other").await;
     assert_eq!(r.text().await.unwrap(), "app");
