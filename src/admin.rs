@@ -35,6 +35,10 @@ fn handle(state: &AppState, req: http::Request<RequestBody>) -> http::Response<B
             ErrorCode::MethodNotAllowed,
             "the admin listener answers GET only",
         )
+        .with_header(
+            http::header::ALLOW,
+            http::HeaderValue::from_static("GET, HEAD"),
+        )
         .into_response();
     }
     match req.uri().path() {

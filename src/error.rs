@@ -302,6 +302,10 @@ impl Error {
         for (k, v) in self.headers {
             h.append(k, v);
         }
+        resp.extensions_mut().insert(Local {
+            code: self.code.as_str().to_string(),
+            message: self.message,
+        });
         resp
     }
 }
@@ -405,6 +409,14 @@ impl From<Refusal> for Error {
             }
         }
     }
+}
+
+/// Marks a response as gatehouse's own error answer (its code and message), so the
+/// proxy can answer a gRPC request with it in gRPC form (`proxy::grpc::local_reply`).
+#[derive(Clone, Debug)]
+pub struct Local {
+    pub code: String,
+    pub message: String,
 }
 
 /// A JSON success answer.

@@ -31,6 +31,7 @@ pub const ORIGIN_RESULTS: &[&str] = &[
     "body_error",
     "body_too_large",
     "client_body_error",
+    "grpc_error",
 ];
 
 /// How a proxied request was answered, as `gatehouse_request_duration_seconds`
@@ -250,7 +251,7 @@ impl Metrics {
             ),
             origin_requests_total: r.counter_vec(
                 "gatehouse_origin_requests_total",
-                "Requests sent to an origin by origin (default: [origin], else the [origins.NAME] name) and result (ok, timeout, unreachable, body_error, body_too_large, client_body_error)",
+                "Requests sent to an origin by origin (default: [origin], else the [origins.NAME] name) and result (ok, timeout, unreachable, tls_error, body_error, body_too_large, client_body_error, grpc_error: a gRPC answer whose grpc-status is not 0)",
                 &["origin", "result"],
             ),
             origin_interim_responses_total: r.counter_vec(
@@ -270,7 +271,7 @@ impl Metrics {
             ),
             origin_duration_seconds: r.histogram_vec(
                 "gatehouse_origin_duration_seconds",
-                "Time from sending a request to an origin to its response head or failure, by origin, route and result (ok, timeout, unreachable, tls_error, body_too_large, client_body_error)",
+                "Time from sending a request to an origin to its response head or failure, by origin, route and result (ok, timeout, unreachable, tls_error, body_too_large, client_body_error, grpc_error)",
                 &["origin", "route", "result"],
                 LATENCY_BUCKETS,
             ),

@@ -236,6 +236,15 @@ async fn client_refusals_are_logged_below_warn() {
     }
     let r = gh.client.get(gh.admin_url("/nope")).send().await.unwrap();
     assert_eq!(r.status(), 404);
+    // The admin listener's 405 names what it takes (RFC 9110 §15.5.6).
+    let r = gh
+        .client
+        .post(gh.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "GET, HEAD");
     gh.shutdown().await;
 
     let lines = captured.json_lines();

@@ -14,7 +14,6 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use support::*;
 
 type Resp = http::Response<http_body_util::combinators::UnsyncBoxBody<Bytes, Infallible>>;
@@ -37,34 +36,12 @@ impl Origin {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicUsize::new(0));
-        let acceptor = tls.map(|c| tokio_rustls::TlsAcceptor::from(Arc::new(c)));
         let counter = hits.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else {
-                    return;
-                };
-                let acceptor = acceptor.clone();
-                let counter = counter.clone();
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req: http::Request<Incoming>| {
-                        counter.fetch_add(1, Ordering::SeqCst);
-                        async move { Ok::<_, Infallible>(answer(req).await) }
-                    });
-                    let builder =
-                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                    match acceptor {
-                        Some(a) => {
-                            let Ok(tls) = a.accept(tcp).await else { return };
-                            let _ = builder.serve_connection(TokioIo::new(tls), svc).await;
-                        }
-                        None => {
-                            let _ = builder.serve_connection(TokioIo::new(tcp), svc).await;
-                        }
-                    }
-                });
-            }
+        let svc = service_fn(move |req: http::Request<Incoming>| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async move { Ok::<_, Infallible>(answer(req).await) }
         });
+        serve(listener, tls, svc);
         Origin { addr, hits }
     }
 
@@ -253,12 +230,7 @@ async fn grpc_call(
     method: &http::Method,
     path: &str,
 ) -> (http::Response<()>, Option<http::HeaderMap>, Bytes) {
-    let tcp = tokio::net::TcpStream::connect(gh.proxy).await.unwrap();
-    let (mut send, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut send = gh.h2c().await;
     let req = http::Request::builder()
         .method(method.clone())
         .uri(format!("http://{}{path}", gh.proxy))
@@ -305,12 +277,8 @@ async fn grpc_unary_through_an_h2c_origin_keeps_trailers_and_is_never_cached() {
     let (_, trailers, _) = grpc_call(&gh, &http::Method::POST, "/pkg.Svc/Fail").await;
     assert_eq!(trailers.unwrap()["grpc-status"], "13");
     assert!(
-        eventually(Duration::from_secs(2), || async {
-            gh.metric("gatehouse_grpc_responses_total{status=\"13\"}")
-                .await
-                == 1.0
-        })
-        .await
+        gh.metric_reaches("gatehouse_grpc_responses_total{status=\"13\"}", 1.0)
+            .await
     );
     assert!(
         gh.metric("gatehouse_grpc_responses_total{status=\"0\"}")
@@ -355,6 +323,16 @@ async fn grpc_goes_to_a_named_h2c_origin_while_the_default_stays_http1() {
         "0"
     );
     assert_eq!(grpc.hits.load(Ordering::SeqCst), 1);
+    // Counted once, under the named origin.
+    assert!(
+        gh.metric_reaches("gatehouse_grpc_responses_total{status=\"0\"}", 1.0)
+            .await
+    );
+    assert_eq!(
+        gh.metric("gatehouse_origin_requests_total{origin=\"grpc\",result=\"ok\"}")
+            .await,
+        1.0
+    );
     // Everything else still goes to [origin], over HTTP/1.1.
     let r = gh.get("/other").await;
     assert_eq!(r.text().await.unwrap(), "app");

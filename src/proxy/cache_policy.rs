@@ -200,10 +200,7 @@ pub fn storable(
     route: Option<&Route>,
     cfg: &CacheConfig,
 ) -> Result<Storable, NoCacheReason> {
-    if response_headers
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
-    {
+    if super::grpc::is_grpc_message(response_headers) {
         return Err(NoCacheReason::Grpc);
     }
     let cc = response_directives(response_headers, cfg);

@@ -129,7 +129,6 @@ impl Miss {
             let resp = match self.origin.send(req, route).await {
                 Ok(r) => r,
                 Err(e) => {
-                    self.origin.count(e.label());
                     // Dropping the guard hands the fill over to a waiter.
                     drop(guard);
                     return Filled::Failed(e);
@@ -139,7 +138,6 @@ impl Miss {
                 self.origin_time
                     .store(t.0.as_micros() as u64, std::sync::atomic::Ordering::Relaxed);
             }
-            self.origin.count("ok");
             let response_time = now_ms();
             let (mut parts, incoming) = resp.into_parts();
             origin::strip_hop_by_hop(&mut parts.headers);
@@ -199,8 +197,7 @@ impl Miss {
                 let prefix = futures_util::stream::once(async move {
                     Ok::<_, BoxError>(Frame::data(buf.freeze()))
                 });
-                let rest = stream.map(|f| f.map_err(BoxError::from));
-                let body = body::boxed(StreamBody::new(prefix.chain(rest)));
+                let body = body::boxed(StreamBody::new(prefix.chain(stream)));
                 return Filled::Pass(origin_response(parts, body), NoCacheReason::TooLarge);
             }
         }

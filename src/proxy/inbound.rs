@@ -38,13 +38,33 @@ pub const PROXY_ALLOW: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
 /// The prefix of the fields only gatehouse sets (e.g. `X-Gatehouse-Fence`).
 pub const OWN_PREFIX: &str = "x-gatehouse-";
 
+/// What `canonicalize` made of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Canonical {
+    /// An origin-form request, made canonical: route and proxy it.
+    Target,
+    /// `OPTIONS *` (asterisk-form, RFC 9110 §9.3.7): a question about the server, not
+    /// a resource, answered by gatehouse itself (`asterisk_options`), never forwarded.
+    AsteriskOptions,
+}
+
+/// The answer to `OPTIONS *`: 200 with the methods the proxy forwards in `Allow` and
+/// `Content-Length: 0` (RFC 9110 §9.3.7).
+pub fn asterisk_options() -> http::Response<crate::body::Body> {
+    let mut resp = crate::error::empty_response(http::StatusCode::OK);
+    let h = resp.headers_mut();
+    h.insert(header::ALLOW, HeaderValue::from_static(PROXY_ALLOW));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    resp
+}
+
 /// Makes the request canonical in place; the error is the answer to send.
 pub fn canonicalize<B>(
     req: &mut Request<B>,
     config: &Config,
     tls: bool,
     metrics: &Metrics,
-) -> Result<(), Error> {
+) -> Result<Canonical, Error> {
     let refuse = |reason: &'static str, code: ErrorCode, msg: &str| {
         metrics
             .request_rejections_total
@@ -73,7 +93,12 @@ pub fn canonicalize<B>(
     let path_error = |e: PathError| refuse(e.reason(), ErrorCode::InvalidPath, e.message());
     let uri = req.uri();
     let path = uri.path();
-    // Only origin-form targets are proxied: `*` (OPTIONS) and authority-form
+    // `*` is the target of `OPTIONS` alone (RFC 9112 §3.2.4): asked of gatehouse, not
+    // of the origin. With any other method it is refused below.
+    if path == "*" && uri.query().is_none() && req.method() == http::Method::OPTIONS {
+        return Ok(Canonical::AsteriskOptions);
+    }
+    // Only origin-form targets are proxied: `*` (but for OPTIONS) and authority-form
     // (CONNECT) name no resource of the origin's.
     let canonical_path = target::canonical_path(path, &config.server.path).map_err(path_error)?;
     let query = match uri.query() {
@@ -124,7 +149,7 @@ pub fn canonicalize<B>(
     }
     strip_client_hop_by_hop(headers);
     strip_spoofable(headers, &config.auth.claims_to_headers);
-    Ok(())
+    Ok(Canonical::Target)
 }
 
 type Refusal = (&'static str, ErrorCode, &'static str);
@@ -218,8 +243,30 @@ mod tests {
         let mut req = req;
         let mut cfg = Config::default();
         cfg.auth.claims_to_headers = vec![("sub".into(), "x-user-id".into())];
-        canonicalize(&mut req, &cfg, false, &Metrics::new())?;
+        assert_eq!(
+            canonicalize(&mut req, &cfg, false, &Metrics::new())?,
+            Canonical::Target
+        );
         Ok(req)
+    }
+
+    #[test]
+    fn options_asterisk_is_gatehouse_s_and_other_methods_with_it_are_400() {
+        let mut req = Request::options("*")
+            .header("host", "a.example")
+            .body(())
+            .unwrap();
+        let got = canonicalize(&mut req, &Config::default(), false, &Metrics::new());
+        assert_eq!(got.unwrap(), Canonical::AsteriskOptions);
+        let resp = asterisk_options();
+        assert_eq!(resp.status(), http::StatusCode::OK);
+        assert_eq!(resp.headers()[header::ALLOW], PROXY_ALLOW);
+        assert_eq!(resp.headers()[header::CONTENT_LENGTH], "0");
+        // The host is still checked: an HTTP/1.1 OPTIONS * without one is 400.
+        let req = Request::options("*").body(()).unwrap();
+        assert_eq!(run(req).unwrap_err().code.as_str(), "HOST_MISSING");
+        let req = Request::get("*").header("host", "a").body(()).unwrap();
+        assert_eq!(run(req).unwrap_err().code.as_str(), "INVALID_PATH");
     }
 
     #[test]

@@ -39,6 +39,11 @@
 //! (RFC 8441), is recognised before `inbound`, and after auth and the gates is
 //! relayed, never cached                                upgrade.rs
 //!
+//! A gRPC request (`content-type: application/grpc*`) is never stored, its deadline
+//! (`grpc-timeout`) is enforced on the origin's answer, and gatehouse's own error
+//! answers to it are made gRPC (trailers-only, `grpc-status`) last, in `handle`,
+//! after they are counted and logged                    grpc.rs, origin.rs
+//!
 //! Every response carries `Cache-Status` (RFC 9211), one `CacheStatus` value written
 //! by cache_status.rs; gatehouse's own targeted field
 //! (`cache.targeted_fields`) never leaves.
@@ -52,6 +57,7 @@ pub mod coalesce;
 pub mod directives;
 pub mod fill;
 pub mod gates;
+pub mod grpc;
 pub mod inbound;
 pub mod invalidate;
 pub mod miss;
@@ -104,6 +110,7 @@ pub async fn handle(
     let id = access::request_id(req.headers());
     req.headers_mut().insert(access::REQUEST_ID, id.clone());
     let method = req.method().clone();
+    let grpc = grpc::is_grpc_message(req.headers());
     let span = tracing::info_span!("request", id = id.to_str().unwrap_or("-"));
     let mut user = None;
     let (mut resp, route) = route_and_serve(state, &runtime, req, peer, tls, &mut user)
@@ -143,6 +150,11 @@ pub async fn handle(
             &resp,
         );
     }
+    // Counted and logged with the HTTP status of the refusal; a gRPC client gets it
+    // in gRPC form.
+    if grpc {
+        resp = grpc::local_reply(resp);
+    }
     resp.headers_mut().insert(access::REQUEST_ID, id);
     resp
 }
@@ -165,8 +177,10 @@ async fn route_and_serve(
     // CONNECT (h2's extended CONNECT for a WebSocket, made a GET here).
     let upgrade = upgrade::asked(&req);
     let h2_websocket = upgrade::h2_websocket(&mut req);
-    if let Err(e) = inbound::canonicalize(&mut req, &runtime.config, tls, &state.metrics) {
-        return (e.into_response(), None);
+    match inbound::canonicalize(&mut req, &runtime.config, tls, &state.metrics) {
+        Err(e) => return (e.into_response(), None),
+        Ok(inbound::Canonical::AsteriskOptions) => return (inbound::asterisk_options(), None),
+        Ok(inbound::Canonical::Target) => {}
     }
     if let Some(ask) = upgrade {
         req.extensions_mut().insert(ask);

@@ -88,7 +88,7 @@ pub struct Origin {
     name: String,
     /// The table it was built from (a reload compares it).
     config: OriginConfig,
-    client: Client<HttpsConnector<HttpConnector>, Body>,
+    client: Client<HttpsConnector<Dialer>, Body>,
     scheme: http::uri::Scheme,
     authority: http::uri::Authority,
     timeout: Duration,
@@ -215,9 +215,18 @@ impl Origin {
                     "is not a DNS name or IP address".into(),
                 )])
             }
-            None => Arc::new(hyper_rustls::DefaultServerNameResolver::default()),
+            // The URL's host, not the request URI's: that is the client's host with
+            // `preserve_host`.
+            None => match origin_server_name(&cfg.url) {
+                Some(name) => Arc::new(hyper_rustls::FixedServerNameResolver::new(name)),
+                None => Arc::new(hyper_rustls::DefaultServerNameResolver::default()),
+            },
         };
-        let connector = HttpsConnector::new(connector, tls, false, resolver);
+        let dialer = Dialer {
+            inner: connector,
+            to: cfg.url.clone(),
+        };
+        let connector = HttpsConnector::new(dialer, tls, false, resolver);
         let h2_only = matches!(cfg.protocol, OriginProtocol::H2 | OriginProtocol::H2c);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(cfg.pool_idle_timeout)
@@ -259,7 +268,8 @@ impl Origin {
     }
 
     /// Counts one request sent to this origin in
-    /// `gatehouse_origin_requests_total{origin,result}`.
+    /// `gatehouse_origin_requests_total{origin,result}` (`send` counts what it
+    /// sends; this is for what happens after, e.g. `body_error`).
     pub fn count(&self, result: &str) {
         self.metrics
             .origin_requests_total
@@ -267,11 +277,32 @@ impl Origin {
             .inc();
     }
 
-    /// The URI the origin is asked for, from the request's path and query.
-    pub fn uri_for(&self, path_and_query: Option<&http::uri::PathAndQuery>) -> Uri {
+    /// The authority the origin is asked for: its own, or with `preserve_host` the
+    /// client's (the canonical `Host` of the request; the origin's own when there is
+    /// none, an HTTP/1.0 request without `Host`).
+    fn authority_for(&self, headers: &HeaderMap) -> http::uri::Authority {
+        let client = || {
+            headers
+                .get(header::HOST)
+                .and_then(|h| http::uri::Authority::try_from(h.as_bytes()).ok())
+        };
+        self.preserve_host
+            .then(client)
+            .flatten()
+            .unwrap_or_else(|| self.authority.clone())
+    }
+
+    /// The URI the origin is asked for: the authority it should see (`authority_for`)
+    /// and the request's path and query. Whatever its authority, the connection goes
+    /// to the configured origin (`Dialer`).
+    fn uri_for(
+        &self,
+        authority: http::uri::Authority,
+        path_and_query: Option<&http::uri::PathAndQuery>,
+    ) -> Uri {
         Uri::builder()
             .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
+            .authority(authority)
             .path_and_query(
                 path_and_query
                     .cloned()
@@ -282,30 +313,64 @@ impl Origin {
     }
 
     /// Sends a request whose headers were already prepared with `prepare_request`,
-    /// timed up to the response head in
-    /// `gatehouse_origin_duration_seconds{origin,route,result}`
-    /// (`route`: the route's metric label, "none" without one).
-    /// The route's `timeout` replaces `origin.timeout`.
+    /// counted in `gatehouse_origin_requests_total{origin,result}` and timed up to
+    /// the response head in `gatehouse_origin_duration_seconds{origin,route,result}`
+    /// (`route`: the route's metric label, "none" without one). A gRPC answer is
+    /// `grpc_error` there unless its `grpc-status` is 0, and counted in
+    /// `gatehouse_grpc_responses_total{status}`: at once for a trailers-only answer,
+    /// else when its trailers pass (both as the body ends, `missing` if it ends
+    /// without a `grpc-status`). The route's `timeout` replaces `origin.timeout`.
     pub async fn send(
         &self,
         req: Request<Body>,
         route: Option<&crate::routes::Route>,
-    ) -> Result<Response<Incoming>, OriginError> {
+    ) -> Result<Response<Body>, OriginError> {
         let timeout = route.and_then(|r| r.config.timeout).unwrap_or(self.timeout);
         let route = route.map_or("none", crate::routes::Route::label);
+        // A gRPC call's `grpc-timeout` bounds the head (504 ORIGIN_TIMEOUT, to a gRPC
+        // client DEADLINE_EXCEEDED) and the body (`grpc::Deadline`).
+        let deadline = super::grpc::is_grpc_message(req.headers())
+            .then(|| super::grpc::timeout(req.headers()))
+            .flatten();
         let started = Instant::now();
-        let mut out = self.send_untimed(req, timeout).await;
-        let elapsed = started.elapsed();
-        let result = out.as_ref().map_or_else(OriginError::label, |_| "ok");
-        self.metrics
-            .origin_duration_seconds
-            .with_label_values(&[&self.name, route, result])
-            .observe(elapsed.as_secs_f64());
-        if let Ok(resp) = &mut out {
-            resp.extensions_mut().insert(OriginTime(elapsed));
-            count_grpc(resp, &self.metrics);
+        let out = self
+            .send_untimed(req, deadline.map_or(timeout, |d| d.min(timeout)))
+            .await;
+        let mut tally = Tally {
+            metrics: self.metrics.clone(),
+            origin: self.name.clone(),
+            route: route.to_string(),
+            elapsed: started.elapsed(),
+            done: false,
+        };
+        let mut resp = match out {
+            Ok(resp) => resp,
+            Err(e) => {
+                tally.result(e.label());
+                return Err(e);
+            }
+        };
+        resp.extensions_mut().insert(OriginTime(tally.elapsed));
+        if !super::grpc::is_grpc_message(resp.headers()) {
+            tally.result("ok");
+            return Ok(resp.map(crate::body::boxed));
         }
-        out
+        if let Some(status) = resp.headers().get("grpc-status") {
+            // Trailers-only: the status is in the head.
+            tally.grpc(Some(status));
+            return Ok(resp.map(crate::body::boxed));
+        }
+        let left = deadline.map(|d| d.saturating_sub(tally.elapsed));
+        Ok(resp.map(|incoming| {
+            use http_body_util::BodyExt;
+            let body = super::grpc::Deadline::new(incoming, left);
+            crate::body::boxed(body.map_frame(move |f| {
+                if let Some(t) = f.trailers_ref() {
+                    tally.grpc(t.get("grpc-status"));
+                }
+                f
+            }))
+        }))
     }
 
     async fn send_untimed(
@@ -345,13 +410,13 @@ impl Origin {
                 "interim response from the origin"
             );
         });
-        *req.uri_mut() = self.uri_for(req.uri().path_and_query());
+        // One authority (RFC 9113 §8.3.1): it goes in the URI, which HTTP/2 sends as
+        // `:authority` and from which the HTTP/1.1 client writes `Host`; the client's
+        // `Host` field is removed so that no second, conflicting one goes along.
+        let authority = self.authority_for(req.headers());
+        req.headers_mut().remove(header::HOST);
+        *req.uri_mut() = self.uri_for(authority, req.uri().path_and_query());
         *req.version_mut() = self.version;
-        if !self.preserve_host {
-            if let Ok(v) = HeaderValue::from_str(self.authority.as_str()) {
-                req.headers_mut().insert(header::HOST, v);
-            }
-        }
         match tokio::time::timeout(timeout, self.client.request(req)).await {
             Err(_) => Err(OriginError::Timeout),
             Ok(Ok(resp)) => Ok(resp),
@@ -410,55 +475,84 @@ fn tls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls:
     None
 }
 
-/// Counts a gRPC response's `grpc-status` in `gatehouse_grpc_responses_total`: from
-/// the head of a trailers-only answer, else from the trailers as they pass.
-fn count_grpc(resp: &mut Response<Incoming>, metrics: &Metrics) {
-    let grpc = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-    if !grpc {
-        return;
-    }
-    let counter = metrics.grpc_responses_total.clone();
-    match resp
-        .headers()
-        .get("grpc-status")
-        .and_then(|v| v.to_str().ok())
-    {
-        Some(status) => counter.with_label_values(&[status]).inc(),
-        None => {
-            resp.extensions_mut().insert(GrpcCounter(counter));
+/// The counts of one origin answer (`Origin::send`): its result in
+/// `gatehouse_origin_requests_total` and `gatehouse_origin_duration_seconds` (timed to
+/// the head, `elapsed`), and a gRPC answer's status in `gatehouse_grpc_responses_total`.
+/// Counted once; a gRPC body dropped before its trailers counts as `missing`.
+struct Tally {
+    metrics: Arc<Metrics>,
+    origin: String,
+    route: String,
+    elapsed: Duration,
+    done: bool,
+}
+
+impl Tally {
+    fn result(&mut self, result: &str) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
         }
+        let m = &self.metrics;
+        m.origin_duration_seconds
+            .with_label_values(&[&self.origin, &self.route, result])
+            .observe(self.elapsed.as_secs_f64());
+        m.origin_requests_total
+            .with_label_values(&[&self.origin, result])
+            .inc();
+    }
+
+    /// A gRPC answer's `grpc-status` (none: `missing`): 0 is `ok`, anything else
+    /// `grpc_error`.
+    fn grpc(&mut self, status: Option<&HeaderValue>) {
+        if self.done {
+            return;
+        }
+        let status = status.and_then(|v| v.to_str().ok()).unwrap_or("missing");
+        self.metrics
+            .grpc_responses_total
+            .with_label_values(&[status])
+            .inc();
+        self.result(if status == "0" { "ok" } else { "grpc_error" });
     }
 }
 
-/// Carried by a gRPC response whose status comes in the trailers.
-#[derive(Clone)]
-pub struct GrpcCounter(prometheus::IntCounterVec);
+impl Drop for Tally {
+    fn drop(&mut self) {
+        self.grpc(None);
+    }
+}
 
-/// The body of an origin response, its gRPC trailers counted when it carries a
-/// `GrpcCounter`. Frames pass unchanged (trailers included).
-pub fn counted_body(resp: Response<Incoming>) -> Response<Body> {
-    let counter = resp.extensions().get::<GrpcCounter>().cloned();
-    let (parts, incoming) = resp.into_parts();
-    let body = match counter {
-        None => crate::body::boxed(incoming),
-        Some(GrpcCounter(c)) => {
-            use http_body_util::BodyExt;
-            crate::body::boxed(incoming.map_frame(move |f| {
-                if let Some(t) = f.trailers_ref() {
-                    let status = t
-                        .get("grpc-status")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("missing");
-                    c.with_label_values(&[status]).inc();
-                }
-                f
-            }))
-        }
-    };
-    Response::from_parts(parts, body)
+/// The connector under the TLS layer: whatever authority the request URI carries
+/// (the client's, with `preserve_host`), it dials the configured origin. The pool is
+/// keyed by the URI's authority, so connections made for one client host are never
+/// used for another's requests.
+#[derive(Clone)]
+pub struct Dialer {
+    inner: HttpConnector,
+    to: Uri,
+}
+
+impl tower_service::Service<Uri> for Dialer {
+    type Response = <HttpConnector as tower_service::Service<Uri>>::Response;
+    type Error = <HttpConnector as tower_service::Service<Uri>>::Error;
+    type Future = <HttpConnector as tower_service::Service<Uri>>::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, _requested: Uri) -> Self::Future {
+        self.inner.call(self.to.clone())
+    }
+}
+
+/// The TLS server name of an origin URL's host (IPv6 without its brackets).
+fn origin_server_name(url: &Uri) -> Option<rustls_pki_types::ServerName<'static>> {
+    let host = url.host()?.trim_start_matches('[').trim_end_matches(']');
+    rustls_pki_types::ServerName::try_from(host.to_string()).ok()
 }
 
 /// Headers that describe one connection and never cross a proxy (RFC 9110 §7.6.1).

@@ -57,17 +57,13 @@ pub async fn pass(
     let out = Request::from_parts(parts, body::boxed(limited));
     match origin.send(out, route).await {
         Ok(resp) => {
-            origin.count("ok");
             if resp.status().is_success() && route.is_some_and(|r| r.config.revoke_on_success) {
                 revoke_presented(state, who).await;
             }
             Ok(respond::from_origin(resp, version, cache_status))
         }
         Err(OriginError::BodyTooLarge) => Err(Error::body_too_large(max_body)),
-        Err(e) => {
-            origin.count(e.label());
-            Err(e.into_error())
-        }
+        Err(e) => Err(e.into_error()),
     }
 }
 
@@ -90,12 +86,8 @@ impl Miss {
         let req = self.origin_get(self.parts.headers.clone());
         let status = CacheStatus::fwd(Fwd::Miss).detail(Detail::NotStored(NoCacheReason::Range));
         match self.origin.send(req, self.route.as_deref()).await {
-            Ok(resp) => {
-                self.origin.count("ok");
-                Ok(respond::from_origin(resp, self.parts.version, status))
-            }
+            Ok(resp) => Ok(respond::from_origin(resp, self.parts.version, status)),
             Err(e) => {
-                self.origin.count(e.label());
                 if let Some(stale) = self.stale_if_error(CacheStatus::STALE_IF_ERROR) {
                     return Ok(stale);
                 }

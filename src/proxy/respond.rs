@@ -2,7 +2,6 @@
 //! response (hop-by-hop removed), each with `Via` and `Cache-Status`.
 
 use http::{header, HeaderMap, HeaderValue, Response, Version};
-use hyper::body::Incoming;
 
 use super::cache_status::CacheStatus;
 use crate::body::{self, Body};
@@ -136,11 +135,11 @@ pub fn from_entry(
 
 /// Passes an origin response through (streamed).
 pub fn from_origin(
-    resp: Response<Incoming>,
+    resp: Response<Body>,
     version: Version,
     cache_status: CacheStatus,
 ) -> Response<Body> {
-    let (mut parts, body) = super::origin::counted_body(resp).into_parts();
+    let (mut parts, body) = resp.into_parts();
     super::origin::prepare_response(&mut parts.headers, version);
     let mut resp = Response::from_parts(parts, body);
     cache_status.append_to(resp.headers_mut());

@@ -190,16 +190,14 @@ async fn ask_origin(
     out: Request<Body>,
     route: Option<&Route>,
     version: Version,
-) -> Result<Result<Response<hyper::body::Incoming>, Response<Body>>, Error> {
+) -> Result<Result<Response<Body>, Response<Body>>, Error> {
     let resp = match origin.send(out, route).await {
         Ok(resp) => resp,
         Err(e) => {
             count_upgrade(state, "error");
-            origin.count(e.label());
             return Err(e.into_error());
         }
     };
-    origin.count("ok");
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         count_upgrade(state, "refused");
         return Ok(Err(respond::from_origin(resp, version, CACHE_STATUS)));

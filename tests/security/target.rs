@@ -259,10 +259,9 @@ both_stores!(
             ("/x?q=%g1", "invalid-encoding"),
             ("*", "not-origin-form"),
         ] {
-            let method = if target == "*" { "OPTIONS" } else { "GET" };
-            let req = format!(
-                "{method} {target} HTTP/1.1\r\nHost: app.example\r\nConnection: close\r\n\r\n"
-            );
+            // `*` with any method but OPTIONS names nothing at all.
+            let req =
+                format!("GET {target} HTTP/1.1\r\nHost: app.example\r\nConnection: close\r\n\r\n");
             let r = raw(gh.proxy, req.as_bytes())
                 .await
                 .unwrap_or_else(|| panic!("{target}: the connection closed without an answer"));
@@ -271,15 +270,23 @@ both_stores!(
             assert_eq!(r.json()["reason"], reason, "{target}");
         }
         // CONNECT (authority-form) names no resource of the origin's, and a reverse
-        // proxy opens no tunnels: 405 (docs/api.md, "Protocols").
-        let r = raw(
-            gh.proxy,
-            b"CONNECT internal.example:22 HTTP/1.1\r\nHost: internal.example:22\r\n\r\n",
-        )
-        .await
-        .expect("CONNECT answered");
-        assert_eq!(r.status, 405);
-        assert_eq!(r.json()["error"], "METHOD_NOT_ALLOWED");
+        // proxy opens no tunnels: 405 (docs/api.md, "Protocols"). `OPTIONS *` asks
+        // about gatehouse itself: answered here, never forwarded (RFC 9110 §9.3.7).
+        // Both name the methods the proxy takes.
+        let connect =
+            &b"CONNECT internal.example:22 HTTP/1.1\r\nHost: internal.example:22\r\n\r\n"[..];
+        let options = &b"OPTIONS * HTTP/1.1\r\nHost: app.example\r\nConnection: close\r\n\r\n"[..];
+        for (req, status) in [(connect, 405), (options, 200)] {
+            let r = raw(gh.proxy, req).await.expect("answered");
+            assert_eq!(r.status, status);
+            let allow = r.header("allow");
+            assert_eq!(allow, Some("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"));
+            if status == 405 {
+                assert_eq!(r.json()["error"], "METHOD_NOT_ALLOWED");
+            } else {
+                assert_eq!(r.header("content-length"), Some("0"));
+            }
+        }
         assert_eq!(origin.total(), 0);
         assert!(
             gh.metric("gatehouse_request_rejections_total{reason=\"encoded-slash\"}")

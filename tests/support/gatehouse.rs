@@ -171,6 +171,33 @@ impl Gatehouse {
         self.assert_metrics(&series).await;
     }
 
+    /// A new HTTP/2 connection (h2c, prior knowledge) to the proxy listener, driven
+    /// in its own task.
+    pub async fn h2c<B>(&self) -> hyper::client::conn::http2::SendRequest<B>
+    where
+        B: http_body::Body + Unpin + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let tcp = tokio::net::TcpStream::connect(self.proxy).await.unwrap();
+        let io = hyper_util::rt::TokioIo::new(tcp);
+        let (send, conn) =
+            hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        send
+    }
+
+    /// Whether `series` reaches `value` within 5s (for counts made as a body ends,
+    /// after the client has its answer).
+    pub async fn metric_reaches(&self, series: &str, value: f64) -> bool {
+        super::eventually(std::time::Duration::from_secs(5), || async {
+            self.metric(series).await == value
+        })
+        .await
+    }
+
     pub fn state(&self) -> &Arc<gatehouse::app::AppState> {
         &self.app.as_ref().unwrap().state
     }

@@ -13,6 +13,47 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
+/// Serves `svc` on every connection `listener` accepts: HTTP/1.1 or HTTP/2 (h2c by
+/// prior knowledge, or by ALPN over TLS with `tls`), each connection in its own task.
+pub fn serve<S, B>(
+    listener: tokio::net::TcpListener,
+    tls: Option<rustls::ServerConfig>,
+    svc: S,
+) -> tokio::task::JoinHandle<()>
+where
+    S: hyper::service::Service<http::Request<Incoming>, Response = http::Response<B>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let acceptor = tls.map(|c| tokio_rustls::TlsAcceptor::from(Arc::new(c)));
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let (acceptor, svc) = (acceptor.clone(), svc.clone());
+            tokio::spawn(async move {
+                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                match acceptor {
+                    Some(a) => {
+                        let Ok(tls) = a.accept(tcp).await else { return };
+                        let _ = builder.serve_connection(TokioIo::new(tls), svc).await;
+                    }
+                    None => {
+                        let _ = builder.serve_connection(TokioIo::new(tcp), svc).await;
+                    }
+                }
+            });
+        }
+    })
+}
+
 /// What the test origin saw.
 #[derive(Clone, Debug)]
 pub struct Seen {
