@@ -339,3 +339,58 @@ async fn grpc_goes_to_a_named_h2c_origin_while_the_default_stays_http1() {
     assert_eq!((app.total(), grpc.hits.load(Ordering::SeqCst)), (1, 1));
     gh.shutdown().await;
 }
+
+/// With `preserve_host`, an HTTP/1.1 origin keeps ONE pool for every client host: a
+/// client sending many `Host` names makes gatehouse reuse its idle connection, not
+/// open one per name, and each request still carries its own host.
+#[tokio::test]
+async fn an_http1_origin_keeps_one_pool_whatever_host_the_clients_send() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let hosts = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let (a, h) = (accepted.clone(), hosts.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            a.fetch_add(1, Ordering::SeqCst);
+            let h = h.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: http::Request<Incoming>| {
+                    let host = req.headers()["host"].to_str().unwrap().to_string();
+                    h.lock().unwrap().push(host);
+                    async { Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::new()))) }
+                });
+                let io = hyper_util::rt::TokioIo::new(tcp);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(io, svc)
+                    .await;
+            });
+        }
+    });
+    let gh = gatehouse(&format!("http://{addr}"), "preserve_host = true\n").await;
+    let client = reqwest::Client::new();
+    let names: Vec<String> = (0..5).map(|i| format!("name{i}.example")).collect();
+    for name in &names {
+        let r = client
+            .get(format!("http://{}/x", gh.proxy))
+            .header("host", name)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{name}");
+    }
+    assert_eq!(
+        *hosts.lock().unwrap(),
+        names,
+        "each request carries its own Host"
+    );
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "one origin connection served every client host"
+    );
+    gh.shutdown().await;
+}

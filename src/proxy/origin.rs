@@ -95,6 +95,8 @@ pub struct Origin {
     /// The version requests are sent with: HTTP/2 when only h2 is spoken.
     version: Version,
     preserve_host: bool,
+    /// `origin.protocol = "http1"`: the client's authority travels as `Host`.
+    http1_only: bool,
     metrics: Arc<Metrics>,
 }
 
@@ -253,6 +255,7 @@ impl Origin {
                 .expect("validated origin has a host"),
             timeout: cfg.timeout,
             preserve_host: cfg.preserve_host,
+            http1_only: matches!(cfg.protocol, OriginProtocol::Http1),
             metrics,
         })
     }
@@ -410,12 +413,24 @@ impl Origin {
                 "interim response from the origin"
             );
         });
-        // One authority (RFC 9113 §8.3.1): it goes in the URI, which HTTP/2 sends as
-        // `:authority` and from which the HTTP/1.1 client writes `Host`; the client's
-        // `Host` field is removed so that no second, conflicting one goes along.
+        // One authority. An origin that may speak HTTP/2 gets it in the URI, sent as
+        // `:authority` (RFC 9113 §8.3.1), and no `Host` field beside it. An
+        // HTTP/1.1-only origin gets it as `Host` (kept by the client) while the URI,
+        // which keys the pool, stays the origin's: one pool serves every client
+        // host, so a client varying `Host` cannot make gatehouse open (and keep
+        // idle) one origin connection per name.
         let authority = self.authority_for(req.headers());
-        req.headers_mut().remove(header::HOST);
-        *req.uri_mut() = self.uri_for(authority, req.uri().path_and_query());
+        let uri_authority = if self.http1_only {
+            match HeaderValue::from_str(authority.as_str()) {
+                Ok(v) => req.headers_mut().insert(header::HOST, v),
+                Err(_) => req.headers_mut().remove(header::HOST),
+            };
+            self.authority.clone()
+        } else {
+            req.headers_mut().remove(header::HOST);
+            authority
+        };
+        *req.uri_mut() = self.uri_for(uri_authority, req.uri().path_and_query());
         *req.version_mut() = self.version;
         match tokio::time::timeout(timeout, self.client.request(req)).await {
             Err(_) => Err(OriginError::Timeout),
@@ -523,9 +538,9 @@ impl Drop for Tally {
 }
 
 /// The connector under the TLS layer: whatever authority the request URI carries
-/// (the client's, with `preserve_host`), it dials the configured origin. The pool is
-/// keyed by the URI's authority, so connections made for one client host are never
-/// used for another's requests.
+/// (the client's, with `preserve_host` on an origin that may speak HTTP/2), it dials
+/// the configured origin. The pool is keyed by the URI's authority, so an h2
+/// connection made for one client host is never used for another's requests.
 #[derive(Clone)]
 pub struct Dialer {
     inner: HttpConnector,
