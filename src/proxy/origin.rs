@@ -339,31 +339,35 @@ impl Origin {
         let out = self
             .send_untimed(req, deadline.map_or(timeout, |d| d.min(timeout)))
             .await;
-        let mut tally = Tally {
-            metrics: self.metrics.clone(),
-            origin: self.name.clone(),
-            route: route.to_string(),
-            elapsed: started.elapsed(),
-            done: false,
-        };
+        let elapsed = started.elapsed();
         let mut resp = match out {
             Ok(resp) => resp,
             Err(e) => {
-                tally.result(e.label());
+                record(&self.metrics, &self.name, route, elapsed, e.label());
                 return Err(e);
             }
         };
-        resp.extensions_mut().insert(OriginTime(tally.elapsed));
+        resp.extensions_mut().insert(OriginTime(elapsed));
         if !super::grpc::is_grpc_message(resp.headers()) {
-            tally.result("ok");
+            record(&self.metrics, &self.name, route, elapsed, "ok");
             return Ok(resp.map(crate::body::boxed));
         }
         if let Some(status) = resp.headers().get("grpc-status") {
             // Trailers-only: the status is in the head.
-            tally.grpc(Some(status));
+            let result = grpc_result(&self.metrics, Some(status));
+            record(&self.metrics, &self.name, route, elapsed, result);
             return Ok(resp.map(crate::body::boxed));
         }
-        let left = deadline.map(|d| d.saturating_sub(tally.elapsed));
+        // The status comes in the trailers: counted as they pass, or as `missing`
+        // when the body ends without them.
+        let mut tally = Tally {
+            metrics: self.metrics.clone(),
+            origin: self.name.clone(),
+            route: route.to_string(),
+            elapsed,
+            done: false,
+        };
+        let left = deadline.map(|d| d.saturating_sub(elapsed));
         Ok(resp.map(|incoming| {
             use http_body_util::BodyExt;
             let body = super::grpc::Deadline::new(incoming, left);
@@ -490,10 +494,37 @@ fn tls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls:
     None
 }
 
-/// The counts of one origin answer (`Origin::send`): its result in
-/// `gatehouse_origin_requests_total` and `gatehouse_origin_duration_seconds` (timed to
-/// the head, `elapsed`), and a gRPC answer's status in `gatehouse_grpc_responses_total`.
-/// Counted once; a gRPC body dropped before its trailers counts as `missing`.
+/// Records one origin answer's result in `gatehouse_origin_requests_total` and
+/// `gatehouse_origin_duration_seconds` (timed to the head).
+fn record(metrics: &Metrics, origin: &str, route: &str, elapsed: Duration, result: &str) {
+    metrics
+        .origin_duration_seconds
+        .with_label_values(&[origin, route, result])
+        .observe(elapsed.as_secs_f64());
+    metrics
+        .origin_requests_total
+        .with_label_values(&[origin, result])
+        .inc();
+}
+
+/// Counts a gRPC answer's `grpc-status` (none: `missing`) in
+/// `gatehouse_grpc_responses_total`; its result: `ok` for 0, else `grpc_error`.
+fn grpc_result(metrics: &Metrics, status: Option<&HeaderValue>) -> &'static str {
+    let status = status.and_then(|v| v.to_str().ok()).unwrap_or("missing");
+    metrics
+        .grpc_responses_total
+        .with_label_values(&[status])
+        .inc();
+    if status == "0" {
+        "ok"
+    } else {
+        "grpc_error"
+    }
+}
+
+/// A gRPC answer whose status comes in its trailers (`Origin::send`): counted once,
+/// as the trailers pass, or as `missing` when the body is dropped before them. Only
+/// this path owns its labels; every other answer is counted where it is sent.
 struct Tally {
     metrics: Arc<Metrics>,
     origin: String,
@@ -503,31 +534,18 @@ struct Tally {
 }
 
 impl Tally {
-    fn result(&mut self, result: &str) {
+    fn grpc(&mut self, status: Option<&HeaderValue>) {
         if std::mem::replace(&mut self.done, true) {
             return;
         }
-        let m = &self.metrics;
-        m.origin_duration_seconds
-            .with_label_values(&[&self.origin, &self.route, result])
-            .observe(self.elapsed.as_secs_f64());
-        m.origin_requests_total
-            .with_label_values(&[&self.origin, result])
-            .inc();
-    }
-
-    /// A gRPC answer's `grpc-status` (none: `missing`): 0 is `ok`, anything else
-    /// `grpc_error`.
-    fn grpc(&mut self, status: Option<&HeaderValue>) {
-        if self.done {
-            return;
-        }
-        let status = status.and_then(|v| v.to_str().ok()).unwrap_or("missing");
-        self.metrics
-            .grpc_responses_total
-            .with_label_values(&[status])
-            .inc();
-        self.result(if status == "0" { "ok" } else { "grpc_error" });
+        let result = grpc_result(&self.metrics, status);
+        record(
+            &self.metrics,
+            &self.origin,
+            &self.route,
+            self.elapsed,
+            result,
+        );
     }
 }
 
