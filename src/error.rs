@@ -303,7 +303,7 @@ impl Error {
             h.append(k, v);
         }
         resp.extensions_mut().insert(Local {
-            code: self.code.as_str().to_string(),
+            code: self.code,
             message: self.message,
         });
         resp
@@ -415,7 +415,7 @@ impl From<Refusal> for Error {
 /// proxy can answer a gRPC request with it in gRPC form (`proxy::grpc::local_reply`).
 #[derive(Clone, Debug)]
 pub struct Local {
-    pub code: String,
+    pub code: ErrorCode,
     pub message: String,
 }
 

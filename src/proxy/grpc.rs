@@ -15,6 +15,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Response, StatusCode};
 
 use crate::body::Body;
+use crate::error::ErrorCode;
 
 /// Whether a `content-type` names gRPC (`application/grpc`, `application/grpc+proto`,
 /// `application/grpc-web...`), in any letter case (media types are case-insensitive,
@@ -114,9 +115,9 @@ where
 /// The `grpc-status` of a local reply with this HTTP status (the gRPC spec's
 /// "HTTP to gRPC Status Code Mapping"), and of a 504 for an origin timeout:
 /// 4 DEADLINE_EXCEEDED.
-pub fn status_for(status: StatusCode, code: &str) -> u32 {
+pub fn status_for(status: StatusCode, code: ErrorCode) -> u32 {
     match status.as_u16() {
-        504 if code == "ORIGIN_TIMEOUT" => 4,
+        504 if code == ErrorCode::OriginTimeout => 4,
         400 => 13,
         401 => 16,
         403 => 7,
@@ -150,7 +151,7 @@ pub fn local_reply(resp: Response<Body>) -> Response<Body> {
         return resp;
     };
     let (mut parts, _json) = resp.into_parts();
-    let grpc_status = status_for(parts.status, &local.code);
+    let grpc_status = status_for(parts.status, local.code);
     parts.status = StatusCode::OK;
     let h = &mut parts.headers;
     h.remove(header::CONTENT_LENGTH);
@@ -190,18 +191,18 @@ mod tests {
     #[test]
     fn http_statuses_map_as_the_grpc_table_says() {
         let cases = [
-            (400, "BAD_REQUEST", 13),
-            (401, "UNAUTHORIZED", 16),
-            (403, "FORBIDDEN", 7),
-            (404, "NO_ROUTE", 12),
-            (405, "METHOD_NOT_ALLOWED", 2),
-            (413, "BODY_TOO_LARGE", 2),
-            (429, "TOO_MANY", 14),
-            (502, "ORIGIN_UNREACHABLE", 14),
-            (503, "STORE_UNAVAILABLE", 14),
-            (504, "NOT_CACHED", 14),
-            (504, "ORIGIN_TIMEOUT", 4),
-            (409, "CAPACITY_FULL", 2),
+            (400, ErrorCode::BadRequest, 13),
+            (401, ErrorCode::TokenMissing, 16),
+            (403, ErrorCode::AudienceNotAllowed, 7),
+            (404, ErrorCode::NoRoute, 12),
+            (405, ErrorCode::MethodNotAllowed, 2),
+            (413, ErrorCode::BodyTooLarge, 2),
+            (429, ErrorCode::CapacityFull, 14),
+            (502, ErrorCode::OriginUnreachable, 14),
+            (503, ErrorCode::StoreUnavailable, 14),
+            (504, ErrorCode::NotCached, 14),
+            (504, ErrorCode::OriginTimeout, 4),
+            (409, ErrorCode::CapacityFull, 2),
         ];
         for (status, code, grpc) in cases {
             let s = StatusCode::from_u16(status).unwrap();
