@@ -19,8 +19,6 @@ use crate::coordination::capacity::Counter;
 use crate::coordination::lock::Holder;
 use crate::coordination::revocation::RevokeError;
 use crate::coordination::CoordError;
-use crate::proxy::gates::Refusal;
-use crate::proxy::origin::OriginError;
 use crate::store::StoreError;
 
 /// Who caused an error: decides the log level, never the body.
@@ -308,6 +306,64 @@ impl Error {
         });
         resp
     }
+}
+
+// The proxy's two domain errors live here, beside their one mapping, so that
+// `error` imports nothing of `proxy` (`proxy::origin` and `proxy::gates` re-export
+// them).
+
+/// Why the origin gave no response head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OriginError {
+    /// Connection refused, reset, DNS, connect timeout: 502 `ORIGIN_UNREACHABLE`.
+    Unreachable(String),
+    /// The TLS handshake with an `https://` origin failed (untrusted certificate,
+    /// wrong name, client certificate refused): 502 `ORIGIN_TLS_ERROR`.
+    Tls(String),
+    /// No response head within `origin.timeout`: 504 `ORIGIN_TIMEOUT`.
+    Timeout,
+    /// The client's body went past `server.max_body_bytes` while being streamed.
+    BodyTooLarge,
+    /// The client's body failed while being streamed (malformed chunked encoding, cut
+    /// short): 400 `BAD_REQUEST`, the client's fault, not the origin's.
+    ClientBody,
+}
+
+impl OriginError {
+    /// The `result` label of `gatehouse_origin_requests_total` and
+    /// `gatehouse_origin_duration_seconds`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            OriginError::Timeout => "timeout",
+            OriginError::Unreachable(_) => "unreachable",
+            OriginError::Tls(_) => "tls_error",
+            OriginError::BodyTooLarge => "body_too_large",
+            OriginError::ClientBody => "client_body_error",
+        }
+    }
+}
+
+/// Why a gate did not let the request through; its answer is `Error::from`.
+#[derive(Debug)]
+pub enum Refusal {
+    /// 400 `MEMBER_MISSING`: the request carries no member id.
+    MemberMissing,
+    /// 400 `MEMBER_INVALID`: the member id is outside the contract's pattern.
+    MemberInvalid,
+    /// 409 `CAPACITY_FULL`.
+    Full {
+        ns: String,
+        id: String,
+        count: Counter,
+    },
+    /// 503 `CAPACITY_NOT_DEFINED`: the route names a counter nobody defined.
+    NotDefined { ns: String, id: String },
+    /// 409 `LOCK_HELD`, with the holder and `Retry-After`.
+    Held {
+        ns: String,
+        id: String,
+        holder: Holder,
+    },
 }
 
 /// A store that gave no answer: 503 `STORE_UNAVAILABLE` (the caller logs the cause

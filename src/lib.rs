@@ -57,8 +57,8 @@
 //! `proxy` → `cache`, `auth`, `coordination`; `api` → `coordination`; `cache`,
 //! `coordination` → `store`. Nothing but `store` names a Redis command.
 //! `coordination`, `store` and `auth` do not import `error`: `error` imports the
-//! domain errors it maps (from `proxy` too: `OriginError` and the gates' `Refusal`,
-//! so `error` ↔ `proxy` through those two types). `auth` does not import `server`,
+//! domain errors it maps, and holds the proxy's two (`OriginError`, the gates'
+//! `Refusal`) itself, so `error` imports nothing of `proxy`. `auth` does not import `server`,
 //! and inside `auth` `jwt` → `jwks` only (claims live in `auth::claims`, time in
 //! `clock`). `config` is low: every module may import it, and it imports only the
 //! leaves `path_pattern` and `authority` (never `app`, `routes`, `store`, `logging`,

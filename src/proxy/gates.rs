@@ -19,10 +19,11 @@ use serde_json::json;
 
 use crate::app::AppState;
 use crate::config::MemberFrom;
-use crate::coordination::capacity::{self, Admission, Counter};
-use crate::coordination::lock::{self, Acquire, AcquireRequest, Holder};
+use crate::coordination::capacity::{self, Admission};
+use crate::coordination::lock::{self, Acquire, AcquireRequest};
 use crate::coordination::CoordError;
 use crate::error::Error;
+pub use crate::error::Refusal;
 use crate::routes::{expand_template, Params, Route};
 
 use super::authorize::Authorized;
@@ -37,29 +38,6 @@ pub struct Passed {
     admitted: Option<(String, String, String)>,
     /// The lock held: (ns, id, token).
     lock: Option<(String, String, String)>,
-}
-
-/// Why a gate did not let the request through; its answer is `Error::from`.
-#[derive(Debug)]
-pub enum Refusal {
-    /// 400 `MEMBER_MISSING`: the request carries no member id.
-    MemberMissing,
-    /// 400 `MEMBER_INVALID`: the member id is outside the contract's pattern.
-    MemberInvalid,
-    /// 409 `CAPACITY_FULL`.
-    Full {
-        ns: String,
-        id: String,
-        count: Counter,
-    },
-    /// 503 `CAPACITY_NOT_DEFINED`: the route names a counter nobody defined.
-    NotDefined { ns: String, id: String },
-    /// 409 `LOCK_HELD`, with the holder and `Retry-After`.
-    Held {
-        ns: String,
-        id: String,
-        holder: Holder,
-    },
 }
 
 /// Runs the route's gates; `headers` gain the fence for the origin.

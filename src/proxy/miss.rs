@@ -211,7 +211,7 @@ impl Miss {
                 if let Some(stale) = self.stale_if_error(CacheStatus::STALE_IF_ERROR) {
                     return Ok(stale);
                 }
-                Err(e.into_error())
+                Err(Error::from(e))
             }
         }
     }

@@ -17,24 +17,8 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::body::Body;
 use crate::config::{ConfigError, OriginConfig, OriginProtocol};
+pub use crate::error::OriginError;
 use crate::metrics::Metrics;
-
-/// Why the origin gave no response head.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OriginError {
-    /// Connection refused, reset, DNS, connect timeout: 502 `ORIGIN_UNREACHABLE`.
-    Unreachable(String),
-    /// The TLS handshake with an `https://` origin failed (untrusted certificate,
-    /// wrong name, client certificate refused): 502 `ORIGIN_TLS_ERROR`.
-    Tls(String),
-    /// No response head within `origin.timeout`: 504 `ORIGIN_TIMEOUT`.
-    Timeout,
-    /// The client's body went past `server.max_body_bytes` while being streamed.
-    BodyTooLarge,
-    /// The client's body failed while being streamed (malformed chunked encoding, cut
-    /// short): 400 `BAD_REQUEST`, the client's fault, not the origin's.
-    ClientBody,
-}
 
 /// The error a client's request body gives when it cannot be read to its end; `send`
 /// finds it in the origin client's error chain.
@@ -50,25 +34,6 @@ impl std::fmt::Display for ClientBodyError {
 impl std::error::Error for ClientBodyError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         Some(&*self.0)
-    }
-}
-
-impl OriginError {
-    /// The `result` label of `gatehouse_origin_requests_total` and
-    /// `gatehouse_origin_duration_seconds`.
-    pub fn label(&self) -> &'static str {
-        match self {
-            OriginError::Timeout => "timeout",
-            OriginError::Unreachable(_) => "unreachable",
-            OriginError::Tls(_) => "tls_error",
-            OriginError::BodyTooLarge => "body_too_large",
-            OriginError::ClientBody => "client_body_error",
-        }
-    }
-
-    /// The answer to send (`Error::from`, the one mapping in `crate::error`).
-    pub fn into_error(self) -> crate::error::Error {
-        self.into()
     }
 }
 

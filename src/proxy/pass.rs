@@ -63,7 +63,7 @@ pub async fn pass(
             Ok(respond::from_origin(resp, version, cache_status))
         }
         Err(OriginError::BodyTooLarge) => Err(Error::body_too_large(max_body)),
-        Err(e) => Err(e.into_error()),
+        Err(e) => Err(Error::from(e)),
     }
 }
 
@@ -91,7 +91,7 @@ impl Miss {
                 if let Some(stale) = self.stale_if_error(CacheStatus::STALE_IF_ERROR) {
                     return Ok(stale);
                 }
-                Err(e.into_error())
+                Err(Error::from(e))
             }
         }
     }

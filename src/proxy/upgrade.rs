@@ -195,7 +195,7 @@ async fn ask_origin(
         Ok(resp) => resp,
         Err(e) => {
             count_upgrade(state, "error");
-            return Err(e.into_error());
+            return Err(Error::from(e));
         }
     };
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
