@@ -13,7 +13,7 @@
 //! | [`error`] | the one error type per HTTP boundary and its single mapping to a JSON answer; `ErrorCode` (each code's spelling, status and source); a `From` per domain error (`CoordError`, `StoreError`, `OriginError`, `Rejection`, `RevokeError`, the gates' `Refusal`) |
 //! | [`body`] | the boxed streaming body every listener answers with; the request body both servers produce |
 //! | [`server`] | transport only: accept loop, HTTP/1.1 (hyper) + HTTP/2 (the h2 crate: h2c, ALPN), TLS, 1xx interim responses, extended CONNECT, connection limits, graceful drain |
-//! | [`proxy`] | THE request path, one file per step, in call order; the miss path as its steps: [`proxy::miss`] (what a miss carries, its answer), [`proxy::coalesce`] (joining or leading a fill, per instance and per fleet), [`proxy::fill`] (the entry built from the origin's answer, one `apply` for a new answer and a 304), [`proxy::pass`] (pass-through, revoke-on-success); [`proxy::cache_status`] (`Cache-Status` as a type); [`proxy::directives`] (`Cache-Control` parsed, what `targeted` and `cache_policy` share) |
+//! | [`proxy`] | THE request path, one file per step, in call order; the miss path as its steps: [`proxy::miss`] (what a miss carries, its answer), [`proxy::coalesce`] (joining or leading a fill, per instance and per fleet), [`proxy::fill`] (the entry built from the origin's answer, one `apply` for a new answer and a 304), [`proxy::pass`] (pass-through, revoke-on-success); [`proxy::cache_status`] (`Cache-Status` as a type); [`proxy::directives`] (`Cache-Control` parsed, what `targeted` and `cache_policy` share); [`proxy::grpc`] (which messages are gRPC, deadlines, gatehouse's own answers in gRPC form) |
 //! | [`auth`] | JWT verification (pinned algorithms, PEM / JWKS keys, leeway, aud any-match), token extraction, verified-token cache; `Claims` in `auth/claims.rs` |
 //! | [`cache`] | L1 (moka) over L2 (store) behind one face, `Cache`; `Entry` with an explicit `Negative` variant ([`cache::entry`]); one module a job: [`cache::key`] (request → `CacheKey` and entry id, Vary variant selection), [`cache::purge`] (by URL, prefix, tag; tombstones), [`cache::coherence`] (cross-instance invalidation, the lost feed), [`cache::coalesce`] (single flight per instance, the fleet lease), [`cache::inspect`] (the api's look inside) |
 //! | [`store`] | the ONE place that talks to Redis or the embedded memory store (its L2 under a byte budget); [`store::id`]: typed cache ids (`EntryId`, with its path-marker kind) and the keys they name; every Lua script of `lua/` in [`store::scripts`]; [`store::wake`], the one wait for a wake-up |
@@ -28,6 +28,9 @@
 //! | [`demo`] | `gatehouse demo`: a demo check-in origin and gatehouse in front of it |
 //!
 //! # The request path (proxy listener)
+//!
+//! `docs/architecture.md` draws the same path as a table of steps, with each
+//! module's one job.
 //!
 //! ```text
 //! client ─► server ─► proxy::handle
