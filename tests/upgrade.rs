@@ -187,23 +187,27 @@ auth = "required"
 cache = false
 "#;
 
-#[tokio::test]
-async fn an_auth_required_route_answers_401_before_any_upgrade() {
-    let origin = WsOrigin::start().await;
-    let gh = start(AUTH, &origin).await;
-    let revoked = format!("Bearer {}", token("ws-revoked"));
+/// A bearer token for `jti`, revoked through the api listener (204) first.
+async fn revoked_bearer(gh: &Gatehouse, jti: &str) -> String {
     let expires = time::OffsetDateTime::from_unix_timestamp(now() + 600)
         .unwrap()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap();
-    let r = gh
-        .client
-        .post(gh.api_url("/v1/revocations"))
-        .json(&serde_json::json!({"jti": "ws-revoked", "expiresAt": expires}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    api_post(
+        gh,
+        "/v1/revocations",
+        serde_json::json!({"jti": jti, "expiresAt": expires}),
+        204,
+    )
+    .await;
+    format!("Bearer {}", token(jti))
+}
+
+#[tokio::test]
+async fn an_auth_required_route_answers_401_before_any_upgrade() {
+    let origin = WsOrigin::start().await;
+    let gh = start(AUTH, &origin).await;
+    let revoked = revoked_bearer(&gh, "ws-revoked").await;
     for bad in [None, Some("Bearer not-a-jwt"), Some(revoked.as_str())] {
         let mut req = ws_url(&gh, "/private").into_client_request().unwrap();
         if let Some(b) = bad {
@@ -581,19 +585,7 @@ async fn websocket_over_h2_extended_connect_echoes_through_gatehouse() {
 async fn websocket_over_h2_runs_auth_first_and_a_revoked_token_gets_401_and_no_tunnel() {
     let origin = WsOrigin::start().await;
     let gh = start(AUTH, &origin).await;
-    let revoked = format!("Bearer {}", token("h2-ws-revoked"));
-    let expires = time::OffsetDateTime::from_unix_timestamp(now() + 600)
-        .unwrap()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap();
-    let r = gh
-        .client
-        .post(gh.api_url("/v1/revocations"))
-        .json(&serde_json::json!({"jti": "h2-ws-revoked", "expiresAt": expires}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    let revoked = revoked_bearer(&gh, "h2-ws-revoked").await;
     let send = h2_conn(&gh).await;
     for bad in [None, Some("Bearer not-a-jwt"), Some(revoked.as_str())] {
         let (head, ws) = h2_websocket(&send, &gh, "/private", bad).await;
