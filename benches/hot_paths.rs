@@ -164,7 +164,7 @@ fn l1_lookup(c: &mut Criterion) {
     // The ids of real keys, as the proxy makes them.
     let id = |i: &str| {
         CacheKey::new(
-            format!("checkin.example.com/api/participants/{i}"),
+            &format!("checkin.example.com/api/participants/{i}"),
             format!("/api/participants/{i}"),
         )
         .id

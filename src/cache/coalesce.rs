@@ -217,7 +217,7 @@ mod tests {
     use super::*;
 
     fn key(s: &str) -> EntryId {
-        crate::cache::CacheKey::new(format!("example.com/{s}"), format!("/{s}")).id
+        crate::cache::CacheKey::new(&format!("example.com/{s}"), format!("/{s}")).id
     }
 
     #[tokio::test]

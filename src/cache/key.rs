@@ -24,7 +24,8 @@ pub struct CacheKey {
 }
 
 impl CacheKey {
-    pub fn new(primary: String, path: String) -> CacheKey {
+    /// `primary` is copied once into the shared key.
+    pub fn new(primary: &str, path: String) -> CacheKey {
         let id = entry_id(path_hash(&path), primary.as_bytes());
         CacheKey {
             primary: Arc::from(primary),
@@ -286,7 +287,7 @@ mod tests {
         // The ids every store and every instance already holds: a change here orphans
         // every cached entry and confuses a mixed-version fleet.
         let key = CacheKey::new(
-            "example.com/api/participants/1".into(),
+            "example.com/api/participants/1",
             "/api/participants/1".into(),
         );
         assert_eq!(

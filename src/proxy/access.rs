@@ -12,17 +12,20 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http::header::HeaderName;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 
 use crate::body::Body;
 use crate::routes::Route;
 
-/// The field the request id travels in.
-pub const REQUEST_ID: &str = "x-request-id";
+/// The field the request id travels in (a `HeaderName`, so inserting it allocates
+/// nothing).
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The request's id: the client's when plausible, else a new one.
 pub fn request_id(headers: &HeaderMap) -> HeaderValue {
-    if let Some(v) = headers.get(REQUEST_ID) {
+    if let Some(v) = headers.get(&REQUEST_ID) {
         let b = v.as_bytes();
         if !b.is_empty()
             && b.len() <= 128
@@ -32,8 +35,11 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
             return v.clone();
         }
     }
-    let id = hex::encode(rand::random::<[u8; 16]>());
-    HeaderValue::from_str(&id).expect("hex is a valid header value")
+    // Hex-encoded on the stack; the one allocation is the shared owner, so the copies
+    // sent to the origin and echoed to the client are reference counts.
+    let mut text = [0u8; 32];
+    hex::encode_to_slice(rand::random::<[u8; 16]>(), &mut text).expect("32 bytes hold 16 in hex");
+    HeaderValue::from_maybe_shared(Bytes::from_owner(text)).expect("hex is a valid header value")
 }
 
 /// What one access line says.
@@ -75,7 +81,7 @@ pub fn log(line: &Line<'_>, resp: &Response<Body>) {
         duration_ms = line.duration.as_secs_f64() * 1000.0,
         origin = line.origin,
         origin_ms = line.origin_time.map(|d| d.as_secs_f64() * 1000.0),
-        cache = text(super::cache_status::FIELD),
+        cache = text(super::cache_status::FIELD.as_str()),
         user = line.user.unwrap_or("-"),
         client = %line.peer.ip(),
         request_id = line.request_id.to_str().unwrap_or("-"),
@@ -98,7 +104,7 @@ mod tests {
             assert_eq!(id.len(), 32, "{bad:?}");
             assert_ne!(id, bad);
         }
-        h.remove(REQUEST_ID);
+        h.remove(&REQUEST_ID);
         assert_ne!(request_id(&h), request_id(&h), "new ids are random");
     }
 

@@ -33,9 +33,29 @@ pub fn for_request(
 ) -> CacheKey {
     let host = host(headers);
     let path = path_and_query(uri);
-    let mut primary = String::with_capacity(host.len() + path.len() + 32);
+    SCRATCH.with_borrow_mut(|primary| {
+        primary.clear();
+        write_primary(primary, host, &path, route, headers, sub);
+        CacheKey::new(primary, path)
+    })
+}
+
+thread_local! {
+    /// Where the primary key is written before its one copy into the shared key, so
+    /// a request costs one allocation for it, not a growing `String` and a copy.
+    static SCRATCH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+fn write_primary(
+    primary: &mut String,
+    host: &str,
+    path: &str,
+    route: Option<&Route>,
+    headers: &HeaderMap,
+    sub: Option<&str>,
+) {
     primary.push_str(host);
-    primary.push_str(&path);
+    primary.push_str(path);
     if let Some(r) = route {
         if let Some(origin) = r
             .config
@@ -61,7 +81,6 @@ pub fn for_request(
             primary.push_str(&hex::encode(&digest[..12]));
         }
     }
-    CacheKey::new(primary, path)
 }
 
 /// The canonical path and query of a canonical request URI (what purges by URL and

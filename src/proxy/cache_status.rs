@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use bytes::Bytes;
+use http::header::HeaderName;
 use http::{HeaderMap, HeaderValue};
 
 use super::cache_policy::NoCacheReason;
@@ -13,8 +13,8 @@ use crate::cache::entry::Entry;
 /// The member's name: the cache that writes it (RFC 9211 §2).
 const NAME: &str = "gatehouse";
 
-/// The header field.
-pub const FIELD: &str = "cache-status";
+/// The header field (a `HeaderName`, so inserting it allocates nothing).
+pub const FIELD: HeaderName = HeaderName::from_static("cache-status");
 
 /// Why a request went forward to the origin (RFC 9211 §2.2 `fwd`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -188,19 +188,82 @@ impl CacheStatus {
     /// (RFC 9211 §2: members run from the cache nearest the origin to the one
     /// nearest the client).
     pub fn append_to(&self, headers: &mut HeaderMap) {
-        let combined = match headers.get(FIELD).and_then(|v| v.to_str().ok()) {
-            Some(prev) if !prev.is_empty() => format!("{prev}, {self}"),
-            _ => self.to_string(),
+        let mut text = Text::default();
+        let written = match headers.get(FIELD).and_then(|v| v.to_str().ok()) {
+            Some(prev) if !prev.is_empty() => {
+                text.push(prev.as_bytes())
+                    && fmt::write(&mut text, format_args!(", {self}")).is_ok()
+            }
+            _ => fmt::write(&mut text, format_args!("{self}")).is_ok(),
         };
-        if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(combined)) {
+        let value = if written {
+            HeaderValue::from_bytes(text.as_bytes())
+        } else {
+            // Longer than the stack buffer: an origin's long list before ours.
+            let prev = headers.get(FIELD).and_then(|v| v.to_str().ok());
+            HeaderValue::try_from(match prev {
+                Some(prev) if !prev.is_empty() => format!("{prev}, {self}"),
+                _ => self.to_string(),
+            })
+        };
+        if let Ok(v) = value {
             headers.insert(FIELD, v);
         }
     }
 
     /// Sets the field to this member alone (an answer gatehouse made itself).
     pub fn replace_in(&self, headers: &mut HeaderMap) {
-        if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(self.to_string())) {
+        let mut text = Text::default();
+        let value = if fmt::write(&mut text, format_args!("{self}")).is_ok() {
+            HeaderValue::from_bytes(text.as_bytes())
+        } else {
+            HeaderValue::try_from(self.to_string())
+        };
+        if let Ok(v) = value {
             headers.insert(FIELD, v);
+        }
+    }
+}
+
+/// A field value written on the stack: the header value is then one exact copy
+/// instead of a `String` grown by each `write!` and copied again (three to four
+/// allocations per answer on the hit path).
+struct Text {
+    buf: [u8; 256],
+    len: usize,
+}
+
+impl Default for Text {
+    fn default() -> Self {
+        Text {
+            buf: [0; 256],
+            len: 0,
+        }
+    }
+}
+
+impl Text {
+    /// Appends `bytes`; false when they do not fit.
+    fn push(&mut self, bytes: &[u8]) -> bool {
+        let Some(room) = self.buf.get_mut(self.len..self.len + bytes.len()) else {
+            return false;
+        };
+        room.copy_from_slice(bytes);
+        self.len += bytes.len();
+        true
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl fmt::Write for Text {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        if self.push(s.as_bytes()) {
+            Ok(())
+        } else {
+            Err(fmt::Error)
         }
     }
 }
@@ -348,6 +411,29 @@ mod tests {
             .detail(Detail::Error)
             .replace_in(&mut h);
         assert_eq!(h[FIELD], "gatehouse; fwd=miss; detail=error");
+    }
+
+    #[test]
+    fn a_list_longer_than_the_stack_buffer_is_kept_whole() {
+        // Nearer caches can send any number of members; past the 256-byte buffer
+        // the member is still appended, not dropped nor cut.
+        let prev = (0..40)
+            .map(|i| format!("cache-{i}; hit"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        assert!(prev.len() > 256);
+        let mut h = HeaderMap::new();
+        h.insert(FIELD, HeaderValue::from_str(&prev).unwrap());
+        CacheStatus::fwd(Fwd::Miss).stored().append_to(&mut h);
+        assert_eq!(
+            h[FIELD],
+            format!("{prev}, gatehouse; fwd=miss; stored").as_str()
+        );
+        // Just under the buffer: written on the stack, same text.
+        let prev = "x".repeat(256 - ", gatehouse; hit".len());
+        h.insert(FIELD, HeaderValue::from_str(&prev).unwrap());
+        CacheStatus::HIT.append_to(&mut h);
+        assert_eq!(h[FIELD], format!("{prev}, gatehouse; hit").as_str());
     }
 
     #[test]

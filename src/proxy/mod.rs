@@ -113,9 +113,11 @@ pub async fn handle(
     let grpc = grpc::is_grpc_message(req.headers());
     let span = tracing::info_span!("request", id = id.to_str().unwrap_or("-"));
     let mut user = None;
-    let (mut resp, route) = route_and_serve(state, &runtime, req, peer, tls, &mut user)
-        .instrument(span.clone())
-        .await;
+    let mut target = None;
+    let (mut resp, route) =
+        route_and_serve(state, &runtime, req, peer, tls, &mut user, &mut target)
+            .instrument(span.clone())
+            .await;
     let label = route.as_deref().map_or("none", Route::label);
     let elapsed = started.elapsed();
     state.metrics.observe_request(
@@ -127,10 +129,7 @@ pub async fn handle(
     let log = &runtime.config.log;
     if log.access && access::wanted(log.access_sample, route.as_deref(), resp.status()) {
         let _in = span.enter();
-        let path = resp
-            .extensions()
-            .get::<CanonicalTarget>()
-            .map_or("-", |t| t.0.as_str());
+        let path = target.as_ref().map_or("-", http::uri::PathAndQuery::as_str);
         access::log(
             &access::Line {
                 method: &method,
@@ -159,12 +158,10 @@ pub async fn handle(
     resp
 }
 
-/// The canonical target a response answered, for its access line.
-#[derive(Clone, Debug)]
-struct CanonicalTarget(http::uri::PathAndQuery);
-
 /// Canonicalises, routes and serves; answers with the route that matched. `user`
-/// gets the verified subject.
+/// gets the verified subject, `target` the canonical target (for the access line;
+/// kept out of the response's extensions, which would cost three allocations per
+/// request).
 async fn route_and_serve(
     state: &Arc<AppState>,
     runtime: &Runtime,
@@ -172,6 +169,7 @@ async fn route_and_serve(
     peer: SocketAddr,
     tls: bool,
     user: &mut Option<String>,
+    target: &mut Option<http::uri::PathAndQuery>,
 ) -> (Response<Body>, Option<Arc<Route>>) {
     // Recognised before `inbound` strips `Connection` and `Upgrade` (h1), or refuses
     // CONNECT (h2's extended CONNECT for a WebSocket, made a GET here).
@@ -188,18 +186,12 @@ async fn route_and_serve(
     if let Some(ws) = h2_websocket {
         req.extensions_mut().insert(ws);
     }
-    let target = req.uri().path_and_query().cloned().map(CanonicalTarget);
-    let with_target = |mut resp: Response<Body>| {
-        if let Some(t) = target.clone() {
-            resp.extensions_mut().insert(t);
-        }
-        resp
-    };
+    *target = req.uri().path_and_query().cloned();
     if runtime.config.cache.purge_method && req.method().as_str() == "PURGE" {
         let resp = purge(state, runtime, req.uri(), peer)
             .await
             .unwrap_or_else(Error::into_response);
-        return (with_target(resp), None);
+        return (resp, None);
     }
     let host = req
         .headers()
@@ -221,7 +213,7 @@ async fn route_and_serve(
             r
         }
     };
-    (with_target(resp), route)
+    (resp, route)
 }
 
 #[allow(clippy::too_many_arguments)]

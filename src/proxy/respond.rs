@@ -93,7 +93,7 @@ fn not_modified_response(
             h.append(k.clone(), v.clone());
         }
     }
-    h.insert(header::AGE, HeaderValue::from(r.age_at(now_ms()) / 1000));
+    h.insert(header::AGE, decimal(r.age_at(now_ms()) / 1000));
     super::origin::add_via(h, version);
     cache_status.append_to(resp.headers_mut());
     resp
@@ -127,10 +127,27 @@ pub fn from_entry(
     if matches!(entry, Entry::Response(_)) && r.status == http::StatusCode::OK {
         h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     }
-    h.insert(header::AGE, HeaderValue::from(r.age_at(now_ms()) / 1000));
+    h.insert(header::AGE, decimal(r.age_at(now_ms()) / 1000));
     super::origin::add_via(h, version);
     cache_status.append_to(resp.headers_mut());
     resp
+}
+
+/// `n` as a header value in one exact allocation (`HeaderValue::from(u64)` makes two:
+/// a growable buffer, then the shared one it is frozen into).
+fn decimal(n: u64) -> HeaderValue {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    HeaderValue::from_bytes(&digits[at..]).expect("digits are a valid header value")
 }
 
 /// Passes an origin response through (streamed).
@@ -144,4 +161,16 @@ pub fn from_origin(
     let mut resp = Response::from_parts(parts, body);
     cache_status.append_to(resp.headers_mut());
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decimal;
+
+    #[test]
+    fn decimal_writes_every_digit() {
+        for n in [0, 7, 10, 99, 100, 3599, 86_400, u64::MAX] {
+            assert_eq!(decimal(n), n.to_string().as_str());
+        }
+    }
 }
