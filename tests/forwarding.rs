@@ -688,3 +688,49 @@ async fn an_h2_stream_reset_by_the_client_drops_its_request_to_the_origin() {
     );
     gh.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_streams_of_one_connection_are_answered_independently() {
+    // The connection's streams share its task: a stream whose origin has not
+    // answered must not hold the others, nor be lost when they finish.
+    let gate = Gate::new();
+    let g = gate.clone();
+    let origin = TestOrigin::start(move |s| {
+        if s.path.ends_with("/slow") {
+            Reply::ok("slow").held_by(&g)
+        } else {
+            Reply::ok("fast")
+        }
+    })
+    .await;
+    let gh = start_memory(&origin, "h2-streams", "").await;
+    let mut h2 = gh.h2c::<http_body_util::Empty<bytes::Bytes>>().await;
+    let get = |path: &str| {
+        http::Request::get(format!("http://{}{path}", gh.proxy))
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap()
+    };
+    let slow = h2.send_request(get("/nocache/slow"));
+    let slow = tokio::spawn(slow);
+    gate.held(1).await;
+    for i in 0..3 {
+        let r = h2
+            .send_request(get(&format!("/nocache/fast{i}")))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let body = http_body_util::BodyExt::collect(r.into_body())
+            .await
+            .unwrap();
+        assert_eq!(body.to_bytes(), "fast");
+    }
+    assert!(!slow.is_finished(), "the held stream was answered early");
+    gate.open();
+    let r = slow.await.unwrap().unwrap();
+    assert_eq!(r.status(), 200);
+    let body = http_body_util::BodyExt::collect(r.into_body())
+        .await
+        .unwrap();
+    assert_eq!(body.to_bytes(), "slow");
+    gh.shutdown().await;
+}
