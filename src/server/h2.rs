@@ -14,7 +14,7 @@
 //!
 //! A connection's streams are polled by the connection's own task, not spawned: as
 //! nginx and Envoy serve a connection on one worker, so a request costs no task and
-//! no wake-up across threads (h2 hits went from 0.79x to ... of nginx, see
+//! no wake-up across threads (h2c hits went from 0.79x to 1.04x nginx's, see
 //! `benches/README.md`). A stream's handler that computes for long delays the other
 //! streams of its connection, never those of other connections.
 //!
